@@ -1,0 +1,88 @@
+//! Creates tables in DynamoDB Local from their `template.yaml` definition.
+
+use crate::template::TableDef;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+};
+
+#[derive(Debug, thiserror::Error)]
+#[error("create table {table}: {message}")]
+pub struct TableError {
+    pub table: String,
+    pub message: String,
+}
+
+/// Creates `name` with the keys and indexes of `def`; an existing table is left alone.
+pub async fn create_table(client: &Client, def: &TableDef, name: &str) -> Result<bool, TableError> {
+    let err = |message: String| TableError {
+        table: name.to_owned(),
+        message,
+    };
+    let mut request = client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest);
+    for (attribute, kind) in &def.attributes {
+        request = request.attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(attribute)
+                .attribute_type(ScalarAttributeType::from(kind.as_str()))
+                .build()
+                .map_err(|e| err(e.to_string()))?,
+        );
+    }
+    for key in key_elements(&def.keys).map_err(err)? {
+        request = request.key_schema(key);
+    }
+    for index in &def.indexes {
+        request = request.global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(&index.name)
+                .set_key_schema(Some(key_elements(&index.keys).map_err(err)?))
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::from(index.projection.as_str()))
+                        .build(),
+                )
+                .build()
+                .map_err(|e| err(e.to_string()))?,
+        );
+    }
+    match request.send().await {
+        Ok(_) => {}
+        Err(e) if format!("{}", aws_sdk_dynamodb::error::DisplayErrorContext(&e)).contains("ResourceInUseException") => {
+            return Ok(false);
+        }
+        Err(e) => return Err(err(aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string())),
+    }
+    if let Some(ttl) = &def.ttl_attribute {
+        client
+            .update_time_to_live()
+            .table_name(name)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .attribute_name(ttl)
+                    .enabled(true)
+                    .build()
+                    .map_err(|e| err(e.to_string()))?,
+            )
+            .send()
+            .await
+            .map_err(|e| err(aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string()))?;
+    }
+    Ok(true)
+}
+
+fn key_elements(keys: &[crate::template::KeyDef]) -> Result<Vec<KeySchemaElement>, String> {
+    keys.iter()
+        .map(|k| {
+            KeySchemaElement::builder()
+                .attribute_name(&k.attribute)
+                .key_type(KeyType::from(k.key_type.as_str()))
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .collect()
+}

@@ -1,0 +1,90 @@
+//! Configuration read from the environment, AWS clients built once per cold
+//! start, and secrets fetched once and cached.
+//!
+//! Locally, `DYNAMODB_ENDPOINT` (or the SDK's own `AWS_ENDPOINT_URL_DYNAMODB`)
+//! points the DynamoDB client at DynamoDB Local, and secrets come from plain
+//! environment variables. In AWS, secrets come from Secrets Manager by ARN.
+
+mod secrets;
+
+pub use secrets::{SecretError, SecretValue, Secrets};
+
+use aws_config::BehaviorVersion;
+use aws_config::timeout::TimeoutConfig;
+use std::time::Duration;
+
+/// Name of the single billing table (`BILLING_TABLE`, default `billing`).
+pub fn table_name() -> String {
+    env_or("BILLING_TABLE", "billing")
+}
+
+pub fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| default.to_owned())
+}
+
+pub fn env_opt(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// The DynamoDB endpoint override, if any (DynamoDB Local or the fault proxy).
+pub fn dynamo_endpoint_override() -> Option<String> {
+    env_opt("DYNAMODB_ENDPOINT").or_else(|| env_opt("AWS_ENDPOINT_URL_DYNAMODB"))
+}
+
+/// Loads the shared AWS configuration. Against a local endpoint, missing
+/// credentials and region get harmless local values (DynamoDB Local accepts any).
+pub async fn load_aws_config() -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(
+        TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .operation_attempt_timeout(Duration::from_secs(5))
+            .operation_timeout(Duration::from_secs(12))
+            .build(),
+    );
+    if dynamo_endpoint_override().is_some() {
+        if env_opt("AWS_ACCESS_KEY_ID").is_none() {
+            loader = loader.credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                "local", "local", None, None, "local",
+            ));
+        }
+        if env_opt("AWS_REGION").is_none() && env_opt("AWS_DEFAULT_REGION").is_none() {
+            loader = loader.region(aws_config::Region::new("us-east-1"));
+        }
+    }
+    loader.load().await
+}
+
+/// A DynamoDB client honouring the local endpoint override.
+pub fn dynamo_client(sdk: &aws_config::SdkConfig) -> aws_sdk_dynamodb::Client {
+    dynamo_client_with(sdk, |b| b)
+}
+
+/// Same, letting the caller adjust the builder (interceptors in benches and tests).
+pub fn dynamo_client_with(
+    sdk: &aws_config::SdkConfig,
+    adjust: impl FnOnce(aws_sdk_dynamodb::config::Builder) -> aws_sdk_dynamodb::config::Builder,
+) -> aws_sdk_dynamodb::Client {
+    let mut builder = aws_sdk_dynamodb::config::Builder::from(sdk);
+    if let Some(endpoint) = dynamo_endpoint_override() {
+        builder = builder.endpoint_url(endpoint);
+    }
+    aws_sdk_dynamodb::Client::from_conf(adjust(builder).build())
+}
+
+/// Structured JSON logs to stdout (CloudWatch), level from `RUST_LOG` (default info).
+/// Call once at the top of `main`.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_current_span(true)
+        .with_span_list(false)
+        .with_target(false)
+        .without_time()
+        .try_init();
+}

@@ -1,0 +1,98 @@
+//! Key formats of the ledger table, in one place.
+
+use std::fmt;
+
+pub const ACCOUNT_SK: &str = "CREDITS";
+pub const ENTRY_SK_PREFIX: &str = "ENTRY#";
+pub const ONCE_SK: &str = "ONCE";
+/// Zero padding of entry numbers: sorts as text up to 10^12 entries per account.
+pub const SEQ_WIDTH: usize = 12;
+
+/// A SkyPANEL user id (the JWT `sub`, also VirtFusion's `extRelationId`).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UserId(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("user id must be 1-64 characters of letters, digits, '-' or '_'")]
+pub struct UserIdError;
+
+impl UserId {
+    pub fn parse(raw: &str) -> Result<UserId, UserIdError> {
+        let ok = !raw.is_empty()
+            && raw.len() <= 64
+            && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if ok { Ok(UserId(raw.to_owned())) } else { Err(UserIdError) }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Partition key of everything the user owns.
+    pub fn pk(&self) -> String {
+        format!("USER#{}", self.0)
+    }
+}
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "UserId({})", self.0)
+    }
+}
+
+pub fn entry_sk(seq: u64) -> String {
+    format!("{ENTRY_SK_PREFIX}{seq:0width$}", width = SEQ_WIDTH)
+}
+
+/// Names one effect that must happen at most once (a PayPal capture, a refund,
+/// a renewal period, a webhook event). Its marker is put with
+/// `attribute_not_exists` in the same transaction as the balance change.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct OnceKey {
+    kind: &'static str,
+    id: String,
+}
+
+impl OnceKey {
+    pub fn new(kind: &'static str, id: impl Into<String>) -> OnceKey {
+        OnceKey { kind, id: id.into() }
+    }
+
+    pub fn pk(&self) -> String {
+        format!("ONCE#{}#{}", self.kind, self.id)
+    }
+
+    pub fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_ids_are_restricted() {
+        assert!(UserId::parse("1042").is_ok());
+        assert!(UserId::parse("user_7-a").is_ok());
+        for bad in ["", "a#b", "a b", "ä", &"x".repeat(65)] {
+            assert!(UserId::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn entry_keys_sort_as_numbers() {
+        assert!(entry_sk(9) < entry_sk(10));
+        assert_eq!(entry_sk(1), "ENTRY#000000000001");
+    }
+}

@@ -1,0 +1,89 @@
+//! The custom-credit ledger, kept in one DynamoDB table.
+//!
+//! Every balance change goes through [`Ledger::apply`]: one strongly
+//! consistent `GetItem` of the account, then one `TransactWriteItems` that
+//! (1) moves the balance *if* the account's `seq` is still the one read,
+//! (2) appends the numbered entry, (3) puts the optional exactly-once marker and
+//! (4) writes whatever the caller's change pays for — all or nothing.
+//! Conflicts are retried with bounded, jittered backoff.
+//!
+//! Item layout (single table, `pk`/`sk` strings):
+//!
+//! | item | pk | sk |
+//! | --- | --- | --- |
+//! | account | `USER#<id>` | `CREDITS` |
+//! | entry | `USER#<id>` | `ENTRY#<seq, 12 digits>` |
+//! | once-marker | `ONCE#<kind>#<id>` | `ONCE` |
+
+mod audit;
+mod error;
+mod item;
+pub mod keys;
+mod metrics;
+mod mutation;
+mod read;
+mod retry;
+
+pub use audit::AuditReport;
+pub use error::LedgerError;
+pub use item::{AttrMap, Entry, EntryKind};
+pub use keys::{OnceKey, UserId, UserIdError};
+pub use metrics::DynamoCallCounter;
+pub use mutation::{Applied, Change, ChangeOutcome, EntryDetails, Overdraft};
+pub use read::{EntryCursor, EntryPage};
+pub use retry::RetryPolicy;
+
+pub use aws_sdk_dynamodb as dynamodb;
+pub use billing_money::Usd;
+
+use aws_sdk_dynamodb::Client;
+
+/// Handle on the ledger table. Cheap to clone; create once per cold start.
+#[derive(Clone, Debug)]
+pub struct Ledger {
+    client: Client,
+    table: String,
+    retry: RetryPolicy,
+}
+
+impl Ledger {
+    pub fn new(client: Client, table: impl Into<String>) -> Ledger {
+        Ledger {
+            client,
+            table: table.into(),
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    pub fn with_retry_policy(mut self, retry: RetryPolicy) -> Ledger {
+        self.retry = retry;
+        self
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+}
+
+/// RFC 3339 UTC with milliseconds: sorts as text in time order.
+pub fn now_rfc3339() -> String {
+    format_rfc3339(time::OffsetDateTime::now_utc())
+}
+
+pub fn format_rfc3339(at: time::OffsetDateTime) -> String {
+    let at = at.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second(),
+        at.millisecond()
+    )
+}

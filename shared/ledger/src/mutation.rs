@@ -1,0 +1,439 @@
+//! The one mutation primitive: [`Ledger::apply`].
+
+use crate::item::{AccountState, AttrMap, Entry, EntryKind, get_u64, n, s, usd};
+use crate::keys::{ACCOUNT_SK, ONCE_SK, OnceKey, UserId, entry_sk};
+use crate::{Ledger, LedgerError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    CancellationReason, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+};
+use billing_money::Usd;
+use sha2::{Digest, Sha256};
+
+/// Whether a debit may take the balance below zero.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Overdraft {
+    /// Spending: refused with [`LedgerError::InsufficientBalance`].
+    Refuse,
+    /// Only for money PayPal already took back (reversal, forced refund): recorded as debt.
+    Allow,
+}
+
+/// What the entry says about the change (its audit fields).
+#[derive(Clone, Debug)]
+pub struct EntryDetails {
+    pub kind: EntryKind,
+    pub description: String,
+    pub admin_id: Option<String>,
+    pub reason: Option<String>,
+    pub reference: Option<String>,
+}
+
+impl EntryDetails {
+    pub fn new(kind: EntryKind, description: impl Into<String>) -> EntryDetails {
+        EntryDetails {
+            kind,
+            description: description.into(),
+            admin_id: None,
+            reason: None,
+            reference: None,
+        }
+    }
+
+    pub fn admin(mut self, admin_id: impl Into<String>, reason: impl Into<String>) -> Self {
+        self.admin_id = Some(admin_id.into());
+        self.reason = Some(reason.into());
+        self
+    }
+
+    pub fn reference(mut self, reference: impl Into<String>) -> Self {
+        self.reference = Some(reference.into());
+        self
+    }
+}
+
+/// The state a change would produce, for caller items that record it
+/// (e.g. a stored idempotent response carrying the new balance).
+#[derive(Clone, Debug)]
+pub struct Preview {
+    pub seq: u64,
+    pub balance_before: Usd,
+    pub balance_after: Usd,
+    pub created_at: String,
+}
+
+type ItemBuilder = Box<dyn Fn(&Preview) -> TransactWriteItem + Send + Sync>;
+
+/// One balance change and everything that must commit with it.
+pub struct Change {
+    pub user: UserId,
+    /// Signed: positive credits, negative debits.
+    pub amount: Usd,
+    pub details: EntryDetails,
+    pub once: Option<OnceKey>,
+    pub overdraft: Overdraft,
+    extra: Vec<ItemBuilder>,
+}
+
+impl Change {
+    pub fn new(user: UserId, amount: Usd, details: EntryDetails) -> Change {
+        Change {
+            user,
+            amount,
+            details,
+            once: None,
+            overdraft: Overdraft::Refuse,
+            extra: Vec::new(),
+        }
+    }
+
+    /// Apply at most once per `key`, ever.
+    pub fn once(mut self, key: OnceKey) -> Change {
+        self.once = Some(key);
+        self
+    }
+
+    pub fn overdraft(mut self, overdraft: Overdraft) -> Change {
+        self.overdraft = overdraft;
+        self
+    }
+
+    /// Commit `item` in the same transaction. If its condition fails the whole
+    /// change is refused with [`LedgerError::ConditionFailed`] carrying this
+    /// item's index (0 for the first added) — give it
+    /// `ReturnValuesOnConditionCheckFailure::AllOld` to see what was there.
+    pub fn with_item(self, item: TransactWriteItem) -> Change {
+        self.with_item_for(move |_| item.clone())
+    }
+
+    /// Like [`Change::with_item`], built from the state the change produces.
+    pub fn with_item_for(
+        mut self,
+        build: impl Fn(&Preview) -> TransactWriteItem + Send + Sync + 'static,
+    ) -> Change {
+        self.extra.push(Box::new(build));
+        self
+    }
+}
+
+/// The result of a change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Applied {
+    /// The entry that moved the money.
+    pub entry: Entry,
+    /// The account balance after it (for a replay: the balance now).
+    pub balance: Usd,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChangeOutcome {
+    /// This call moved the money.
+    Applied(Applied),
+    /// The once-key had already been applied (by this or another caller);
+    /// nothing moved now. Carries the earlier entry and today's balance.
+    AlreadyApplied(Applied),
+}
+
+impl ChangeOutcome {
+    pub fn applied(&self) -> &Applied {
+        match self {
+            ChangeOutcome::Applied(a) | ChangeOutcome::AlreadyApplied(a) => a,
+        }
+    }
+
+    pub fn into_applied(self) -> Applied {
+        match self {
+            ChangeOutcome::Applied(a) | ChangeOutcome::AlreadyApplied(a) => a,
+        }
+    }
+
+    pub fn is_first_time(&self) -> bool {
+        matches!(self, ChangeOutcome::Applied(_))
+    }
+}
+
+/// Positions in the transaction; caller items follow.
+const ACCOUNT_INDEX: usize = 0;
+const ENTRY_INDEX: usize = 1;
+
+enum Attempt {
+    Done(ChangeOutcome),
+    /// Someone else moved first, or the outcome is unknown: re-read and retry.
+    /// Carries the entry this attempt would have written, if it may exist.
+    Retry { maybe_written: Option<u64> },
+}
+
+impl Ledger {
+    /// Applies `change` atomically: one consistent `GetItem`, one
+    /// `TransactWriteItems`, retried on conflict within [`crate::RetryPolicy`].
+    #[tracing::instrument(skip_all, fields(user = %change.user, kind = change.details.kind.as_str()))]
+    pub async fn apply(&self, change: Change) -> Result<ChangeOutcome, LedgerError> {
+        let mutation_id = uuid::Uuid::new_v4().simple().to_string();
+        let created_at = crate::now_rfc3339();
+        let mut maybe_written: Option<u64> = None;
+        for attempt in 0..self.retry.max_attempts {
+            if attempt > 0 {
+                tokio::time::sleep(self.retry.delay(attempt)).await;
+            }
+            let state = self.read_account(&change.user).await?;
+            // An earlier attempt whose answer we never saw may have committed.
+            if let Some(seq) = maybe_written.take()
+                && state.seq >= seq
+                && let Some(entry) = self.read_entry(&change.user, seq).await?
+                && entry.mutation_id == mutation_id
+            {
+                return Ok(ChangeOutcome::Applied(Applied { entry, balance: state.balance }));
+            }
+            match self.attempt(&change, &mutation_id, &created_at, state).await? {
+                Attempt::Done(outcome) => return Ok(outcome),
+                Attempt::Retry { maybe_written: seq } => {
+                    tracing::debug!(attempt, "ledger change retried");
+                    maybe_written = seq;
+                }
+            }
+        }
+        tracing::warn!(attempts = self.retry.max_attempts, "ledger retry budget exhausted");
+        Err(LedgerError::Contended {
+            attempts: self.retry.max_attempts,
+        })
+    }
+
+    async fn attempt(
+        &self,
+        change: &Change,
+        mutation_id: &str,
+        created_at: &str,
+        state: AccountState,
+    ) -> Result<Attempt, LedgerError> {
+        let balance_after = state
+            .balance
+            .checked_add(change.amount)
+            .map_err(|_| LedgerError::Overflow)?;
+        if change.amount.is_negative()
+            && balance_after.is_negative()
+            && change.overdraft == Overdraft::Refuse
+        {
+            if let Some(once) = &change.once
+                && let Some(earlier) = self.read_marker_outcome(once).await?
+            {
+                return Ok(Attempt::Done(ChangeOutcome::AlreadyApplied(earlier)));
+            }
+            return Err(LedgerError::InsufficientBalance {
+                balance: state.balance,
+            });
+        }
+
+        let entry = Entry {
+            seq: state.seq + 1,
+            kind: change.details.kind,
+            amount: change.amount,
+            balance_before: state.balance,
+            balance_after,
+            description: change.details.description.clone(),
+            created_at: created_at.to_owned(),
+            mutation_id: mutation_id.to_owned(),
+            admin_id: change.details.admin_id.clone(),
+            reason: change.details.reason.clone(),
+            reference: change.details.reference.clone(),
+        };
+        let preview = Preview {
+            seq: entry.seq,
+            balance_before: entry.balance_before,
+            balance_after: entry.balance_after,
+            created_at: entry.created_at.clone(),
+        };
+
+        let mut items = vec![
+            self.account_put(&change.user, state, balance_after, created_at)?,
+            self.guarded_put(entry.to_item(change.user.pk()))?,
+        ];
+        let marker_index = match &change.once {
+            Some(once) => {
+                let mut marker = AttrMap::new();
+                marker.insert("pk".into(), s(once.pk()));
+                marker.insert("sk".into(), s(ONCE_SK));
+                marker.insert("user".into(), s(change.user.as_str()));
+                marker.insert("seq".into(), n(entry.seq));
+                marker.insert("createdAt".into(), s(created_at));
+                items.push(self.guarded_put(marker)?);
+                Some(items.len() - 1)
+            }
+            None => None,
+        };
+        let extra_start = items.len();
+        items.extend(change.extra.iter().map(|build| build(&preview)));
+
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .client_request_token(request_token(mutation_id, state.seq))
+            .send()
+            .await;
+
+        let err = match result {
+            Ok(_) => {
+                return Ok(Attempt::Done(ChangeOutcome::Applied(Applied {
+                    entry,
+                    balance: balance_after,
+                })));
+            }
+            Err(err) => err,
+        };
+        let reasons = match err.as_service_error() {
+            Some(TransactWriteItemsError::TransactionCanceledException(cancel)) => {
+                cancel.cancellation_reasons().to_vec()
+            }
+            _ => {
+                let error = LedgerError::dynamo("TransactWriteItems", &err);
+                return match error {
+                    // Unknown outcome (timeout, 5xx, throttling after the SDK's retries):
+                    // the write may have landed; the next attempt checks.
+                    LedgerError::Dynamo { transient: true, .. } => {
+                        tracing::warn!(error = %error, "ledger write outcome unknown; retrying");
+                        Ok(Attempt::Retry {
+                            maybe_written: Some(entry.seq),
+                        })
+                    }
+                    other => Err(other),
+                };
+            }
+        };
+
+        let failed = |i: usize| reason_code(&reasons, i) == Some("ConditionalCheckFailed");
+        if let (Some(marker_index), Some(once)) = (marker_index, &change.once)
+            && failed(marker_index)
+        {
+            return match self.read_marker_outcome(once).await? {
+                Some(earlier) => Ok(Attempt::Done(ChangeOutcome::AlreadyApplied(earlier))),
+                None => Err(LedgerError::corrupt(once.pk(), "marker vanished")),
+            };
+        }
+        if let Some(index) = (extra_start..reasons.len()).find(|&i| failed(i)) {
+            return Err(LedgerError::ConditionFailed {
+                index: index - extra_start,
+                existing: reasons.get(index).and_then(|r| r.item().cloned()).map(Box::new),
+            });
+        }
+        if failed(ACCOUNT_INDEX) || failed(ENTRY_INDEX) {
+            // If the entry we meant to write is there and is ours, an earlier
+            // unacknowledged attempt of this very change committed.
+            let ours = reasons
+                .get(ENTRY_INDEX)
+                .and_then(|r| r.item())
+                .and_then(|item| crate::item::opt_s(item, "mutationId"))
+                .is_some_and(|id| id == mutation_id);
+            if ours {
+                let balance = self.read_account(&change.user).await?.balance;
+                return Ok(Attempt::Done(ChangeOutcome::Applied(Applied { entry, balance })));
+            }
+            return Ok(Attempt::Retry { maybe_written: None });
+        }
+        if reasons.iter().any(|r| {
+            matches!(
+                r.code(),
+                Some("TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded")
+            )
+        }) {
+            return Ok(Attempt::Retry { maybe_written: None });
+        }
+        let codes: Vec<&str> = reasons.iter().map(|r| r.code().unwrap_or("?")).collect();
+        Err(LedgerError::Dynamo {
+            operation: "TransactWriteItems",
+            message: format!("transaction cancelled: {codes:?}"),
+            transient: false,
+        })
+    }
+
+    fn account_put(
+        &self,
+        user: &UserId,
+        seen: AccountState,
+        balance: Usd,
+        now: &str,
+    ) -> Result<TransactWriteItem, LedgerError> {
+        let mut item = AttrMap::new();
+        item.insert("pk".into(), s(user.pk()));
+        item.insert("sk".into(), s(ACCOUNT_SK));
+        item.insert("balance".into(), usd(balance));
+        item.insert("seq".into(), n(seen.seq + 1));
+        item.insert("updatedAt".into(), s(now));
+        let put = Put::builder().table_name(&self.table).set_item(Some(item));
+        // The optimistic lock: nobody moved the account since we read it.
+        let put = if seen.seq == 0 {
+            put.condition_expression("attribute_not_exists(pk)")
+        } else {
+            put.condition_expression("#seq = :seen")
+                .expression_attribute_names("#seq", "seq")
+                .expression_attribute_values(":seen", n(seen.seq))
+        };
+        wrap_put(put)
+    }
+
+    /// A put that only creates: `attribute_not_exists(pk)`, returning the
+    /// existing item when it fails.
+    fn guarded_put(&self, item: AttrMap) -> Result<TransactWriteItem, LedgerError> {
+        wrap_put(
+            Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(pk)")
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld),
+        )
+    }
+
+    /// The entry and today's balance of an already-applied once-key.
+    async fn read_marker_outcome(&self, once: &OnceKey) -> Result<Option<Applied>, LedgerError> {
+        let Some(marker) = self.get_item(once.pk(), ONCE_SK).await? else {
+            return Ok(None);
+        };
+        let key = once.pk();
+        let user = crate::item::get_s(&marker, "user", &key)?;
+        let user = UserId::parse(user).map_err(|_| LedgerError::corrupt(&key, "bad user"))?;
+        let seq = get_u64(&marker, "seq", &key)?;
+        let entry = self
+            .read_entry(&user, seq)
+            .await?
+            .ok_or_else(|| LedgerError::corrupt(&key, "marker points at a missing entry"))?;
+        let balance = self.read_account(&user).await?.balance;
+        Ok(Some(Applied { entry, balance }))
+    }
+
+    /// Whether `once` has been applied (one `GetItem`).
+    pub async fn was_applied(&self, once: &OnceKey) -> Result<bool, LedgerError> {
+        Ok(self.get_item(once.pk(), ONCE_SK).await?.is_some())
+    }
+}
+
+fn reason_code(reasons: &[CancellationReason], index: usize) -> Option<&str> {
+    reasons.get(index).and_then(|r| r.code())
+}
+
+fn wrap_put(put: aws_sdk_dynamodb::types::builders::PutBuilder) -> Result<TransactWriteItem, LedgerError> {
+    let put = put
+        .build()
+        .map_err(|e| LedgerError::corrupt("transaction", e.to_string()))?;
+    Ok(TransactWriteItem::builder().put(put).build())
+}
+
+/// Deterministic per (change, account version): a resend of the same attempt
+/// is recognised by DynamoDB as the same transaction; a new attempt is new.
+fn request_token(mutation_id: &str, seen_seq: u64) -> String {
+    let digest = Sha256::digest(format!("{mutation_id}:{seen_seq}").as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    hex[..36].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_tokens_fit_dynamodb_and_differ_per_attempt() {
+        let a = request_token("m1", 3);
+        assert_eq!(a.len(), 36);
+        assert_eq!(a, request_token("m1", 3));
+        assert_ne!(a, request_token("m1", 4));
+        assert_ne!(a, request_token("m2", 3));
+    }
+}
