@@ -52,10 +52,17 @@ pub async fn create_table(client: &Client, def: &TableDef, name: &str) -> Result
     }
     match request.send().await {
         Ok(_) => {}
-        Err(e) if format!("{}", aws_sdk_dynamodb::error::DisplayErrorContext(&e)).contains("ResourceInUseException") => {
+        Err(e)
+            if format!("{}", aws_sdk_dynamodb::error::DisplayErrorContext(&e))
+                .contains("ResourceInUseException") =>
+        {
             return Ok(false);
         }
-        Err(e) => return Err(err(aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string())),
+        Err(e) => {
+            return Err(err(
+                aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string()
+            ));
+        }
     }
     if let Some(ttl) = &def.ttl_attribute {
         client

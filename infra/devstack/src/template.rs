@@ -105,7 +105,10 @@ impl Template {
                 continue;
             };
             let properties = resource.get("Properties");
-            if let Some(events) = properties.and_then(|p| p.get("Events")).and_then(Value::as_mapping) {
+            if let Some(events) = properties
+                .and_then(|p| p.get("Events"))
+                .and_then(Value::as_mapping)
+            {
                 for event in events.values() {
                     if event.get("Type").and_then(Value::as_str) != Some("HttpApi") {
                         continue;
@@ -124,8 +127,13 @@ impl Template {
             }
             // A function URL has no path of its own; the local gateway serves it
             // at the path named in the function's Metadata (LocalPath).
-            if properties.and_then(|p| p.get("FunctionUrlConfig")).is_some()
-                && let Some(local) = resource.get("Metadata").and_then(|m| m.get("LocalPath")).and_then(Value::as_str)
+            if properties
+                .and_then(|p| p.get("FunctionUrlConfig"))
+                .is_some()
+                && let Some(local) = resource
+                    .get("Metadata")
+                    .and_then(|m| m.get("LocalPath"))
+                    .and_then(Value::as_str)
             {
                 routes.push(RouteDef {
                     method: "POST".into(),
@@ -153,7 +161,9 @@ impl Template {
 
 fn table_def(logical_id: &str, resource: &Value) -> Result<TableDef, TemplateError> {
     let shape = |what: &str| TemplateError::Shape(format!("{logical_id}: {what}"));
-    let props = resource.get("Properties").ok_or_else(|| shape("no Properties"))?;
+    let props = resource
+        .get("Properties")
+        .ok_or_else(|| shape("no Properties"))?;
     let attributes = props
         .get("AttributeDefinitions")
         .and_then(Value::as_sequence)
@@ -169,7 +179,10 @@ fn table_def(logical_id: &str, resource: &Value) -> Result<TableDef, TemplateErr
         })
         .collect::<Result<Vec<_>, _>>()?;
     let keys = key_schema(props.get("KeySchema")).ok_or_else(|| shape("bad KeySchema"))?;
-    let indexes = match props.get("GlobalSecondaryIndexes").and_then(Value::as_sequence) {
+    let indexes = match props
+        .get("GlobalSecondaryIndexes")
+        .and_then(Value::as_sequence)
+    {
         None => Vec::new(),
         Some(list) => list
             .iter()

@@ -7,7 +7,7 @@
 
 mod secrets;
 
-pub use secrets::{SecretError, SecretValue, Secrets};
+pub use secrets::{SecretError, SecretSpec, SecretValue, Secrets};
 
 use aws_config::BehaviorVersion;
 use aws_config::timeout::TimeoutConfig;

@@ -32,12 +32,21 @@ impl fmt::Debug for SecretValue {
     }
 }
 
-/// Resolves named secrets once per cold start.
-///
-/// For a secret `NAME`: if `NAME_ARN` is set, its Secrets Manager value is
-/// used (a JSON object's `field`, or the whole string); otherwise the plain
-/// environment variable `NAME` (local development), else the default.
-/// The Secrets Manager client is only built when an ARN is first needed.
+/// Where one secret comes from: in AWS a Secrets Manager ARN named by the
+/// environment variable `arn_env` (the whole string, or one `field` of a JSON
+/// secret); locally the plain environment variable `local_env`, else
+/// `local_default`.
+#[derive(Clone, Copy, Debug)]
+pub struct SecretSpec {
+    pub arn_env: &'static str,
+    pub field: Option<&'static str>,
+    pub local_env: &'static str,
+    pub local_default: Option<&'static str>,
+}
+
+/// Resolves secrets, fetching each Secrets Manager secret once per cold start.
+/// The Secrets Manager client is only built when an ARN is first needed, so
+/// local runs and cold starts that need no secret pay nothing.
 #[derive(Default)]
 pub struct Secrets {
     client: OnceCell<aws_sdk_secretsmanager::Client>,
@@ -49,15 +58,11 @@ impl Secrets {
         Secrets::default()
     }
 
-    pub async fn get(
-        &self,
-        name: &str,
-        field: Option<&str>,
-        default: Option<&str>,
-    ) -> Result<SecretValue, SecretError> {
-        if let Some(arn) = crate::env_opt(&format!("{name}_ARN")) {
+    pub async fn resolve(&self, spec: SecretSpec) -> Result<SecretValue, SecretError> {
+        let name = spec.local_env;
+        if let Some(arn) = crate::env_opt(spec.arn_env) {
             let raw = self.fetch(name, &arn).await?;
-            return match field {
+            return match spec.field {
                 None => Ok(SecretValue(raw)),
                 Some(field) => serde_json::from_str::<serde_json::Value>(&raw)
                     .ok()
@@ -69,8 +74,8 @@ impl Secrets {
                     }),
             };
         }
-        crate::env_opt(name)
-            .or_else(|| default.map(str::to_owned))
+        crate::env_opt(spec.local_env)
+            .or_else(|| spec.local_default.map(str::to_owned))
             .map(SecretValue)
             .ok_or_else(|| SecretError::Missing {
                 name: name.to_owned(),

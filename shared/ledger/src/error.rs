@@ -35,7 +35,7 @@ pub enum LedgerError {
 }
 
 impl LedgerError {
-    pub(crate) fn dynamo<E>(operation: &'static str, err: &SdkError<E, HttpResponse>) -> LedgerError
+    pub fn dynamo<E>(operation: &'static str, err: &SdkError<E, HttpResponse>) -> LedgerError
     where
         E: std::error::Error + ProvideErrorMetadata + 'static,
     {

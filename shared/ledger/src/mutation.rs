@@ -1,7 +1,7 @@
 //! The one mutation primitive: [`Ledger::apply`].
 
 use crate::item::{AccountState, AttrMap, Entry, EntryKind, get_u64, n, s, usd};
-use crate::keys::{ACCOUNT_SK, ONCE_SK, OnceKey, UserId, entry_sk};
+use crate::keys::{ACCOUNT_SK, ONCE_SK, OnceKey, UserId};
 use crate::{Ledger, LedgerError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{

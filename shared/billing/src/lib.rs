@@ -1,0 +1,12 @@
+//! The business rules of both money systems, written once and used by every
+//! function: what a balance is, how history merges, what an admin may change.
+
+pub mod admin;
+pub mod balance;
+mod error;
+pub mod history;
+pub mod purchases;
+mod reason;
+
+pub use error::BillingError;
+pub use reason::Reason;

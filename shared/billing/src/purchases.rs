@@ -1,0 +1,108 @@
+//! VirtFusion token purchases as the user's history sees them.
+//!
+//! Each purchase has a record in the user's partition,
+//! `pk=USER#<id>`, `sk=TOKENBUY#<createdAt>#<orderId>`, kept in step with the
+//! order (status changes are written in the same transaction).
+
+use crate::BillingError;
+use aws_sdk_dynamodb::types::AttributeValue;
+use billing_money::Tokens;
+use ledger::{AttrMap, Ledger, LedgerError, UserId};
+
+pub const TOKEN_PURCHASE_SK_PREFIX: &str = "TOKENBUY#";
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenPurchase {
+    pub order_id: String,
+    pub tokens: Tokens,
+    /// `pending`, `completed`, `needs_review`, `refunded`, `failed`.
+    pub status: String,
+    pub description: String,
+    pub created_at: String,
+    /// The record's sort key (the history cursor position).
+    pub sort_key: String,
+}
+
+impl TokenPurchase {
+    pub fn sort_key_for(created_at: &str, order_id: &str) -> String {
+        format!("{TOKEN_PURCHASE_SK_PREFIX}{created_at}#{order_id}")
+    }
+
+    pub fn to_item(&self, user: &UserId) -> AttrMap {
+        let mut item = AttrMap::new();
+        item.insert("pk".into(), AttributeValue::S(user.pk()));
+        item.insert("sk".into(), AttributeValue::S(self.sort_key.clone()));
+        item.insert("orderId".into(), AttributeValue::S(self.order_id.clone()));
+        item.insert("tokens".into(), AttributeValue::N(self.tokens.get().to_string()));
+        item.insert("status".into(), AttributeValue::S(self.status.clone()));
+        item.insert("description".into(), AttributeValue::S(self.description.clone()));
+        item.insert("createdAt".into(), AttributeValue::S(self.created_at.clone()));
+        item
+    }
+
+    pub fn from_item(item: &AttrMap) -> Result<TokenPurchase, BillingError> {
+        let text = |name: &str| match item.get(name) {
+            Some(AttributeValue::S(v)) => Ok(v.clone()),
+            _ => Err(corrupt(item, name)),
+        };
+        let tokens = match item.get("tokens") {
+            Some(AttributeValue::N(v)) => v.parse::<i64>().map(Tokens::new).map_err(|_| corrupt(item, "tokens")),
+            _ => Err(corrupt(item, "tokens")),
+        }?;
+        Ok(TokenPurchase {
+            order_id: text("orderId")?,
+            tokens,
+            status: text("status")?,
+            description: text("description")?,
+            created_at: text("createdAt")?,
+            sort_key: text("sk")?,
+        })
+    }
+}
+
+fn corrupt(item: &AttrMap, field: &str) -> BillingError {
+    let key = match item.get("sk") {
+        Some(AttributeValue::S(sk)) => sk.clone(),
+        _ => "?".into(),
+    };
+    BillingError::Ledger(LedgerError::Corrupt {
+        key,
+        problem: format!("{field} missing or malformed"),
+    })
+}
+
+/// Up to `limit` purchases, newest first, strictly older than `before` (a sort key).
+pub async fn token_purchases(
+    ledger: &Ledger,
+    user: &UserId,
+    limit: u32,
+    before: Option<&str>,
+) -> Result<(Vec<TokenPurchase>, bool), BillingError> {
+    let upper = before
+        .map(str::to_owned)
+        // '$' sorts after '#' and every digit: above every TOKENBUY# key.
+        .unwrap_or_else(|| format!("{TOKEN_PURCHASE_SK_PREFIX}$"));
+    let out = ledger
+        .client()
+        .query()
+        .table_name(ledger.table())
+        .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
+        .expression_attribute_values(":pk", AttributeValue::S(user.pk()))
+        .expression_attribute_values(":lo", AttributeValue::S(TOKEN_PURCHASE_SK_PREFIX.into()))
+        .expression_attribute_values(":hi", AttributeValue::S(upper.clone()))
+        .scan_index_forward(false)
+        .limit(limit.clamp(1, 1000) as i32 + 1)
+        .send()
+        .await
+        .map_err(|e| LedgerError::dynamo("Query", &e))?;
+    let mut purchases = out
+        .items()
+        .iter()
+        .map(TokenPurchase::from_item)
+        .collect::<Result<Vec<_>, _>>()?;
+    // BETWEEN is inclusive: drop the cursor's own item.
+    purchases.retain(|p| p.sort_key != upper);
+    let more = purchases.len() > limit as usize || out.last_evaluated_key.is_some();
+    purchases.truncate(limit as usize);
+    Ok((purchases, more))
+}

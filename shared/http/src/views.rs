@@ -1,0 +1,56 @@
+//! JSON shapes of the contract, built in one place.
+
+use billing::balance::BalanceView;
+use billing::history::HistoryItem;
+use ledger::Entry;
+use serde_json::{Value, json};
+
+/// `GET /api/billing/balance`.
+pub fn balance(view: &BalanceView) -> Value {
+    let virtfusion = match view.tokens {
+        Some(tokens) => json!({ "balance": tokens.get(), "formatted": tokens.formatted(), "available": true }),
+        None => json!({ "balance": null, "formatted": null, "available": false }),
+    };
+    json!({
+        "virtFusion": virtfusion,
+        "customCredits": { "balance": view.credits, "formatted": view.credits.formatted() },
+    })
+}
+
+/// A ledger entry as a transaction item. Admins also see who changed it.
+pub fn credit_entry(entry: &Entry, for_admin: bool) -> Value {
+    let mut item = json!({
+        "id": format!("cc-{}", entry.seq),
+        "system": "custom_credits",
+        "type": entry.kind.as_str(),
+        "amount": entry.amount,
+        "status": "completed",
+        "description": entry.description,
+        "createdAt": entry.created_at,
+        "balanceBefore": entry.balance_before,
+        "balanceAfter": entry.balance_after,
+    });
+    if let Some(reference) = &entry.reference {
+        item["reference"] = json!(reference);
+    }
+    if for_admin {
+        item["adminId"] = json!(entry.admin_id);
+        item["reason"] = json!(entry.reason);
+    }
+    item
+}
+
+pub fn history_item(item: &HistoryItem) -> Value {
+    match item {
+        HistoryItem::Credits(entry) => credit_entry(entry, false),
+        HistoryItem::Tokens(purchase) => json!({
+            "id": purchase.order_id,
+            "system": "virtfusion",
+            "type": "purchase",
+            "amount": purchase.tokens.get(),
+            "status": purchase.status,
+            "description": purchase.description,
+            "createdAt": purchase.created_at,
+        }),
+    }
+}

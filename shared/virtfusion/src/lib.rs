@@ -1,0 +1,559 @@
+//! VirtFusion API client (`{base}/api/v1`, `Authorization: Bearer <token>`):
+//! read a user's token balance, add tokens, remove a credit.
+//!
+//! # Retry policy
+//!
+//! VirtFusion has no way to look a credit up by our reference, so a token
+//! delivery may only be retried when it surely did not happen. Every error is
+//! a [`VirtFusionError`] that says which case it is:
+//!
+//! - connection refused / DNS / connect timeout ([`VirtFusionError::NotSent`])
+//!   and 4xx ([`VirtFusionError::Rejected`]): not applied, safe to retry later;
+//! - a timeout after the request was sent, a lost connection, or a 5xx
+//!   ([`VirtFusionError::Uncertain`]): maybe applied; the purchase goes to
+//!   `needs_review` and is **never retried blindly**;
+//! - 2xx with an unreadable body ([`VirtFusionError::BadResponse`]): applied,
+//!   result unknown; also `needs_review`.
+//!
+//! The client itself never retries (reqwest only re-sends requests that a
+//! server provably refused at the protocol level). Every call has a timeout.
+//! The API token is never logged nor put in an error.
+
+mod error;
+
+pub use error::{ConfigError, VirtFusionError};
+
+use billing_config::{SecretSpec, SecretValue, Secrets};
+use billing_money::Tokens;
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Base URL (without `/api/v1`): field `baseUrl` of the secret named by
+/// `VIRTFUSION_SECRET_ARN`, locally `VIRTFUSION_BASE_URL`.
+pub const BASE_URL_SECRET: SecretSpec = SecretSpec {
+    arn_env: "VIRTFUSION_SECRET_ARN",
+    field: Some("baseUrl"),
+    local_env: "VIRTFUSION_BASE_URL",
+    local_default: Some("http://127.0.0.1:8091"),
+};
+
+/// API token: field `apiToken` of the secret named by `VIRTFUSION_SECRET_ARN`,
+/// locally `VIRTFUSION_API_TOKEN`.
+pub const API_TOKEN_SECRET: SecretSpec = SecretSpec {
+    arn_env: "VIRTFUSION_SECRET_ARN",
+    field: Some("apiToken"),
+    local_env: "VIRTFUSION_API_TOKEN",
+    local_default: Some("local-virtfusion-token"),
+};
+
+/// Per-call timeout when `VIRTFUSION_TIMEOUT_MS` is not set.
+pub const DEFAULT_TIMEOUT_MS: u64 = 3000;
+const MAX_TIMEOUT_MS: u64 = 60_000;
+/// Responses larger than this are not VirtFusion's and are not read further.
+const MAX_BODY_BYTES: usize = 1024 * 1024;
+const MAX_EXT_RELATION_ID_LEN: usize = 255;
+
+/// The id VirtFusion gives a credit (`POST .../credit/...` answers
+/// `{"data": {"id": <creditId>}}`); needed to take the tokens back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct CreditId(pub u64);
+
+impl CreditId {
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for CreditId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl FromStr for CreditId {
+    type Err = std::num::ParseIntError;
+
+    fn from_str(s: &str) -> Result<CreditId, Self::Err> {
+        s.parse().map(CreditId)
+    }
+}
+
+/// A VirtFusion API client; build it once per cold start and share it.
+#[derive(Clone)]
+pub struct VirtFusionClient {
+    http: reqwest::Client,
+    /// `{base_url}/api/v1`, without a trailing slash.
+    api_base: String,
+    timeout: Duration,
+}
+
+impl fmt::Debug for VirtFusionClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VirtFusionClient")
+            .field("api_base", &self.api_base)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds the client from configuration: base URL and token through
+/// [`Secrets`] ([`BASE_URL_SECRET`], [`API_TOKEN_SECRET`]), timeout from
+/// `VIRTFUSION_TIMEOUT_MS` (default [`DEFAULT_TIMEOUT_MS`]).
+pub async fn from_env(secrets: &Secrets) -> Result<VirtFusionClient, ConfigError> {
+    let timeout = parse_timeout_ms(billing_config::env_opt("VIRTFUSION_TIMEOUT_MS").as_deref())?;
+    let base_url = secrets.resolve(BASE_URL_SECRET).await?;
+    let api_token = secrets.resolve(API_TOKEN_SECRET).await?;
+    Ok(VirtFusionClient::new(
+        base_url.expose(),
+        api_token,
+        timeout,
+    )?)
+}
+
+fn parse_timeout_ms(raw: Option<&str>) -> Result<Duration, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(Duration::from_millis(DEFAULT_TIMEOUT_MS));
+    };
+    match raw.trim().parse::<u64>() {
+        Ok(ms) if (1..=MAX_TIMEOUT_MS).contains(&ms) => Ok(Duration::from_millis(ms)),
+        _ => Err(ConfigError::Timeout),
+    }
+}
+
+impl VirtFusionClient {
+    /// `base_url` is VirtFusion's root (`https://panel.example.com`); calls go
+    /// to `{base_url}/api/v1/...`. `timeout` bounds each whole call; connecting
+    /// is bounded by half of it, so a slow connect is reported as
+    /// [`VirtFusionError::NotSent`] rather than [`VirtFusionError::Uncertain`].
+    pub fn new(
+        base_url: &str,
+        api_token: SecretValue,
+        timeout: Duration,
+    ) -> Result<VirtFusionClient, VirtFusionError> {
+        let api_base = api_base(base_url)?;
+        if timeout.is_zero() {
+            return Err(VirtFusionError::Invalid("timeout must be positive".into()));
+        }
+        let mut auth =
+            HeaderValue::from_str(&format!("Bearer {}", api_token.expose())).map_err(|_| {
+                VirtFusionError::Invalid("API token is not a valid header value".into())
+            })?;
+        auth.set_sensitive(true);
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, auth);
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .timeout(timeout)
+            .connect_timeout(timeout / 2)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|_| VirtFusionError::Invalid("HTTP client could not be built".into()))?;
+        Ok(VirtFusionClient {
+            http,
+            api_base,
+            timeout,
+        })
+    }
+
+    /// The user's token balance:
+    /// `GET /selfService/hourlyStats/byUserExtRelationId/{id}?period[]=<today UTC>&range=m`,
+    /// reading `data.credit.tokens` (a number or a numeric string; whole
+    /// values only). `ext_relation_id` is our user id (the JWT `sub`).
+    pub async fn token_balance(&self, ext_relation_id: &str) -> Result<Tokens, VirtFusionError> {
+        let url = self.balance_url(ext_relation_id, time::OffsetDateTime::now_utc().date())?;
+        let body = self.send("token_balance", self.http.get(url)).await?;
+        parse_balance(&body)
+    }
+
+    /// Credits `tokens` (> 0) to the user:
+    /// `POST /selfService/credit/byUserExtRelationId/{id}` with
+    /// `{"tokens": N, "reference_2": reference}`; answers the new credit's id.
+    ///
+    /// On error, retry only if [`VirtFusionError::is_definitely_not_applied`].
+    pub async fn add_tokens(
+        &self,
+        ext_relation_id: &str,
+        tokens: Tokens,
+        reference: &str,
+    ) -> Result<CreditId, VirtFusionError> {
+        if tokens.get() <= 0 {
+            return Err(VirtFusionError::Invalid(
+                "tokens to add must be positive".into(),
+            ));
+        }
+        let url = format!(
+            "{}/selfService/credit/byUserExtRelationId/{}",
+            self.api_base,
+            path_segment(ext_relation_id)?
+        );
+        let body = serde_json::to_vec(&AddCreditBody {
+            tokens,
+            reference_2: reference,
+        })
+        .map_err(|_| VirtFusionError::Invalid("request body could not be encoded".into()))?;
+        let request = self
+            .http
+            .post(url)
+            .header(CONTENT_TYPE, "application/json")
+            .body(body);
+        let body = self.send("add_tokens", request).await?;
+        parse_credit_id(&body)
+    }
+
+    /// Takes a credit's tokens back: `DELETE /selfService/credit/{creditId}`
+    /// (204). A credit that no longer exists answers
+    /// `Rejected { status: 404 }`; the caller decides whether that means done.
+    pub async fn remove_credit(&self, credit_id: CreditId) -> Result<(), VirtFusionError> {
+        let url = format!("{}/selfService/credit/{}", self.api_base, credit_id);
+        self.send("remove_credit", self.http.delete(url)).await?;
+        Ok(())
+    }
+
+    fn balance_url(
+        &self,
+        ext_relation_id: &str,
+        date: time::Date,
+    ) -> Result<String, VirtFusionError> {
+        Ok(format!(
+            "{}/selfService/hourlyStats/byUserExtRelationId/{}?period%5B%5D={:04}-{:02}-{:02}&range=m",
+            self.api_base,
+            path_segment(ext_relation_id)?,
+            date.year(),
+            u8::from(date.month()),
+            date.day()
+        ))
+    }
+
+    /// Sends one request (no retry) and returns the body of a 2xx answer.
+    async fn send(
+        &self,
+        operation: &'static str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Vec<u8>, VirtFusionError> {
+        let mut response = match request.send().await {
+            Ok(response) => response,
+            Err(e) => {
+                let error = classify_send_error(&e);
+                tracing::warn!(operation, error = %e, outcome = %error, "VirtFusion call failed");
+                return Err(error);
+            }
+        };
+        let status = response.status();
+        if status.is_success() {
+            return read_body(&mut response).await.map_err(|reason| {
+                tracing::warn!(
+                    operation,
+                    status = status.as_u16(),
+                    reason,
+                    "VirtFusion response unreadable"
+                );
+                VirtFusionError::BadResponse(reason.to_owned())
+            });
+        }
+        let error = if status.is_client_error() {
+            VirtFusionError::Rejected {
+                status: status.as_u16(),
+            }
+        } else {
+            VirtFusionError::Uncertain
+        };
+        // A little of VirtFusion's message helps whoever reads the log.
+        let detail = match read_body(&mut response).await {
+            Ok(body) => String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned(),
+            Err(_) => String::new(),
+        };
+        tracing::warn!(operation, status = status.as_u16(), detail, outcome = %error, "VirtFusion call failed");
+        Err(error)
+    }
+}
+
+/// Connect failures (refused, DNS, connect timeout) happen before a single
+/// byte of the request is written; anything later may have reached VirtFusion.
+fn classify_send_error(e: &reqwest::Error) -> VirtFusionError {
+    if e.is_connect() || e.is_builder() {
+        VirtFusionError::NotSent
+    } else {
+        VirtFusionError::Uncertain
+    }
+}
+
+async fn read_body(response: &mut reqwest::Response) -> Result<Vec<u8>, &'static str> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|_| "body could not be read")?
+    {
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err("body too large");
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// `{base}/api/v1` from a base URL: http(s), no credentials, query or fragment.
+/// Errors never repeat the URL (it comes from a secret).
+fn api_base(base_url: &str) -> Result<String, VirtFusionError> {
+    let invalid = |why: &str| VirtFusionError::Invalid(format!("base URL {why}"));
+    let trimmed = base_url.trim().trim_end_matches('/');
+    let url = reqwest::Url::parse(trimmed).map_err(|_| invalid("is not a valid URL"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(invalid("must be http or https"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid("must not contain credentials"));
+    }
+    if url.query().is_some() || url.fragment().is_some() || url.cannot_be_a_base() {
+        return Err(invalid("must not have a query or fragment"));
+    }
+    Ok(format!("{trimmed}/api/v1"))
+}
+
+/// Percent-encodes a user id for use as one path segment; refuses ids that
+/// would change the path (`""`, `"."`, `".."`) or are absurdly long.
+fn path_segment(ext_relation_id: &str) -> Result<String, VirtFusionError> {
+    if ext_relation_id.is_empty()
+        || ext_relation_id == "."
+        || ext_relation_id == ".."
+        || ext_relation_id.len() > MAX_EXT_RELATION_ID_LEN
+    {
+        return Err(VirtFusionError::Invalid(
+            "ext relation id is not a usable user id".into(),
+        ));
+    }
+    let mut out = String::with_capacity(ext_relation_id.len());
+    for byte in ext_relation_id.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    Ok(out)
+}
+
+#[derive(Serialize)]
+struct AddCreditBody<'a> {
+    tokens: Tokens,
+    reference_2: &'a str,
+}
+
+#[derive(Deserialize)]
+struct Envelope<T> {
+    data: T,
+}
+
+#[derive(Deserialize)]
+struct BalanceData<'a> {
+    #[serde(borrow)]
+    credit: BalanceCredit<'a>,
+}
+
+#[derive(Deserialize)]
+struct BalanceCredit<'a> {
+    #[serde(borrow)]
+    tokens: &'a RawValue,
+}
+
+#[derive(Deserialize)]
+struct CreatedCredit<'a> {
+    #[serde(borrow)]
+    id: &'a RawValue,
+}
+
+/// `data.credit.tokens`, read from its literal JSON text (never as a float).
+fn parse_balance(body: &[u8]) -> Result<Tokens, VirtFusionError> {
+    let envelope: Envelope<BalanceData<'_>> = serde_json::from_slice(body).map_err(|_| {
+        VirtFusionError::BadResponse("no data.credit.tokens in balance response".into())
+    })?;
+    Tokens::parse_lenient(envelope.data.credit.tokens.get()).map_err(|_| {
+        VirtFusionError::BadResponse("data.credit.tokens is not a whole number".into())
+    })
+}
+
+/// `data.id` of a created credit: an integer (a numeric string is tolerated).
+fn parse_credit_id(body: &[u8]) -> Result<CreditId, VirtFusionError> {
+    let bad = || VirtFusionError::BadResponse("no integer data.id in credit response".into());
+    let envelope: Envelope<CreatedCredit<'_>> = serde_json::from_slice(body).map_err(|_| bad())?;
+    let text = envelope.data.id.get().trim();
+    let digits = text
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(text);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    digits.parse().map(CreditId).map_err(|_| bad())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(base: &str) -> VirtFusionClient {
+        VirtFusionClient::new(base, SecretValue::new("t0ken"), Duration::from_secs(1)).unwrap()
+    }
+
+    #[test]
+    fn balance_is_read_from_number_or_numeric_string() {
+        let cases = [
+            (r#"{"data":{"credit":{"tokens":1250}}}"#, 1250),
+            (r#"{"data":{"credit":{"tokens":"1250"}}}"#, 1250),
+            (
+                r#"{"data":{"credit":{"tokens":"1250.00"},"other":[1,2]}}"#,
+                1250,
+            ),
+            (r#"{"data":{"credit":{"tokens":0}}}"#, 0),
+            (r#"{"data":{"credit":{"tokens":-5}}}"#, -5),
+        ];
+        for (body, expected) in cases {
+            assert_eq!(
+                parse_balance(body.as_bytes()).unwrap().get(),
+                expected,
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_balances_are_bad_responses() {
+        for body in [
+            r#"{"data":{"credit":{"tokens":12.5}}}"#,
+            r#"{"data":{"credit":{"tokens":"1e3"}}}"#,
+            r#"{"data":{"credit":{"tokens":null}}}"#,
+            r#"{"data":{"credit":{}}}"#,
+            r#"{"data":{}}"#,
+            "not json",
+            "",
+        ] {
+            assert!(
+                matches!(
+                    parse_balance(body.as_bytes()),
+                    Err(VirtFusionError::BadResponse(_))
+                ),
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn credit_id_is_an_integer() {
+        assert_eq!(
+            parse_credit_id(br#"{"data":{"id":42}}"#).unwrap(),
+            CreditId(42)
+        );
+        assert_eq!(
+            parse_credit_id(br#"{"data":{"id":"42"}}"#).unwrap(),
+            CreditId(42)
+        );
+        for body in [
+            r#"{"data":{"id":-1}}"#,
+            r#"{"data":{"id":4.2}}"#,
+            r#"{"data":{"id":null}}"#,
+            r#"{"data":{}}"#,
+            r#"{"data":{"id":99999999999999999999999}}"#,
+        ] {
+            assert!(parse_credit_id(body.as_bytes()).is_err(), "{body}");
+        }
+        assert_eq!(CreditId(7).to_string(), "7");
+        assert_eq!("7".parse::<CreditId>().unwrap(), CreditId(7));
+    }
+
+    #[test]
+    fn add_body_is_exact_json() {
+        let body = serde_json::to_vec(&AddCreditBody {
+            tokens: Tokens::new(1000),
+            reference_2: "order-1",
+        })
+        .unwrap();
+        assert_eq!(body, br#"{"tokens":1000,"reference_2":"order-1"}"#);
+    }
+
+    #[test]
+    fn balance_url_has_today_and_monthly_range() {
+        let date = time::macros::date!(2024 - 02 - 09);
+        assert_eq!(
+            client("http://vf.local/").balance_url("123", date).unwrap(),
+            "http://vf.local/api/v1/selfService/hourlyStats/byUserExtRelationId/123?period%5B%5D=2024-02-09&range=m"
+        );
+    }
+
+    #[test]
+    fn user_ids_cannot_escape_their_path_segment() {
+        assert_eq!(path_segment("42").unwrap(), "42");
+        assert_eq!(
+            path_segment("a/../b c?d#").unwrap(),
+            "a%2F..%2Fb%20c%3Fd%23"
+        );
+        for id in ["", ".", ".."] {
+            assert!(matches!(path_segment(id), Err(VirtFusionError::Invalid(_))));
+        }
+        assert!(path_segment(&"1".repeat(256)).is_err());
+    }
+
+    #[test]
+    fn base_url_must_be_plain_http() {
+        assert_eq!(
+            api_base("https://vf.example.com").unwrap(),
+            "https://vf.example.com/api/v1"
+        );
+        assert_eq!(
+            api_base("http://127.0.0.1:8091/").unwrap(),
+            "http://127.0.0.1:8091/api/v1"
+        );
+        for bad in [
+            "",
+            "vf.example.com",
+            "ftp://x",
+            "https://u:p@x",
+            "https://x/?a=1",
+            "https://x/#f",
+        ] {
+            let err = api_base(bad).unwrap_err();
+            assert!(matches!(err, VirtFusionError::Invalid(_)), "{bad}");
+            if bad.contains("u:p") {
+                assert!(!err.to_string().contains("u:p"));
+            }
+        }
+    }
+
+    #[test]
+    fn token_never_shows_in_debug_or_errors() {
+        let c = client("http://vf.local");
+        assert!(!format!("{c:?}").contains("t0ken"));
+        let err = VirtFusionClient::new(
+            "http://x",
+            SecretValue::new("bad\ntoken"),
+            Duration::from_secs(1),
+        )
+        .unwrap_err();
+        assert!(!format!("{err} {err:?}").contains("bad"));
+    }
+
+    #[test]
+    fn nonpositive_timeouts_are_refused() {
+        assert!(VirtFusionClient::new("http://x", SecretValue::new("t"), Duration::ZERO).is_err());
+    }
+
+    #[test]
+    fn timeout_env_is_validated() {
+        assert_eq!(parse_timeout_ms(None).unwrap(), Duration::from_millis(3000));
+        assert_eq!(
+            parse_timeout_ms(Some(" 250 ")).unwrap(),
+            Duration::from_millis(250)
+        );
+        for bad in ["0", "-1", "1.5", "abc", "60001"] {
+            assert!(
+                matches!(parse_timeout_ms(Some(bad)), Err(ConfigError::Timeout)),
+                "{bad}"
+            );
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! Test harness: each test gets its own table (created from `template.yaml`)
+//! on the one DynamoDB Local that `infra/test.sh` starts, so tests run in
+//! parallel without sharing state.
+
+use aws_sdk_dynamodb::Client;
+use ledger::{DynamoCallCounter, Ledger, UserId};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub use billing_money::Usd;
+
+pub struct TestTable {
+    pub client: Client,
+    pub name: String,
+    /// Counts every DynamoDB call made through `client`.
+    pub calls: DynamoCallCounter,
+}
+
+/// The DynamoDB Local endpoint; `infra/test.sh` starts one and exports it.
+pub fn dynamo_endpoint() -> String {
+    billing_config::dynamo_endpoint_override().unwrap_or_else(|| {
+        panic!(
+            "DYNAMODB_ENDPOINT is not set: run the tests with ./infra/test.sh \
+             (it starts DynamoDB Local), or export DYNAMODB_ENDPOINT=http://127.0.0.1:<port>"
+        )
+    })
+}
+
+impl TestTable {
+    /// A fresh table with the keys and indexes of `BillingTable` in template.yaml.
+    pub async fn new() -> TestTable {
+        let _ = dynamo_endpoint();
+        let sdk = billing_config::load_aws_config().await;
+        let calls = DynamoCallCounter::default();
+        let counter = calls.clone();
+        let client = billing_config::dynamo_client_with(&sdk, move |b| b.interceptor(counter));
+        let template = devstack::template::Template::load(&devstack::template_path())
+            .expect("template.yaml readable");
+        let def = template.table("BillingTable").expect("BillingTable in template.yaml");
+        let name = format!("t-{}", uuid::Uuid::new_v4().simple());
+        devstack::tables::create_table(&client, &def, &name)
+            .await
+            .expect("create test table");
+        calls.reset();
+        TestTable { client, name, calls }
+    }
+
+    pub fn ledger(&self) -> Ledger {
+        Ledger::new(self.client.clone(), &self.name)
+    }
+}
+
+/// A user id no other test uses.
+pub fn new_user() -> UserId {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    UserId::parse(&format!("{}{n}", std::process::id())).expect("valid user id")
+}
+
+pub fn usd(text: &str) -> Usd {
+    text.parse().expect("test amount")
+}
+
+/// Fails the test unless the account's chain is sound; returns the balance.
+pub async fn assert_audit(ledger: &Ledger, user: &UserId) -> Usd {
+    let report = ledger.audit(user).await.expect("audit readable");
+    assert!(report.is_sound(), "ledger audit failed for {user}: {:?}", report.problems);
+    report.balance
+}
