@@ -2,6 +2,8 @@
 //! on the one DynamoDB Local that `infra/test.sh` starts, so tests run in
 //! parallel without sharing state.
 
+pub mod api;
+
 use aws_sdk_dynamodb::Client;
 use ledger::{DynamoCallCounter, Ledger, UserId};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -495,7 +495,7 @@ async fn hourly_stats(
             .map(|(_, value)| value.as_str())
     };
     let date_format = time::macros::format_description!("[year]-[month]-[day]");
-    if !param("period[]").is_some_and(|p| time::Date::parse(p, &date_format).is_ok()) {
+    if param("period[]").is_none_or(|p| time::Date::parse(p, &date_format).is_err()) {
         return unprocessable("period[] must be a date (YYYY-MM-DD)");
     }
     if param("range") != Some("m") {

