@@ -4,9 +4,10 @@
 use billing::Reason;
 use billing::admin::{AdminChange, Direction, admin_amount};
 use billing::history::parse_limit;
+use billing::idempotency::IdempotencyKey;
 use billing_http::{
-    ApiError, ApiResponse, Body, Caller, Core, Error, Request, Response, json_body, path_param,
-    query_param, respond, views,
+    ApiError, ApiResponse, Body, Caller, Core, Error, Request, Response, idempotency_key, json_body,
+    path_param, query_param, respond, views,
 };
 use billing_money::Usd;
 use ledger::{EntryCursor, UserId};
@@ -81,6 +82,8 @@ async fn change(
         reason: Reason::parse(&body.reason)?,
         direction,
     };
-    let balance = billing::admin::apply(&deps.core.ledger, change.to_ledger_change(), direction).await?;
-    Ok(ApiResponse::ok(json!({ "success": true, "balance": balance })))
+    let key = idempotency_key(req)?
+        .map(|key| IdempotencyKey::new(&admin.user, &key, "admin-custom-credits", &change.canonical()));
+    let response = billing::admin::apply(&deps.core.ledger, &change, key.as_ref()).await?;
+    Ok(ApiResponse::with_status(response.status, response.body))
 }

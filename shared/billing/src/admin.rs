@@ -1,7 +1,9 @@
 //! Admin changes to a user's custom credits: always with a reason, always
 //! audited with the admin's id, never below zero.
 
+use crate::idempotency::{IdempotencyKey, StoredResponse, apply_with_key};
 use crate::{BillingError, Reason};
+use serde_json::json;
 use billing_money::Usd;
 use ledger::{Change, EntryDetails, EntryKind, Ledger, LedgerError, UserId};
 
@@ -50,15 +52,37 @@ impl AdminChange {
     }
 }
 
-/// Applies an admin change; returns the new balance.
-pub async fn apply(ledger: &Ledger, change: Change, direction: Direction) -> Result<Usd, BillingError> {
-    match ledger.apply(change).await {
-        Ok(outcome) => Ok(outcome.into_applied().balance),
-        Err(LedgerError::InsufficientBalance { balance }) if direction == Direction::Remove => {
-            Err(BillingError::RemovalExceedsBalance { balance })
-        }
-        Err(e) => Err(e.into()),
+impl AdminChange {
+    /// The request in canonical form, for the idempotency fingerprint.
+    pub fn canonical(&self) -> String {
+        format!("{:?}|{}|{}|{}", self.direction, self.target, self.amount, self.reason.as_str())
     }
+}
+
+/// Applies an admin change (under an optional `Idempotency-Key`) and returns
+/// the contract's response: `{"success": true, "balance": "17.50"}`.
+pub async fn apply(
+    ledger: &Ledger,
+    change: &AdminChange,
+    key: Option<&IdempotencyKey>,
+) -> Result<StoredResponse, BillingError> {
+    let direction = change.direction;
+    apply_with_key(
+        ledger,
+        change.to_ledger_change(),
+        key,
+        |preview| StoredResponse {
+            status: 200,
+            body: json!({ "success": true, "balance": preview.balance_after }),
+        },
+        move |err| match err {
+            LedgerError::InsufficientBalance { balance } if direction == Direction::Remove => {
+                BillingError::RemovalExceedsBalance { balance }
+            }
+            other => other.into(),
+        },
+    )
+    .await
 }
 
 #[cfg(test)]

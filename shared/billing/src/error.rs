@@ -22,6 +22,12 @@ pub enum BillingError {
     /// An upstream service failed; nothing was changed (502/503).
     #[error("{service} is unavailable")]
     Upstream { service: &'static str, transient: bool },
+    /// The `Idempotency-Key` was used before with a different request (422).
+    #[error("Idempotency-Key was already used with a different request")]
+    IdempotencyKeyReused,
+    /// The first request with this `Idempotency-Key` is still running (409).
+    #[error("A request with this Idempotency-Key is still in progress")]
+    IdempotencyInProgress,
     /// Our own storage failed or stayed contended (500/503).
     #[error(transparent)]
     Ledger(#[from] LedgerError),

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod balance;
 mod error;
 pub mod history;
+pub mod idempotency;
 pub mod purchases;
 mod reason;
 

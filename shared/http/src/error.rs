@@ -89,6 +89,16 @@ impl From<BillingError> for ApiError {
                     "upstream_unavailable",
                 )
             },
+            BillingError::IdempotencyKeyReused => ApiError::new(
+                422,
+                "Idempotency-Key was already used with a different request",
+                "idempotency_key_reused",
+            ),
+            BillingError::IdempotencyInProgress => ApiError::new(
+                409,
+                "A request with this Idempotency-Key is still in progress",
+                "idempotency_in_progress",
+            ),
             BillingError::Ledger(err) => err.into(),
         }
     }

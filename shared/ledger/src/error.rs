@@ -66,7 +66,7 @@ impl LedgerError {
         }
     }
 
-    pub(crate) fn corrupt(key: impl Into<String>, problem: impl Into<String>) -> LedgerError {
+    pub fn corrupt(key: impl Into<String>, problem: impl Into<String>) -> LedgerError {
         LedgerError::Corrupt {
             key: key.into(),
             problem: problem.into(),

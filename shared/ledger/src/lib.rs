@@ -29,7 +29,7 @@ pub use error::LedgerError;
 pub use item::{AttrMap, Entry, EntryKind};
 pub use keys::{OnceKey, UserId, UserIdError};
 pub use metrics::DynamoCallCounter;
-pub use mutation::{Applied, Change, ChangeOutcome, EntryDetails, Overdraft};
+pub use mutation::{Applied, Change, ChangeOutcome, EntryDetails, Overdraft, Preview};
 pub use read::{EntryCursor, EntryPage};
 pub use retry::RetryPolicy;
 

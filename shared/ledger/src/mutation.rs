@@ -62,7 +62,18 @@ pub struct Preview {
     pub created_at: String,
 }
 
-type ItemBuilder = Box<dyn Fn(&Preview) -> TransactWriteItem + Send + Sync>;
+impl Preview {
+    pub fn of(entry: &Entry) -> Preview {
+        Preview {
+            seq: entry.seq,
+            balance_before: entry.balance_before,
+            balance_after: entry.balance_after,
+            created_at: entry.created_at.clone(),
+        }
+    }
+}
+
+type ItemBuilder = Box<dyn Fn(&Preview) -> Result<TransactWriteItem, LedgerError> + Send + Sync>;
 
 /// One balance change and everything that must commit with it.
 pub struct Change {
@@ -103,16 +114,21 @@ impl Change {
     /// item's index (0 for the first added) — give it
     /// `ReturnValuesOnConditionCheckFailure::AllOld` to see what was there.
     pub fn with_item(self, item: TransactWriteItem) -> Change {
-        self.with_item_for(move |_| item.clone())
+        self.with_item_for(move |_| Ok(item.clone()))
     }
 
     /// Like [`Change::with_item`], built from the state the change produces.
     pub fn with_item_for(
         mut self,
-        build: impl Fn(&Preview) -> TransactWriteItem + Send + Sync + 'static,
+        build: impl Fn(&Preview) -> Result<TransactWriteItem, LedgerError> + Send + Sync + 'static,
     ) -> Change {
         self.extra.push(Box::new(build));
         self
+    }
+
+    /// How many caller items were added (the index the next one will get).
+    pub fn extra_items(&self) -> usize {
+        self.extra.len()
     }
 }
 
@@ -261,7 +277,9 @@ impl Ledger {
             None => None,
         };
         let extra_start = items.len();
-        items.extend(change.extra.iter().map(|build| build(&preview)));
+        for build in &change.extra {
+            items.push(build(&preview)?);
+        }
 
         let result = self
             .client
