@@ -108,39 +108,54 @@ start_bg() {
   STARTED_NAMES+=("$name")
 }
 
-# The processes of session SID (a start_bg process and all it spawned).
-session_pids() {
-  ps -eo pid=,sid= | awk -v sid="$1" '$2 == sid { print $1 }'
+# tree_pids PID — PID, its descendants, and every process of its session
+# (the emulator starts each function in a session of its own, as its child).
+tree_pids() {
+  ps -eo pid=,ppid=,sid= | awk -v root="$1" '
+    { pid[NR] = $1; ppid[NR] = $2; sid[NR] = $3 }
+    END {
+      keep[root] = 1
+      for (i = 1; i <= NR; i++) if (sid[i] == root) keep[pid[i]] = 1
+      do {
+        added = 0
+        for (i = 1; i <= NR; i++) if ((ppid[i] in keep) && !(pid[i] in keep)) { keep[pid[i]] = 1; added = 1 }
+      } while (added)
+      for (p in keep) print p
+    }'
 }
 
-# stop_started — stops everything start_bg started, newest first: SIGTERM to
-# each session, SIGKILL to what is left after 10 s.
+# alive PID... — prints those of PID... that still run.
+alive() {
+  local pid
+  for pid in "$@"; do
+    if kill -0 "$pid" 2>/dev/null; then echo "$pid"; fi
+  done
+}
+
+# stop_started — stops everything start_bg started, newest first, with all
+# their descendants: SIGTERM, then SIGKILL to what is left after 10 s.
 stop_started() {
-  local i pid pids
+  local i pid snapshot=() tree=() all=()
   local count=${#STARTED_PIDS[@]}
   [ "$count" -gt 0 ] || return 0
   for ((i = count - 1; i >= 0; i--)); do
     pid=${STARTED_PIDS[$i]}
-    pids=$(session_pids "$pid")
-    if [ -n "$pids" ]; then
+    # Snapshot the tree first: children outlive a parent that exits first.
+    mapfile -t snapshot < <(tree_pids "$pid")
+    mapfile -t tree < <(alive "${snapshot[@]}")
+    if [ "${#tree[@]}" -gt 0 ]; then
       log "stopping ${STARTED_NAMES[$i]} (pid $pid)"
-      # shellcheck disable=SC2086 # a list of pids
-      kill -TERM $pids 2>/dev/null || true
+      kill -TERM "${tree[@]}" 2>/dev/null || true
+      all+=("${tree[@]}")
     fi
   done
-  local deadline=$((SECONDS + 10)) left
-  while :; do
-    left=""
-    for pid in "${STARTED_PIDS[@]}"; do
-      left+=$(session_pids "$pid")
-    done
-    [ -n "$left" ] || break
+  local deadline=$((SECONDS + 10)) left=()
+  while [ "${#all[@]}" -gt 0 ]; do
+    mapfile -t left < <(alive "${all[@]}")
+    [ "${#left[@]}" -gt 0 ] || break
     if [ "$SECONDS" -ge "$deadline" ]; then
-      log "killing what did not stop: $(echo $left)"
-      for pid in "${STARTED_PIDS[@]}"; do
-        # shellcheck disable=SC2046 # a list of pids
-        kill -KILL $(session_pids "$pid") 2>/dev/null || true
-      done
+      log "killing what did not stop: ${left[*]}"
+      kill -KILL "${left[@]}" 2>/dev/null || true
       break
     fi
     sleep 0.2

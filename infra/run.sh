@@ -17,6 +17,14 @@ cd "$(dirname "$0")/.."
 source infra/lib.sh
 ROOT=$DEVSTACK_ROOT
 
+# The emulator listens on every local address (cargo-lambda's default, `::`)
+# so that both the gateway (127.0.0.1) and a bare `cargo lambda invoke`
+# (which calls [::1]) reach it; 127.0.0.1 only where there is no IPv6.
+if [ -z "${EMULATOR_BIND:-}" ]; then
+  if grep -qs ' lo$' /proc/net/if_inet6; then EMULATOR_BIND="::"; else EMULATOR_BIND=127.0.0.1; fi
+fi
+# DEVSTACK_RELOAD=0: functions are not rebuilt and restarted on code changes.
+DEVSTACK_RELOAD=${DEVSTACK_RELOAD:-1}
 GATEWAY_PORT=${GATEWAY_PORT:-3000}
 EMULATOR_PORT=${EMULATOR_PORT:-9000}
 VIRTFUSION_PORT=${VIRTFUSION_PORT:-8091}
@@ -110,8 +118,11 @@ AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY
 RUST_LOG=$RUST_LOG
 EOF
 log "starting the cargo-lambda emulator on :$EMULATOR_PORT ($("$DEVSTACK" functions | tr '\n' ' '))"
-start_bg "cargo-lambda emulator" "$DEVSTACK_LOG_DIR/emulator.log" \
-  cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$EMULATOR_PORT" --env-file "$FUNCTIONS_ENV"
+watch_args=(--invoke-address "$EMULATOR_BIND" --invoke-port "$EMULATOR_PORT" --env-file "$FUNCTIONS_ENV")
+if [ "$DEVSTACK_RELOAD" = 0 ]; then
+  watch_args+=(--ignore-changes)
+fi
+start_bg "cargo-lambda emulator" "$DEVSTACK_LOG_DIR/emulator.log" cargo lambda watch "${watch_args[@]}"
 EMULATOR_PID=$LAST_PID
 EMULATOR_URL="http://127.0.0.1:$EMULATOR_PORT"
 wait_http "$EMULATOR_URL/" 120 "" "$EMULATOR_PID" || fail "the emulator did not start (.local/logs/emulator.log)"

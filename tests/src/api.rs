@@ -20,6 +20,9 @@ pub struct TestApi {
     balance: balance_fn::Deps,
     transactions: transactions_fn::Deps,
     admin_credits: admin_credits_fn::Deps,
+    dns_plans: dns_plans_fn::Deps,
+    dns_purchase: dns_purchase_fn::Deps,
+    dns_subscription: dns_subscription_fn::Deps,
 }
 
 #[derive(Debug)]
@@ -51,6 +54,9 @@ impl TestApi {
             balance: balance_fn::Deps::new(core(), vf_client()),
             transactions: transactions_fn::Deps { core: core() },
             admin_credits: admin_credits_fn::Deps { core: core() },
+            dns_plans: dns_plans_fn::Deps { core: core() },
+            dns_purchase: dns_purchase_fn::Deps { core: core() },
+            dns_subscription: dns_subscription_fn::Deps { core: core() },
             routes,
             virtfusion,
             table,
@@ -120,6 +126,9 @@ impl TestApi {
             "balance" => balance_fn::handle(&self.balance, request).await,
             "transactions" => transactions_fn::handle(&self.transactions, request).await,
             "admin-credits" => admin_credits_fn::handle(&self.admin_credits, request).await,
+            "dns-plans" => dns_plans_fn::handle(&self.dns_plans, request).await,
+            "dns-purchase" => dns_purchase_fn::handle(&self.dns_purchase, request).await,
+            "dns-subscription" => dns_subscription_fn::handle(&self.dns_subscription, request).await,
             other => panic!("no test dispatch for function {other}"),
         }
         .expect("handlers answer every request with a response");

@@ -52,6 +52,13 @@ impl IdempotencyKey {
         }
     }
 
+    /// A stable id derived from the caller and key (e.g. our purchase id, so
+    /// a retried order creation reuses its `PayPal-Request-Id`).
+    pub fn derived_id(&self) -> String {
+        let digest = Sha256::digest(format!("{}\n{}", self.pk, self.fingerprint).as_bytes());
+        digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+    }
+
     fn record(&self, status: Option<&StoredResponse>) -> AttrMap {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let mut item = AttrMap::new();

@@ -3,9 +3,12 @@
 
 pub mod admin;
 pub mod balance;
+pub mod checkout;
+pub mod dns;
 mod error;
 pub mod history;
 pub mod idempotency;
+pub mod orders;
 pub mod purchases;
 mod reason;
 

@@ -16,6 +16,7 @@
 mod auth;
 mod core;
 mod error;
+pub mod checkout;
 pub mod jwt;
 mod request;
 mod response;

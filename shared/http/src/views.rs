@@ -54,3 +54,37 @@ pub fn history_item(item: &HistoryItem) -> Value {
         }),
     }
 }
+
+/// A DNS plan in `GET /api/dns/plans`.
+pub fn dns_plan(plan: &billing::dns::Plan) -> Value {
+    json!({
+        "id": plan.id.as_str(),
+        "name": plan.name,
+        "description": plan.description,
+        "price": plan.price,
+        "domainLimit": plan.domain_limit,
+        "recordLimit": plan.record_limit,
+    })
+}
+
+/// A DNS subscription (times RFC 3339 UTC; `price` is what it renews at).
+pub fn dns_subscription(sub: &billing::dns::Subscription) -> Value {
+    use billing::dns::dates::format_time;
+    let time = |at: Option<time::OffsetDateTime>| at.map(format_time);
+    json!({
+        "id": sub.id,
+        "planId": sub.plan_id.as_str(),
+        "planName": sub.plan_name,
+        "price": sub.price,
+        "status": sub.status.as_str(),
+        "autoRenew": sub.auto_renew,
+        "startDate": format_time(sub.start_date),
+        "nextRenewalDate": format_time(sub.next_renewal_date),
+        "lastRenewalDate": time(sub.last_renewal_date),
+        "domainLimit": sub.domain_limit,
+        "recordLimit": sub.record_limit,
+        "pastDueSince": time(sub.past_due_since),
+        "cancelledAt": time(sub.cancelled_at),
+        "expiredAt": time(sub.expired_at),
+    })
+}

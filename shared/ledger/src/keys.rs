@@ -68,6 +68,27 @@ impl OnceKey {
         format!("ONCE#{}#{}", self.kind, self.id)
     }
 
+    /// The marker item on its own (for once-effects that move no custom
+    /// credits, e.g. a token purchase): put only if absent.
+    pub fn marker_item(
+        &self,
+        table: &str,
+        user: &UserId,
+        now: &str,
+    ) -> Result<aws_sdk_dynamodb::types::TransactWriteItem, crate::LedgerError> {
+        use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+        let put = Put::builder()
+            .table_name(table)
+            .item("pk", AttributeValue::S(self.pk()))
+            .item("sk", AttributeValue::S(ONCE_SK.into()))
+            .item("user", AttributeValue::S(user.as_str().into()))
+            .item("createdAt", AttributeValue::S(now.into()))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(|e| crate::LedgerError::corrupt(self.pk(), e.to_string()))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
     pub fn kind(&self) -> &'static str {
         self.kind
     }

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Benchmarks: starts an in-memory DynamoDB Local on a free port (unless
+# DYNAMODB_ENDPOINT is set) and runs the ledger bench in an optimised build.
+# Paste its Markdown output into docs/benchmarks.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=infra/lib.sh
+source infra/lib.sh
+ensure_node_deps
+if [ -z "${DYNAMODB_ENDPOINT:-}" ]; then
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  start_dynamodb_local "$port"
+  trap 'stop_started' EXIT
+  export DYNAMODB_ENDPOINT="http://127.0.0.1:$port"
+fi
+cargo run --quiet -p ledger-bench --profile bench-local

@@ -1,0 +1,536 @@
+//! Buying custom credits and VirtFusion tokens through PayPal, exactly once.
+//!
+//! 1. **Order** ([`start_order`]): limits are checked before PayPal is called;
+//!    the PayPal order is created with a `PayPal-Request-Id` derived from our
+//!    purchase id, and recorded (with the Idempotency-Key record, if any) in
+//!    one transaction before its id is returned.
+//! 2. **Capture** ([`capture`]): only the order's owner; PayPal's answer is
+//!    settled by [`settle`], which the webhook shares. The capture id is the
+//!    exactly-once key: credits are credited in one ledger transaction that
+//!    also puts the `ONCE#capture#<id>` marker and completes the order.
+//! 3. **Tokens** are owed once paid and delivered by [`deliver_tokens`] under
+//!    a claim, so one caller at a time talks to VirtFusion. A definite failure
+//!    leaves the delivery `pending` (the scheduled job retries it); an
+//!    uncertain one (timeout/5xx after sending) becomes `needs_review` and is
+//!    never retried blindly — VirtFusion cannot look a credit up by reference.
+
+use crate::BillingError;
+use crate::idempotency::{Existing, IdempotencyKey, StoredResponse};
+use crate::orders::{DELIVERY_PENDING, DELIVERY_REVIEW, Delivery, OrderRecord, OrderUpdate, PaymentStatus, PurchaseKind};
+use crate::purchases::TokenPurchase;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use billing_money::{Tokens, Usd};
+use ledger::{Change, EntryDetails, EntryKind, Ledger, LedgerError, OnceKey, UserId};
+use paypal::{Capture, CaptureStatus, CreateOrder, PayPalClient, PayPalError};
+use serde_json::json;
+use virtfusion::VirtFusionClient;
+
+/// Top-up limits (WHMCS/Paymenter-style), from the environment.
+#[derive(Clone, Copy, Debug)]
+pub struct TopUpLimits {
+    pub min: Usd,
+    pub max: Usd,
+    /// A credit top-up that would take the balance above this is refused.
+    pub max_balance: Usd,
+}
+
+impl Default for TopUpLimits {
+    fn default() -> TopUpLimits {
+        TopUpLimits {
+            min: Usd::from_cents(100).unwrap_or(Usd::ZERO),
+            max: Usd::from_cents(100_000).unwrap_or(Usd::ZERO),
+            max_balance: Usd::from_cents(1_000_000).unwrap_or(Usd::ZERO),
+        }
+    }
+}
+
+impl TopUpLimits {
+    /// `TOPUP_MIN_USD`, `TOPUP_MAX_USD`, `MAX_CREDIT_BALANCE_USD` (defaults $1, $1000, $10,000).
+    pub fn from_env() -> TopUpLimits {
+        let read = |name: &str, default: Usd| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| billing_money::parse_usd_literal(v.trim()).ok())
+                .unwrap_or(default)
+        };
+        let d = TopUpLimits::default();
+        TopUpLimits {
+            min: read("TOPUP_MIN_USD", d.min),
+            max: read("TOPUP_MAX_USD", d.max),
+            max_balance: read("MAX_CREDIT_BALANCE_USD", d.max_balance),
+        }
+    }
+}
+
+fn paypal_error(err: PayPalError) -> BillingError {
+    tracing::warn!(error = %err, "PayPal call failed");
+    match err {
+        PayPalError::NotFound => BillingError::NotFound("Order"),
+        PayPalError::NotApproved => BillingError::Conflict {
+            message: "Payment not completed".into(),
+            code: "payment_not_completed",
+        },
+        e => BillingError::Upstream {
+            service: "PayPal",
+            transient: e.is_transient(),
+        },
+    }
+}
+
+/// `POST …/custom-credits/add` and `…/virtfusion-tokens/add`.
+pub async fn start_order(
+    ledger: &Ledger,
+    paypal: &PayPalClient,
+    limits: TopUpLimits,
+    user: &UserId,
+    kind: PurchaseKind,
+    amount: Usd,
+    key: Option<&IdempotencyKey>,
+) -> Result<StoredResponse, BillingError> {
+    amount
+        .ensure_within(limits.min, limits.max)
+        .map_err(|_| BillingError::InvalidInput(format!("amount must be between {} and {}", limits.min, limits.max)))?;
+    if let Some(key) = key {
+        match key.lookup(ledger).await? {
+            Some(Existing::Replay(response)) => return Ok(response),
+            Some(Existing::InProgress) => return Err(BillingError::IdempotencyInProgress),
+            None => {}
+        }
+    }
+    if kind == PurchaseKind::Credits {
+        let balance = ledger.balance(user).await?;
+        let after = balance.checked_add(amount).map_err(|_| BillingError::InvalidInput("amount".into()))?;
+        if after > limits.max_balance {
+            return Err(BillingError::InvalidInput(format!(
+                "this top-up would take the balance above the maximum of {}",
+                limits.max_balance
+            )));
+        }
+    }
+
+    // Same key → same purchase id → same PayPal-Request-Id → the same PayPal order.
+    let purchase_id = key
+        .map(IdempotencyKey::derived_id)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    let tokens = amount.to_tokens();
+    let description = match kind {
+        PurchaseKind::Credits => format!("Custom credits {}", amount.formatted()),
+        PurchaseKind::Tokens => format!("VirtFusion tokens: {}", tokens.formatted()),
+    };
+    let order = paypal
+        .create_order(&CreateOrder {
+            amount,
+            custom_id: user.as_str().to_owned(),
+            invoice_id: purchase_id.clone(),
+            description,
+            request_id: format!("create-{purchase_id}"),
+            return_url: None,
+            cancel_url: None,
+        })
+        .await
+        .map_err(paypal_error)?;
+    let approve_url = order.approve_url.clone().ok_or(BillingError::Upstream {
+        service: "PayPal",
+        transient: false,
+    })?;
+    let mut body = json!({ "orderId": order.id, "approveUrl": approve_url });
+    if kind == PurchaseKind::Tokens {
+        body["tokens"] = json!(tokens.get());
+    }
+    let response = StoredResponse { status: 200, body };
+
+    let record = OrderRecord {
+        order_id: order.id.clone(),
+        user: user.clone(),
+        kind,
+        amount,
+        tokens: (kind == PurchaseKind::Tokens).then_some(tokens),
+        purchase_id,
+        status: PaymentStatus::Created,
+        capture_id: None,
+        captured_amount: None,
+        delivery: None,
+        credit_id: None,
+        created_at: ledger::now_rfc3339(),
+    };
+    let mut items = vec![record.create_item(ledger.table())?];
+    if let Some(key) = key {
+        items.push(key.record_item(ledger.table(), Some(&response))?);
+    }
+    match write_together(ledger, items).await? {
+        None => Ok(response),
+        // A concurrent request with the same key recorded it first: its answer is ours.
+        Some(_) => match key.map(|k| k.lookup(ledger)) {
+            Some(lookup) => match lookup.await? {
+                Some(Existing::Replay(stored)) => Ok(stored),
+                _ => Err(BillingError::IdempotencyInProgress),
+            },
+            None => Err(BillingError::Conflict {
+                message: "Order already recorded".into(),
+                code: "conflict",
+            }),
+        },
+    }
+}
+
+/// What a settled capture came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Settlement {
+    /// Custom credits credited (now or earlier); `balance` is today's.
+    Credited { amount: Usd, balance: Usd },
+    /// Tokens paid; where their delivery stands.
+    Tokens { tokens: Tokens, delivery: Delivery },
+    /// PayPal holds the payment as PENDING; the COMPLETED webhook settles it.
+    PaymentPending { amount: Usd },
+}
+
+impl Settlement {
+    /// The capture routes' response.
+    pub fn response(&self) -> StoredResponse {
+        match self {
+            Settlement::Credited { amount, balance } => StoredResponse {
+                status: 200,
+                body: json!({ "success": true, "amount": amount, "balance": balance }),
+            },
+            Settlement::Tokens { tokens, delivery } => {
+                let (status, label) = match delivery {
+                    Delivery::Delivered => (200, "completed"),
+                    Delivery::NeedsReview => (202, "needs_review"),
+                    Delivery::Pending | Delivery::Delivering => (202, "pending"),
+                };
+                StoredResponse {
+                    status,
+                    body: json!({ "success": true, "tokens": tokens.get(), "status": label }),
+                }
+            }
+            Settlement::PaymentPending { amount } => StoredResponse {
+                status: 202,
+                body: json!({ "success": true, "status": "pending", "amount": amount }),
+            },
+        }
+    }
+}
+
+/// `POST …/custom-credits/capture` and `…/virtfusion-tokens/capture`.
+pub async fn capture(
+    ledger: &Ledger,
+    paypal: &PayPalClient,
+    virtfusion: Option<&VirtFusionClient>,
+    user: &UserId,
+    kind: PurchaseKind,
+    order_id: &str,
+) -> Result<Settlement, BillingError> {
+    let order = match crate::orders::load(ledger, order_id).await? {
+        // Another user's order is indistinguishable from an unknown one.
+        Some(order) if order.user == *user && order.kind == kind => order,
+        _ => return Err(BillingError::NotFound("Order")),
+    };
+    match order.status {
+        PaymentStatus::Completed => return settled(ledger, virtfusion, &order).await,
+        PaymentStatus::Failed => return Err(declined()),
+        PaymentStatus::Created | PaymentStatus::CapturePending => {}
+    }
+    let paypal_order = paypal
+        .capture_order(order_id, &format!("capture-{order_id}"))
+        .await
+        .map_err(paypal_error)?;
+    let capture = pick_capture(&paypal_order.captures).ok_or(BillingError::Conflict {
+        message: "Payment not completed".into(),
+        code: "payment_not_completed",
+    })?;
+    settle(ledger, virtfusion, &order, capture).await
+}
+
+/// The capture that decides the order: a paid one if any, else the latest.
+pub fn pick_capture(captures: &[Capture]) -> Option<&Capture> {
+    captures
+        .iter()
+        .find(|c| c.status.is_paid())
+        .or_else(|| captures.iter().find(|c| c.status == CaptureStatus::Pending))
+        .or_else(|| captures.last())
+}
+
+fn declined() -> BillingError {
+    BillingError::Conflict {
+        message: "Payment was declined".into(),
+        code: "payment_declined",
+    }
+}
+
+/// Applies PayPal's verdict on `capture` to `order` (shared by the capture
+/// routes and the webhook). Idempotent: any number of concurrent callers end
+/// in one credit / one owed token delivery.
+pub async fn settle(
+    ledger: &Ledger,
+    virtfusion: Option<&VirtFusionClient>,
+    order: &OrderRecord,
+    capture: &Capture,
+) -> Result<Settlement, BillingError> {
+    if capture.currency != "USD" || capture.custom_id.as_deref().is_some_and(|c| c != order.user.as_str()) {
+        // Money PayPal holds that does not match our order: never credit it blindly.
+        tracing::error!(order_id = %order.order_id, capture_id = %capture.id, "capture does not match its order");
+        return Err(BillingError::Conflict {
+            message: "Payment does not match the order".into(),
+            code: "payment_mismatch",
+        });
+    }
+    match capture.status {
+        CaptureStatus::Pending => {
+            OrderUpdate::new(&order.order_id, "#status = :created")
+                .value(":created", s(PaymentStatus::Created.as_str()))
+                .set_s("status", PaymentStatus::CapturePending.as_str())
+                .set_s("captureId", &capture.id)
+                .run(ledger)
+                .await?;
+            Ok(Settlement::PaymentPending { amount: capture.amount })
+        }
+        CaptureStatus::Declined | CaptureStatus::Failed => {
+            OrderUpdate::new(&order.order_id, "#status IN (:created, :pending)")
+                .value(":created", s(PaymentStatus::Created.as_str()))
+                .value(":pending", s(PaymentStatus::CapturePending.as_str()))
+                .set_s("status", PaymentStatus::Failed.as_str())
+                .set_s("captureId", &capture.id)
+                .run(ledger)
+                .await?;
+            Err(declined())
+        }
+        // Paid (possibly refunded since): what was captured is owed once.
+        _ if capture.status.is_paid() => match order.kind {
+            PurchaseKind::Credits => credit_capture(ledger, order, capture).await,
+            PurchaseKind::Tokens => {
+                record_token_payment(ledger, order, capture).await?;
+                deliver_tokens(ledger, virtfusion, &order.order_id).await
+            }
+        },
+        _ => Err(BillingError::Conflict {
+            message: "Payment not completed".into(),
+            code: "payment_not_completed",
+        }),
+    }
+}
+
+async fn credit_capture(ledger: &Ledger, order: &OrderRecord, capture: &Capture) -> Result<Settlement, BillingError> {
+    let completes = OrderUpdate::new(&order.order_id, "#status <> :completed")
+        .value(":completed", s(PaymentStatus::Completed.as_str()))
+        .set_s("status", PaymentStatus::Completed.as_str())
+        .set_s("captureId", &capture.id)
+        .set("capturedAmount", AttributeValue::N(capture.amount.to_string()))
+        .set_s("settledAt", &ledger::now_rfc3339())
+        .item(ledger.table())?;
+    let change = Change::new(
+        order.user.clone(),
+        capture.amount,
+        EntryDetails::new(EntryKind::Purchase, "Custom credits purchased with PayPal").reference(&order.order_id),
+    )
+    .once(OnceKey::new("capture", &capture.id))
+    .with_item(completes);
+    match ledger.apply(change).await {
+        Ok(outcome) => {
+            let applied = outcome.into_applied();
+            Ok(Settlement::Credited {
+                amount: applied.entry.amount,
+                balance: applied.balance,
+            })
+        }
+        // Completed by another path already (same capture, marker and status move together).
+        Err(LedgerError::ConditionFailed { .. }) => match crate::orders::load(ledger, &order.order_id).await? {
+            Some(current) => settled(ledger, None, &current).await,
+            None => Err(BillingError::NotFound("Order")),
+        },
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Records a paid token order once: status completed, delivery owed, marker, history line.
+async fn record_token_payment(ledger: &Ledger, order: &OrderRecord, capture: &Capture) -> Result<(), BillingError> {
+    let now = ledger::now_rfc3339();
+    let tokens = capture.amount.to_tokens();
+    let history = TokenPurchase {
+        order_id: order.order_id.clone(),
+        tokens,
+        status: "pending".into(),
+        description: format!("VirtFusion tokens purchased with PayPal ({})", capture.amount.formatted()),
+        created_at: now.clone(),
+        sort_key: TokenPurchase::sort_key_for(&now, &order.order_id),
+    };
+    let owes = OrderUpdate::new(&order.order_id, "#status <> :completed")
+        .value(":completed", s(PaymentStatus::Completed.as_str()))
+        .set_s("status", PaymentStatus::Completed.as_str())
+        .set_s("captureId", &capture.id)
+        .set("capturedAmount", AttributeValue::N(capture.amount.to_string()))
+        .set("tokens", AttributeValue::N(tokens.get().to_string()))
+        .set_s("delivery", Delivery::Pending.as_str())
+        .set_s("historySk", &history.sort_key)
+        .set_s("settledAt", &now)
+        .set_s("gsi1pk", DELIVERY_PENDING)
+        .set_s("gsi1sk", &format!("{now}#{}", order.order_id))
+        .item(ledger.table())?;
+    let history_put = Put::builder()
+        .table_name(ledger.table())
+        .set_item(Some(history.to_item(&order.user)))
+        .build()
+        .map_err(|e| LedgerError::corrupt("token purchase", e.to_string()))?;
+    let items = vec![
+        owes,
+        OnceKey::new("capture", &capture.id).marker_item(ledger.table(), &order.user, &now)?,
+        TransactWriteItem::builder().put(history_put).build(),
+    ];
+    // Cancelled means another caller recorded it first: fine.
+    write_together(ledger, items).await?;
+    Ok(())
+}
+
+/// Delivers owed tokens to VirtFusion at most once (see the module docs).
+pub async fn deliver_tokens(
+    ledger: &Ledger,
+    virtfusion: Option<&VirtFusionClient>,
+    order_id: &str,
+) -> Result<Settlement, BillingError> {
+    let claim = uuid::Uuid::new_v4().simple().to_string();
+    let claimed = OrderUpdate::new(order_id, "#delivery = :pending")
+        .value(":pending", s(Delivery::Pending.as_str()))
+        .set_s("delivery", Delivery::Delivering.as_str())
+        .set_s("deliveryClaim", &claim)
+        .set_s("deliveryClaimedAt", &ledger::now_rfc3339())
+        .remove("gsi1pk")
+        .remove("gsi1sk")
+        .run(ledger)
+        .await?;
+    let order = crate::orders::load(ledger, order_id).await?.ok_or(BillingError::NotFound("Order"))?;
+    if !claimed {
+        // Delivered, under review, or someone else is delivering right now.
+        return settled(ledger, None, &order).await;
+    }
+    let tokens = order.tokens.ok_or_else(|| LedgerError::corrupt(OrderRecord::pk(order_id), "token order without tokens"))?;
+    let outcome = match virtfusion {
+        Some(client) => client.add_tokens(order.user.as_str(), tokens, order_id).await,
+        None => Err(virtfusion::VirtFusionError::NotSent),
+    };
+    let (delivery, history_status, update) = match outcome {
+        Ok(credit_id) => (
+            Delivery::Delivered,
+            "completed",
+            base_release(order_id, &claim, Delivery::Delivered).set("creditId", AttributeValue::N(credit_id.get().to_string())),
+        ),
+        Err(e) if e.is_definitely_not_applied() => {
+            tracing::warn!(order_id, error = %e, "VirtFusion delivery failed; will retry");
+            (
+                Delivery::Pending,
+                "pending",
+                base_release(order_id, &claim, Delivery::Pending)
+                    .set_s("gsi1pk", DELIVERY_PENDING)
+                    .set_s("gsi1sk", &format!("{}#{order_id}", order.created_at)),
+            )
+        }
+        Err(e) => {
+            tracing::error!(order_id, error = %e, "VirtFusion delivery outcome unknown; needs review");
+            (
+                Delivery::NeedsReview,
+                "needs_review",
+                base_release(order_id, &claim, Delivery::NeedsReview)
+                    .set_s("gsi1pk", DELIVERY_REVIEW)
+                    .set_s("gsi1sk", &format!("{}#{order_id}", order.created_at)),
+            )
+        }
+    };
+    let mut items = vec![update.item(ledger.table())?];
+    if let Some(history) = history_status_item(ledger, order_id, &order, history_status).await? {
+        items.push(history);
+    }
+    write_together(ledger, items).await?;
+    Ok(Settlement::Tokens { tokens, delivery })
+}
+
+fn base_release(order_id: &str, claim: &str, delivery: Delivery) -> OrderUpdate {
+    OrderUpdate::new(order_id, "#delivery = :delivering AND deliveryClaim = :claim")
+        .value(":delivering", s(Delivery::Delivering.as_str()))
+        .value(":claim", s(claim))
+        .set_s("delivery", delivery.as_str())
+        .set_s("deliveryUpdatedAt", &ledger::now_rfc3339())
+}
+
+/// The history line of a token order, set to `status`.
+async fn history_status_item(
+    ledger: &Ledger,
+    order_id: &str,
+    order: &OrderRecord,
+    status: &str,
+) -> Result<Option<TransactWriteItem>, BillingError> {
+    let out = ledger
+        .client()
+        .get_item()
+        .table_name(ledger.table())
+        .key("pk", s(&OrderRecord::pk(order_id)))
+        .key("sk", s(crate::orders::ORDER_SK))
+        .projection_expression("historySk")
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(|e| LedgerError::dynamo("GetItem", &e))?;
+    let Some(AttributeValue::S(history_sk)) = out.item.as_ref().and_then(|i| i.get("historySk")) else {
+        return Ok(None);
+    };
+    let update = aws_sdk_dynamodb::types::Update::builder()
+        .table_name(ledger.table())
+        .key("pk", s(&order.user.pk()))
+        .key("sk", s(history_sk))
+        .update_expression("SET #status = :status")
+        .expression_attribute_names("#status", "status")
+        .expression_attribute_values(":status", s(status))
+        .build()
+        .map_err(|e| LedgerError::corrupt("token purchase", e.to_string()))?;
+    Ok(Some(TransactWriteItem::builder().update(update).build()))
+}
+
+/// The settlement of an order that is already completed (a replayed capture).
+async fn settled(
+    ledger: &Ledger,
+    virtfusion: Option<&VirtFusionClient>,
+    order: &OrderRecord,
+) -> Result<Settlement, BillingError> {
+    match order.kind {
+        PurchaseKind::Credits => Ok(Settlement::Credited {
+            amount: order.captured_amount.unwrap_or(order.amount),
+            balance: ledger.balance(&order.user).await?,
+        }),
+        PurchaseKind::Tokens => match order.delivery {
+            // Owed and nobody is on it: a capture retry may as well deliver now.
+            Some(Delivery::Pending) if virtfusion.is_some() => {
+                Box::pin(deliver_tokens(ledger, virtfusion, &order.order_id)).await
+            }
+            delivery => Ok(Settlement::Tokens {
+                tokens: order.tokens.unwrap_or_else(|| order.amount.to_tokens()),
+                delivery: delivery.unwrap_or(Delivery::Pending),
+            }),
+        },
+    }
+}
+
+/// One `TransactWriteItems`. `Ok(Some(codes))` when it was cancelled by a
+/// failed condition (nothing written); other failures are errors.
+pub(crate) async fn write_together(
+    ledger: &Ledger,
+    items: Vec<TransactWriteItem>,
+) -> Result<Option<Vec<String>>, BillingError> {
+    let result = ledger
+        .client()
+        .transact_write_items()
+        .set_transact_items(Some(items))
+        .send()
+        .await;
+    match result {
+        Ok(_) => Ok(None),
+        Err(err) => match err.as_service_error() {
+            Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c))
+                if c.cancellation_reasons().iter().any(|r| r.code() == Some("ConditionalCheckFailed")) =>
+            {
+                Ok(Some(c.cancellation_reasons().iter().map(|r| r.code().unwrap_or("None").to_owned()).collect()))
+            }
+            _ => Err(LedgerError::dynamo("TransactWriteItems", &err).into()),
+        },
+    }
+}
+
+fn s(value: &str) -> AttributeValue {
+    AttributeValue::S(value.to_owned())
+}
