@@ -12,6 +12,14 @@
 # and a curl command. Ctrl-C stops everything it started. Logs: .local/logs/.
 # Reset the local data: stop it, then `rm -rf .local/dynamodb`.
 set -euo pipefail
+# Started in the background by a non-interactive shell (`infra/run.sh &` in a
+# script), bash inherits SIGINT ignored and can then not trap it: restore the
+# default so that Ctrl-C / `kill -INT` stops the stack in every case.
+sigign=$(awk '/^SigIgn:/ { print $2 }' /proc/$$/status 2>/dev/null || true)
+if [ -n "$sigign" ] && (((16#$sigign & 2) != 0)) && [ -z "${DEVSTACK_SIGNALS_RESET:-}" ]; then
+  export DEVSTACK_SIGNALS_RESET=1
+  exec env --default-signal=INT,QUIT bash "$0" "$@"
+fi
 cd "$(dirname "$0")/.."
 # shellcheck source=infra/lib.sh
 source infra/lib.sh

@@ -35,6 +35,20 @@ pub struct TestResponse {
 impl TestApi {
     pub async fn new() -> TestApi {
         let table = TestTable::new().await;
+        let ledger = table.ledger();
+        TestApi::build(table, ledger).await
+    }
+
+    /// Like [`TestApi::new`], but the functions reach DynamoDB through `client`
+    /// (e.g. one pointed at the fault proxy) with `retry`; the table itself is
+    /// created directly, and [`TestApi::ledger`] still reads directly.
+    pub async fn with_client(client: aws_sdk_dynamodb::Client, retry: ledger::RetryPolicy) -> TestApi {
+        let table = TestTable::new().await;
+        let ledger = ledger::Ledger::new(client, &table.name).with_retry_policy(retry);
+        TestApi::build(table, ledger).await
+    }
+
+    async fn build(table: TestTable, ledger: ledger::Ledger) -> TestApi {
         let virtfusion = VirtFusionStandIn::spawn(([127, 0, 0, 1], 0).into(), VIRTFUSION_TOKEN)
             .await
             .expect("virtfusion stand-in");
@@ -46,7 +60,7 @@ impl TestApi {
             )
             .expect("virtfusion client")
         };
-        let core = || billing_http::Core::new(table.ledger(), JWT_SECRET);
+        let core = || billing_http::Core::new(ledger.clone(), JWT_SECRET);
         let routes = Template::load(&devstack::template_path())
             .expect("template")
             .routes();

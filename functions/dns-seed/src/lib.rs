@@ -22,7 +22,10 @@ pub struct Deps {
 impl Deps {
     pub async fn from_env() -> Result<Deps, Error> {
         let sdk = billing_config::load_aws_config().await;
-        let ledger = Ledger::new(billing_config::dynamo_client(&sdk), billing_config::table_name());
+        Deps::new(Ledger::new(billing_config::dynamo_client(&sdk), billing_config::table_name()))
+    }
+
+    pub fn new(ledger: Ledger) -> Result<Deps, Error> {
         let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
         Ok(Deps { ledger, http })
     }

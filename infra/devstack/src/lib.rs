@@ -2,6 +2,7 @@
 //! reading `template.yaml` (tables and routes, declared once), creating the
 //! tables in DynamoDB Local, the VirtFusion stand-in and the local gateway.
 
+pub mod faultproxy;
 pub mod gateway;
 pub mod tables;
 pub mod template;

@@ -53,7 +53,10 @@ fn main() -> ExitCode {
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(CliError::Usage(message)) => {
-            eprintln!("devstack: {message}\n\n{USAGE}");
+            eprintln!(
+                "devstack: {message}\n\n{USAGE}{}",
+                devstack::faultproxy::USAGE
+            );
             ExitCode::from(2)
         }
         Err(CliError::Failed(message)) => {
@@ -135,8 +138,9 @@ fn run(args: Vec<String>) -> CliResult {
         "events" => events(options),
         "token" => token(options),
         "seed" => seed(options),
+        "faultproxy" => faultproxy(options),
         "help" | "--help" | "-h" => {
-            print!("{USAGE}");
+            println!("{USAGE}{}", devstack::faultproxy::USAGE);
             Ok(())
         }
         other => Err(CliError::Usage(format!("unknown command {other:?}"))),
@@ -272,6 +276,37 @@ fn virtfusion(mut options: Options) -> CliResult {
     runtime()?.block_on(async {
         tokio::select! {
             served = devstack::virtfusion::serve_forever(addr, &token) => served,
+            () = gateway::shutdown_signal() => Ok(()),
+        }
+    })?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- faultproxy
+
+fn faultproxy(mut options: Options) -> CliResult {
+    let mut port = 8124;
+    let mut host = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let mut upstream = env_or("DYNAMODB_ENDPOINT", "http://127.0.0.1:8123");
+    let mut config = devstack::faultproxy::FaultConfig::none();
+    while let Some((name, inline)) = options.next_option()? {
+        match name.as_str() {
+            "--port" => port = parse_port(&name, &options.value(&name, inline)?)?,
+            "--host" => host = parse_host(&options.value(&name, inline)?)?,
+            "--upstream" => upstream = options.value(&name, inline)?,
+            _ => {
+                let value = options.value(&name, inline)?;
+                if !config.apply_flag(&name, &value).map_err(CliError::Usage)? {
+                    return Err(unknown(&name));
+                }
+            }
+        }
+    }
+    billing_config::init_tracing();
+    let addr = SocketAddr::new(host, port);
+    runtime()?.block_on(async {
+        tokio::select! {
+            served = devstack::faultproxy::serve_forever(addr, upstream, config) => served,
             () = gateway::shutdown_signal() => Ok(()),
         }
     })?;

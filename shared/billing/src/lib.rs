@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod balance;
 pub mod checkout;
+pub mod deliveries;
 pub mod dns;
 mod error;
 pub mod history;

@@ -1,0 +1,68 @@
+//! `GET /api/admin/virtfusion-deliveries?status=needs_review|pending` and
+//! `POST /api/admin/virtfusion-deliveries/{orderId}/resolve` (role `admin`).
+
+use billing::Reason;
+use billing::deliveries;
+use billing::orders::{Delivery, OrderRecord};
+use billing_http::checkout::valid_order_id;
+use billing_http::{ApiError, ApiResponse, Body, Core, Error, Request, Response, json_body, path_param, query_param, respond};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+pub struct Deps {
+    pub core: Core,
+}
+
+impl Deps {
+    pub async fn from_env() -> Deps {
+        Deps {
+            core: Core::from_env().await,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResolveBody {
+    delivered: bool,
+    reason: String,
+}
+
+pub async fn handle(deps: &Deps, req: Request) -> Result<Response<Body>, Error> {
+    respond(&req, async {
+        let admin = deps.core.auth.admin(&req).await?;
+        match path_param(&req, "orderId") {
+            None => {
+                let state = match query_param(&req, "status").as_deref() {
+                    None | Some("needs_review") => Delivery::NeedsReview,
+                    Some("pending") => Delivery::Pending,
+                    Some(_) => return Err(ApiError::bad_request("status must be needs_review or pending")),
+                };
+                let orders = deliveries::list(&deps.core.ledger, state, 100).await?;
+                let items: Vec<Value> = orders.iter().map(view).collect();
+                Ok(ApiResponse::ok(json!({ "items": items })))
+            }
+            Some(order_id) => {
+                let order_id = valid_order_id(&order_id)?;
+                let body: ResolveBody = json_body(&req)?;
+                let reason = Reason::parse(&body.reason)?;
+                let order =
+                    deliveries::resolve(&deps.core.ledger, order_id, body.delivered, admin.user.as_str(), &reason).await?;
+                Ok(ApiResponse::ok(json!({ "success": true, "delivery": view(&order) })))
+            }
+        }
+    })
+    .await
+}
+
+fn view(order: &OrderRecord) -> Value {
+    json!({
+        "orderId": order.order_id,
+        "userId": order.user.as_str(),
+        "tokens": order.tokens.map(|t| t.get()),
+        "amount": order.captured_amount.unwrap_or(order.amount),
+        "captureId": order.capture_id,
+        "status": order.delivery.map(|d| d.as_str()),
+        "createdAt": order.created_at,
+    })
+}

@@ -1,0 +1,113 @@
+//! Token deliveries that need the scheduled job (`pending`) or an admin
+//! (`needs_review`), found through the sparse index `gsi1` — only orders in
+//! those states carry `gsi1pk`, so the cost grows with them, not with all orders.
+
+use crate::BillingError;
+use crate::checkout::{Settlement, deliver_tokens};
+use crate::orders::{DELIVERY_PENDING, DELIVERY_REVIEW, Delivery, OrderRecord, OrderUpdate};
+use aws_sdk_dynamodb::types::AttributeValue;
+use ledger::{Ledger, LedgerError};
+use std::time::Instant;
+use virtfusion::VirtFusionClient;
+
+/// Orders whose delivery is `state` (pending or needs_review), oldest first.
+pub async fn list(ledger: &Ledger, state: Delivery, limit: u32) -> Result<Vec<OrderRecord>, BillingError> {
+    let partition = match state {
+        Delivery::Pending => DELIVERY_PENDING,
+        Delivery::NeedsReview => DELIVERY_REVIEW,
+        _ => return Err(BillingError::InvalidInput("status must be pending or needs_review".into())),
+    };
+    let out = ledger
+        .client()
+        .query()
+        .table_name(ledger.table())
+        .index_name("gsi1")
+        .key_condition_expression("gsi1pk = :p")
+        .expression_attribute_values(":p", AttributeValue::S(partition.into()))
+        .limit(limit.clamp(1, 100) as i32)
+        .send()
+        .await
+        .map_err(|e| LedgerError::dynamo("Query", &e))?;
+    let mut orders = Vec::new();
+    for key in out.items() {
+        let Some(AttributeValue::S(pk)) = key.get("pk") else { continue };
+        let Some(order_id) = pk.strip_prefix("ORDER#") else { continue };
+        // The index is eventually consistent: re-read and keep what is still in that state.
+        if let Some(order) = crate::orders::load(ledger, order_id).await?
+            && order.delivery == Some(state)
+        {
+            orders.push(order);
+        }
+    }
+    Ok(orders)
+}
+
+/// An admin settles a `needs_review` delivery after checking VirtFusion:
+/// `delivered = true` closes it; `false` makes it `pending` again so the
+/// job delivers it. Anything else is 409.
+pub async fn resolve(
+    ledger: &Ledger,
+    order_id: &str,
+    delivered: bool,
+    admin_id: &str,
+    reason: &crate::Reason,
+) -> Result<OrderRecord, BillingError> {
+    let order = crate::orders::load(ledger, order_id).await?.ok_or(BillingError::NotFound("Delivery"))?;
+    let update = OrderUpdate::new(order_id, "#delivery = :review")
+        .value(":review", AttributeValue::S(Delivery::NeedsReview.as_str().into()))
+        .set_s("resolvedBy", admin_id)
+        .set_s("resolution", reason.as_str())
+        .set_s("resolvedAt", &ledger::now_rfc3339());
+    let update = if delivered {
+        update.set_s("delivery", Delivery::Delivered.as_str()).remove("gsi1pk").remove("gsi1sk")
+    } else {
+        update
+            .set_s("delivery", Delivery::Pending.as_str())
+            .set_s("gsi1pk", DELIVERY_PENDING)
+            .set_s("gsi1sk", &format!("{}#{order_id}", order.created_at))
+    };
+    if !update.run(ledger).await? {
+        return Err(BillingError::Conflict {
+            message: "Delivery is not awaiting review".into(),
+            code: "not_in_review",
+        });
+    }
+    crate::orders::load(ledger, order_id).await?.ok_or(BillingError::NotFound("Delivery"))
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RetrySummary {
+    pub attempted: u32,
+    pub delivered: u32,
+    pub still_pending: u32,
+    pub needs_review: u32,
+}
+
+/// Retries pending deliveries (oldest first) until `deadline` or `max`.
+pub async fn retry_pending(
+    ledger: &Ledger,
+    virtfusion: Option<&VirtFusionClient>,
+    max: u32,
+    deadline: Instant,
+) -> Result<RetrySummary, BillingError> {
+    let mut summary = RetrySummary::default();
+    if virtfusion.is_none() {
+        return Ok(summary);
+    }
+    for order in list(ledger, Delivery::Pending, max).await? {
+        if Instant::now() >= deadline {
+            break;
+        }
+        summary.attempted += 1;
+        match deliver_tokens(ledger, virtfusion, &order.order_id).await {
+            Ok(Settlement::Tokens { delivery: Delivery::Delivered, .. }) => summary.delivered += 1,
+            Ok(Settlement::Tokens { delivery: Delivery::NeedsReview, .. }) => summary.needs_review += 1,
+            Ok(_) => summary.still_pending += 1,
+            Err(e) => {
+                tracing::warn!(order_id = %order.order_id, error = %e, "delivery retry failed");
+                summary.still_pending += 1;
+            }
+        }
+    }
+    Ok(summary)
+}

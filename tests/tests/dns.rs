@@ -1,0 +1,380 @@
+//! DNS plans through the real handlers and DynamoDB Local: listing, the
+//! atomic purchase (and its refusals, which change nothing), the
+//! subscription view, cancellation, the sample events and the deploy-time seed.
+
+use billing::dns::{Plan, PlanId, seed_default_plans};
+use integration_tests::api::TestApi;
+use integration_tests::{assert_audit, new_user, usd};
+use ledger::{Change, EntryDetails, EntryKind, Ledger, UserId};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use tokio::task::JoinSet;
+
+const PLANS: &str = "/api/dns/plans";
+const SUBSCRIPTION: &str = "/api/dns/subscription";
+const CANCEL: &str = "/api/dns/subscription/cancel";
+
+fn purchase_path(plan: &str) -> String {
+    format!("/api/dns/plans/{plan}/purchase")
+}
+
+async fn seeded_api() -> TestApi {
+    let api = TestApi::new().await;
+    seed_default_plans(&api.ledger()).await.expect("seed plans");
+    api
+}
+
+async fn credit(ledger: &Ledger, user: &UserId, amount: &str) {
+    let details = EntryDetails::new(EntryKind::AdminCredit, "test funds").admin("9000", "test funds");
+    ledger
+        .apply(Change::new(user.clone(), usd(amount), details))
+        .await
+        .expect("credit");
+}
+
+/// Kinds of the user's entries, oldest first.
+async fn entry_kinds(ledger: &Ledger, user: &UserId) -> Vec<EntryKind> {
+    let page = ledger.entries(user, 1000, None).await.expect("entries");
+    page.entries.iter().rev().map(|e| e.kind).collect()
+}
+
+async fn buy(api: &TestApi, user: &UserId, plan: &str) -> integration_tests::api::TestResponse {
+    api.call("POST", &purchase_path(plan), Some(&api.token(user.as_str(), false)), None, &[])
+        .await
+}
+
+#[tokio::test]
+async fn plans_are_listed_cheapest_first_and_only_when_active() {
+    let api = seeded_api().await;
+    let token = api.token(new_user().as_str(), false);
+    let response = api.get(PLANS, &token).await;
+    assert_eq!(response.status, 200, "{:?}", response.body);
+    let plans = response.body["plans"].as_array().expect("plans array").clone();
+    let summary: Vec<(Value, Value, Value)> = plans
+        .iter()
+        .map(|p| (p["id"].clone(), p["name"].clone(), p["price"].clone()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (json!("basic"), json!("Basic"), json!("5.00")),
+            (json!("pro"), json!("Pro"), json!("15.00")),
+            (json!("enterprise"), json!("Enterprise"), json!("50.00")),
+        ]
+    );
+    for plan in &plans {
+        let keys: Vec<&str> = plan.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys.len(), 6, "{plan}");
+        assert!(plan["description"].as_str().is_some_and(|d| !d.is_empty()));
+        assert!(plan["domainLimit"].is_u64() && plan["recordLimit"].is_u64());
+    }
+    assert_eq!(plans[0]["domainLimit"], json!(5));
+    assert_eq!(plans[0]["recordLimit"], json!(100));
+
+    // Seeding again creates nothing and changes nothing; a deactivated plan disappears.
+    assert_eq!(seed_default_plans(&api.ledger()).await.unwrap(), 0);
+    deactivate(&api.ledger(), "pro").await;
+    let response = api.get(PLANS, &token).await;
+    let ids: Vec<&str> = response.body["plans"].as_array().unwrap().iter().filter_map(|p| p["id"].as_str()).collect();
+    assert_eq!(ids, ["basic", "enterprise"]);
+    assert_eq!(seed_default_plans(&api.ledger()).await.unwrap(), 0, "never overwrites an admin's change");
+}
+
+async fn deactivate(ledger: &Ledger, id: &str) {
+    let mut plan: Plan = billing::dns::get_plan(ledger, &PlanId::parse(id).unwrap())
+        .await
+        .unwrap()
+        .expect("plan exists");
+    plan.active = false;
+    ledger
+        .client()
+        .put_item()
+        .table_name(ledger.table())
+        .set_item(Some(plan.to_item()))
+        .send()
+        .await
+        .expect("write plan");
+}
+
+#[tokio::test]
+async fn purchase_debits_and_creates_the_subscription_at_once() {
+    let api = seeded_api().await;
+    let user = new_user();
+    credit(&api.ledger(), &user, "12.50").await;
+
+    let response = buy(&api, &user, "basic").await;
+    assert_eq!(response.status, 200, "{:?}", response.body);
+    assert_eq!(response.body["success"], json!(true));
+    assert_eq!(response.body["balance"], json!("7.50"));
+    let sub = &response.body["subscription"];
+    assert!(sub["id"].as_str().is_some_and(|id| id.starts_with("sub_")));
+    assert_eq!(sub["planId"], json!("basic"));
+    assert_eq!(sub["planName"], json!("Basic"));
+    assert_eq!(sub["price"], json!("5.00"));
+    assert_eq!(sub["status"], json!("active"));
+    assert_eq!(sub["autoRenew"], json!(true));
+    assert_eq!(sub["domainLimit"], json!(5));
+    let start = billing::dns::dates::parse_time(sub["startDate"].as_str().unwrap()).unwrap();
+    let next = billing::dns::dates::parse_time(sub["nextRenewalDate"].as_str().unwrap()).unwrap();
+    let anchor = billing::dns::dates::AnchorDay::of(start);
+    assert_eq!(Some(next), billing::dns::dates::next_renewal(start, anchor));
+    assert_eq!(sub["lastRenewalDate"], sub["startDate"]);
+
+    let read = api.get(SUBSCRIPTION, &api.token(user.as_str(), false)).await;
+    assert_eq!(read.status, 200);
+    assert_eq!(&read.body["subscription"], sub);
+
+    assert_eq!(assert_audit(&api.ledger(), &user).await, usd("7.50"));
+    let page = api.ledger().entries(&user, 10, None).await.unwrap();
+    let debit = &page.entries[0];
+    assert_eq!(debit.kind, EntryKind::DnsPurchase);
+    assert_eq!(debit.amount, usd("-5.00"));
+    assert_eq!(debit.reference.as_deref(), sub["id"].as_str());
+
+    // It shows in the history the user sees.
+    let history = api.get("/api/billing/transactions", &api.token(user.as_str(), false)).await;
+    assert_eq!(history.body["items"][0]["type"], json!("dns_purchase"));
+    assert_eq!(history.body["items"][0]["amount"], json!("-5.00"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ten_concurrent_purchases_make_one_subscription_and_one_charge() {
+    let api = Arc::new(seeded_api().await);
+    let user = new_user();
+    credit(&api.ledger(), &user, "100.00").await;
+    let mut tasks = JoinSet::new();
+    for i in 0..10 {
+        let (api, user) = (api.clone(), user.clone());
+        let plan = ["basic", "pro"][i % 2];
+        tasks.spawn(async move { (plan, buy(&api, &user, plan).await) });
+    }
+    let mut wins = Vec::new();
+    let mut statuses = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        let (plan, response) = joined.unwrap();
+        statuses.push(response.status);
+        if response.status == 200 {
+            wins.push((plan, response.body));
+        } else {
+            assert_eq!(response.body["code"], json!("already_subscribed"), "{:?}", response.body);
+        }
+    }
+    assert_eq!(wins.len(), 1, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 409).count(), 9, "{statuses:?}");
+    let (plan, body) = &wins[0];
+    let price = if *plan == "basic" { usd("5.00") } else { usd("15.00") };
+    let expected = usd("100.00").checked_sub(price).unwrap();
+    assert_eq!(assert_audit(&api.ledger(), &user).await, expected);
+    let kinds = entry_kinds(&api.ledger(), &user).await;
+    assert_eq!(kinds, [EntryKind::AdminCredit, EntryKind::DnsPurchase]);
+    let stored = billing::dns::get_subscription(&api.ledger(), &user).await.unwrap().unwrap();
+    assert_eq!(body["subscription"]["id"].as_str(), Some(stored.id.as_str()));
+}
+
+#[tokio::test]
+async fn short_balance_is_402_and_changes_nothing() {
+    let api = seeded_api().await;
+    let user = new_user();
+    credit(&api.ledger(), &user, "4.99").await;
+    let response = buy(&api, &user, "basic").await;
+    assert_eq!(response.status, 402, "{:?}", response.body);
+    assert_eq!(response.body["error"], json!("Insufficient balance"));
+    assert_eq!(assert_audit(&api.ledger(), &user).await, usd("4.99"));
+    assert_eq!(entry_kinds(&api.ledger(), &user).await, [EntryKind::AdminCredit]);
+    let read = api.get(SUBSCRIPTION, &api.token(user.as_str(), false)).await;
+    assert_eq!(read.body, json!({"subscription": null}));
+
+    // A user with no account at all.
+    let nobody = new_user();
+    assert_eq!(buy(&api, &nobody, "basic").await.status, 402);
+    assert_eq!(api.ledger().audit(&nobody).await.unwrap().entries, 0);
+}
+
+#[tokio::test]
+async fn already_subscribed_is_409_and_changes_nothing() {
+    let api = seeded_api().await;
+    let user = new_user();
+    credit(&api.ledger(), &user, "100.00").await;
+    assert_eq!(buy(&api, &user, "basic").await.status, 200);
+    let before = billing::dns::get_subscription(&api.ledger(), &user).await.unwrap();
+    for plan in ["basic", "enterprise"] {
+        let response = buy(&api, &user, plan).await;
+        assert_eq!(response.status, 409, "{:?}", response.body);
+        assert_eq!(response.body["code"], json!("already_subscribed"));
+    }
+    assert_eq!(billing::dns::get_subscription(&api.ledger(), &user).await.unwrap(), before);
+    assert_eq!(assert_audit(&api.ledger(), &user).await, usd("95.00"));
+}
+
+#[tokio::test]
+async fn unknown_or_inactive_plans_are_404_and_change_nothing() {
+    let api = seeded_api().await;
+    let user = new_user();
+    credit(&api.ledger(), &user, "100.00").await;
+    deactivate(&api.ledger(), "enterprise").await;
+    for plan in ["gold", "Basic", "a%23b", "enterprise"] {
+        let response = buy(&api, &user, plan).await;
+        assert_eq!(response.status, 404, "{plan}: {:?}", response.body);
+        assert_eq!(response.body["error"], json!("Plan not found"));
+    }
+    assert_eq!(assert_audit(&api.ledger(), &user).await, usd("100.00"));
+    assert_eq!(billing::dns::get_subscription(&api.ledger(), &user).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_plan_deactivated_between_read_and_write_is_refused_in_the_transaction() {
+    let api = seeded_api().await;
+    let ledger = api.ledger();
+    let user = new_user();
+    credit(&ledger, &user, "100.00").await;
+    let now = time::OffsetDateTime::now_utc();
+    let prepared = billing::dns::prepare_purchase(&ledger, &user, "pro", now).await.unwrap();
+    deactivate(&ledger, "pro").await;
+    let change = prepared.to_ledger_change(ledger.table()).unwrap();
+    let result = billing::dns::apply_purchase(&ledger, prepared, change).await;
+    assert!(matches!(result, Err(billing::BillingError::NotFound("Plan"))), "{result:?}");
+    assert_eq!(assert_audit(&ledger, &user).await, usd("100.00"));
+    assert_eq!(billing::dns::get_subscription(&ledger, &user).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn cancel_turns_auto_renew_off_and_keeps_the_period() {
+    let api = seeded_api().await;
+    let user = new_user();
+    let token = api.token(user.as_str(), false);
+    credit(&api.ledger(), &user, "40.00").await;
+    let bought = buy(&api, &user, "pro").await;
+    assert_eq!(bought.status, 200);
+
+    let cancelled = api.call("POST", CANCEL, Some(&token), None, &[]).await;
+    assert_eq!(cancelled.status, 200, "{:?}", cancelled.body);
+    assert_eq!(cancelled.body["success"], json!(true));
+    let sub = &cancelled.body["subscription"];
+    assert_eq!(sub["status"], json!("cancelled"));
+    assert_eq!(sub["autoRenew"], json!(false));
+    assert_eq!(sub["id"], bought.body["subscription"]["id"]);
+    assert_eq!(sub["nextRenewalDate"], bought.body["subscription"]["nextRenewalDate"], "active until then");
+    assert!(sub["cancelledAt"].is_string());
+
+    // Cancelling again answers the same; buying again waits for the period to end.
+    let again = api.call("POST", CANCEL, Some(&token), None, &[]).await;
+    assert_eq!(again.status, 200);
+    assert_eq!(&again.body["subscription"], sub);
+    assert_eq!(buy(&api, &user, "basic").await.status, 409);
+    let read = api.get(SUBSCRIPTION, &token).await;
+    assert_eq!(&read.body["subscription"], sub);
+    assert_eq!(assert_audit(&api.ledger(), &user).await, usd("25.00"), "cancel refunds nothing and charges nothing");
+}
+
+#[tokio::test]
+async fn cancel_without_a_subscription_is_404_and_routes_need_a_token() {
+    let api = seeded_api().await;
+    let user = new_user();
+    let token = api.token(user.as_str(), false);
+    let response = api.call("POST", CANCEL, Some(&token), None, &[]).await;
+    assert_eq!(response.status, 404, "{:?}", response.body);
+    assert_eq!(response.body["error"], json!("Subscription not found"));
+    for (method, path) in [("GET", PLANS), ("GET", SUBSCRIPTION), ("POST", CANCEL), ("POST", "/api/dns/plans/basic/purchase")] {
+        let response = api.call(method, path, None, None, &[]).await;
+        assert_eq!(response.status, 401, "{method} {path}");
+        assert!(response.request_id.is_some());
+    }
+    assert_eq!(api.call("GET", CANCEL, Some(&token), None, &[]).await.status, 404, "no such route");
+}
+
+#[tokio::test]
+async fn sample_events_drive_the_dns_functions() {
+    let api = seeded_api().await;
+    let user = UserId::parse("1001").unwrap();
+    credit(&api.ledger(), &user, "5.00").await;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events");
+    // In the order a user would: list, buy, read, cancel.
+    for (file, function, expected) in [
+        ("dns-plans.get.json", "dns-plans", json!(3)),
+        ("dns-purchase.post.json", "dns-purchase", json!("0.00")),
+        ("dns-subscription.get.json", "dns-subscription", json!("active")),
+        ("dns-subscription.post.json", "dns-subscription", json!("cancelled")),
+    ] {
+        let text = std::fs::read_to_string(dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let mut event: Value = serde_json::from_str(&text).unwrap();
+        // Fixtures carry long-lived local tokens; swap in one signed with this test's secret.
+        event["headers"]["authorization"] = json!(format!("Bearer {}", api.token("1001", false)));
+        let response = api.invoke(function, &event.to_string()).await;
+        assert_eq!(response.status, 200, "{file}: {:?}", response.body);
+        let seen = match function {
+            "dns-plans" => json!(response.body["plans"].as_array().map(Vec::len)),
+            "dns-purchase" => response.body["balance"].clone(),
+            _ => response.body["subscription"]["status"].clone(),
+        };
+        assert_eq!(seen, expected, "{file}");
+    }
+    assert_audit(&api.ledger(), &user).await;
+}
+
+/// One HTTP exchange on a local port: answers 200 and hands back the request.
+async fn one_http_exchange() -> (String, tokio::task::JoinHandle<String>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/cfn-response?X-Amz-Signature=abc", listener.local_addr().unwrap());
+    let handle = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut request = Vec::new();
+        let mut buffer = [0u8; 4096];
+        loop {
+            let read = socket.read(&mut buffer).await.unwrap();
+            request.extend_from_slice(&buffer[..read]);
+            let text = String::from_utf8_lossy(&request).to_string();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let length = head
+                    .lines()
+                    .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned()))
+                    .and_then(|v| v.parse::<usize>().ok())
+                    .unwrap_or(0);
+                if body.len() >= length {
+                    break;
+                }
+            }
+            if read == 0 {
+                break;
+            }
+        }
+        socket
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        String::from_utf8_lossy(&request).to_string()
+    });
+    (url, handle)
+}
+
+#[tokio::test]
+async fn deploy_time_seed_answers_cloudformation() {
+    let table = integration_tests::TestTable::new().await;
+    let deps = dns_seed_fn::Deps::new(table.ledger()).expect("http client");
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events/dns-seed.create.json");
+    let mut event: Value = serde_json::from_str(&std::fs::read_to_string(fixture).unwrap()).unwrap();
+
+    for (request_type, created) in [("Create", 3), ("Update", 0), ("Delete", 0)] {
+        let (url, server) = one_http_exchange().await;
+        event["RequestType"] = json!(request_type);
+        event["ResponseURL"] = json!(url);
+        let context = lambda_runtime::Context::default();
+        let result = dns_seed_fn::handle(&deps, lambda_runtime::LambdaEvent::new(event.clone(), context))
+            .await
+            .expect("answered");
+        assert_eq!(result["Status"], json!("SUCCESS"), "{request_type}");
+        let request = server.await.unwrap();
+        assert!(request.starts_with("PUT /cfn-response?X-Amz-Signature=abc "), "{request}");
+        let body: Value = serde_json::from_str(request.split_once("\r\n\r\n").unwrap().1).unwrap();
+        assert_eq!(body["Status"], json!("SUCCESS"));
+        assert_eq!(body["PhysicalResourceId"], json!(dns_seed_fn::PHYSICAL_RESOURCE_ID));
+        assert_eq!(body["RequestId"], event["RequestId"]);
+        assert_eq!(body["LogicalResourceId"], json!("DnsPlansSeed"));
+        assert_eq!(body["StackId"], event["StackId"]);
+        if request_type != "Delete" {
+            assert_eq!(body["Data"]["created"], json!(created), "{request_type}");
+        }
+    }
+    let plans = billing::dns::list_active_plans(&table.ledger()).await.unwrap();
+    assert_eq!(plans.len(), 3);
+}
