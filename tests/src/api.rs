@@ -5,6 +5,7 @@
 
 use crate::TestTable;
 use billing_http::jwt::{Claims, sign};
+use devstack::paypal::PayPalStandIn;
 use devstack::template::{RouteDef, Template};
 use devstack::virtfusion::VirtFusionStandIn;
 use serde_json::Value;
@@ -12,11 +13,17 @@ use std::time::Duration;
 
 pub const JWT_SECRET: &str = "test-secret";
 pub const VIRTFUSION_TOKEN: &str = "test-virtfusion-token";
+pub const PAYPAL_CLIENT: (&str, &str) = ("test-client", "test-secret");
+pub const PAYPAL_WEBHOOK_ID: &str = "test-webhook";
 
 pub struct TestApi {
     pub table: TestTable,
     pub virtfusion: VirtFusionStandIn,
+    pub paypal: PayPalStandIn,
     routes: Vec<RouteDef>,
+    /// The four checkout functions share one deps type.
+    pub checkout: billing_http::checkout::CheckoutDeps,
+    admin_deliveries: admin_deliveries_fn::Deps,
     balance: balance_fn::Deps,
     transactions: transactions_fn::Deps,
     admin_credits: admin_credits_fn::Deps,
@@ -42,7 +49,10 @@ impl TestApi {
     /// Like [`TestApi::new`], but the functions reach DynamoDB through `client`
     /// (e.g. one pointed at the fault proxy) with `retry`; the table itself is
     /// created directly, and [`TestApi::ledger`] still reads directly.
-    pub async fn with_client(client: aws_sdk_dynamodb::Client, retry: ledger::RetryPolicy) -> TestApi {
+    pub async fn with_client(
+        client: aws_sdk_dynamodb::Client,
+        retry: ledger::RetryPolicy,
+    ) -> TestApi {
         let table = TestTable::new().await;
         let ledger = ledger::Ledger::new(client, &table.name).with_retry_policy(retry);
         TestApi::build(table, ledger).await
@@ -60,6 +70,22 @@ impl TestApi {
             )
             .expect("virtfusion client")
         };
+        let paypal = PayPalStandIn::spawn(
+            ([127, 0, 0, 1], 0).into(),
+            PAYPAL_CLIENT.0,
+            PAYPAL_CLIENT.1,
+            PAYPAL_WEBHOOK_ID,
+        )
+        .await
+        .expect("paypal stand-in");
+        let paypal_client = paypal::PayPalClient::new(
+            &paypal.base_url(),
+            billing_config::SecretValue::new(PAYPAL_CLIENT.0),
+            billing_config::SecretValue::new(PAYPAL_CLIENT.1),
+            Duration::from_millis(800),
+        )
+        .expect("paypal client")
+        .with_webhook_id(PAYPAL_WEBHOOK_ID);
         let core = || billing_http::Core::new(ledger.clone(), JWT_SECRET);
         let routes = Template::load(&devstack::template_path())
             .expect("template")
@@ -71,8 +97,15 @@ impl TestApi {
             dns_plans: dns_plans_fn::Deps { core: core() },
             dns_purchase: dns_purchase_fn::Deps { core: core() },
             dns_subscription: dns_subscription_fn::Deps { core: core() },
+            checkout: billing_http::checkout::CheckoutDeps::new(
+                core(),
+                paypal_client,
+                Some(vf_client()),
+            ),
+            admin_deliveries: admin_deliveries_fn::Deps { core: core() },
             routes,
             virtfusion,
+            paypal,
             table,
         }
     }
@@ -91,8 +124,14 @@ impl TestApi {
     }
 
     pub async fn send(&self, method: &str, path: &str, token: &str, body: &str) -> TestResponse {
-        self.call(method, path, Some(token), Some(body), &[("content-type", "application/json")])
-            .await
+        self.call(
+            method,
+            path,
+            Some(token),
+            Some(body),
+            &[("content-type", "application/json")],
+        )
+        .await
     }
 
     /// `path` may carry a query string.
@@ -135,14 +174,38 @@ impl TestApi {
 
     /// Feeds a raw event (e.g. a file from `events/`) to the named function.
     pub async fn invoke(&self, function: &str, event_json: &str) -> TestResponse {
-        let request = lambda_http::request::from_str(event_json).expect("event parses as lambda_http does");
+        let request =
+            lambda_http::request::from_str(event_json).expect("event parses as lambda_http does");
         let response = match function {
-            "balance" => balance_fn::handle(&self.balance, request).await,
-            "transactions" => transactions_fn::handle(&self.transactions, request).await,
-            "admin-credits" => admin_credits_fn::handle(&self.admin_credits, request).await,
-            "dns-plans" => dns_plans_fn::handle(&self.dns_plans, request).await,
-            "dns-purchase" => dns_purchase_fn::handle(&self.dns_purchase, request).await,
-            "dns-subscription" => dns_subscription_fn::handle(&self.dns_subscription, request).await,
+            "balance" => Box::pin(balance_fn::handle(&self.balance, request)).await,
+            "transactions" => Box::pin(transactions_fn::handle(&self.transactions, request)).await,
+            "admin-credits" => {
+                Box::pin(admin_credits_fn::handle(&self.admin_credits, request)).await
+            }
+            "dns-plans" => Box::pin(dns_plans_fn::handle(&self.dns_plans, request)).await,
+            "dns-purchase" => Box::pin(dns_purchase_fn::handle(&self.dns_purchase, request)).await,
+            "dns-subscription" => {
+                dns_subscription_fn::handle(&self.dns_subscription, request).await
+            }
+            "custom-credits-add" => {
+                Box::pin(custom_credits_add_fn::handle(&self.checkout, request)).await
+            }
+            "custom-credits-capture" => {
+                Box::pin(custom_credits_capture_fn::handle(&self.checkout, request)).await
+            }
+            "virtfusion-tokens-add" => {
+                Box::pin(virtfusion_tokens_add_fn::handle(&self.checkout, request)).await
+            }
+            "virtfusion-tokens-capture" => {
+                Box::pin(virtfusion_tokens_capture_fn::handle(
+                    &self.checkout,
+                    request,
+                ))
+                .await
+            }
+            "admin-deliveries" => {
+                Box::pin(admin_deliveries_fn::handle(&self.admin_deliveries, request)).await
+            }
             other => panic!("no test dispatch for function {other}"),
         }
         .expect("handlers answer every request with a response");
@@ -171,7 +234,11 @@ pub fn token_with(sub: &str, admin: bool, ttl_seconds: i64, secret: &str) -> Str
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
-    let roles = if admin { vec!["admin".to_owned()] } else { Vec::new() };
+    let roles = if admin {
+        vec!["admin".to_owned()]
+    } else {
+        Vec::new()
+    };
     sign(
         &Claims {
             sub: sub.into(),

@@ -37,13 +37,19 @@ impl TestTable {
         let client = billing_config::dynamo_client_with(&sdk, move |b| b.interceptor(counter));
         let template = devstack::template::Template::load(&devstack::template_path())
             .expect("template.yaml readable");
-        let def = template.table("BillingTable").expect("BillingTable in template.yaml");
+        let def = template
+            .table("BillingTable")
+            .expect("BillingTable in template.yaml");
         let name = format!("t-{}", uuid::Uuid::new_v4().simple());
         devstack::tables::create_table(&client, &def, &name)
             .await
             .expect("create test table");
         calls.reset();
-        TestTable { client, name, calls }
+        TestTable {
+            client,
+            name,
+            calls,
+        }
     }
 
     pub fn ledger(&self) -> Ledger {
@@ -65,6 +71,10 @@ pub fn usd(text: &str) -> Usd {
 /// Fails the test unless the account's chain is sound; returns the balance.
 pub async fn assert_audit(ledger: &Ledger, user: &UserId) -> Usd {
     let report = ledger.audit(user).await.expect("audit readable");
-    assert!(report.is_sound(), "ledger audit failed for {user}: {:?}", report.problems);
+    assert!(
+        report.is_sound(),
+        "ledger audit failed for {user}: {:?}",
+        report.problems
+    );
     report.balance
 }

@@ -22,11 +22,18 @@ async fn balance_shows_both_systems() {
     api.virtfusion.set_balance(user.as_str(), 1250);
     let admin = api.token("9000", true);
     let added = api
-        .send("POST", &admin_path(&user), &admin, r#"{"amount": 12.5, "reason": "welcome"}"#)
+        .send(
+            "POST",
+            &admin_path(&user),
+            &admin,
+            r#"{"amount": 12.5, "reason": "welcome"}"#,
+        )
         .await;
     assert_eq!(added.status, 200, "{:?}", added.body);
 
-    let response = api.get("/api/billing/balance", &api.token(user.as_str(), false)).await;
+    let response = api
+        .get("/api/billing/balance", &api.token(user.as_str(), false))
+        .await;
     assert_eq!(response.status, 200);
     assert_eq!(
         response.body,
@@ -43,8 +50,11 @@ async fn balance_reads_virtfusion_numeric_strings() {
     let api = TestApi::new().await;
     let user = new_user();
     api.virtfusion.set_balance(user.as_str(), 70);
-    api.virtfusion.set_tokens_format(TokensFormat::DecimalString);
-    let response = api.get("/api/billing/balance", &api.token(user.as_str(), false)).await;
+    api.virtfusion
+        .set_tokens_format(TokensFormat::DecimalString);
+    let response = api
+        .get("/api/billing/balance", &api.token(user.as_str(), false))
+        .await;
     assert_eq!(response.body["virtFusion"]["balance"], json!(70));
 }
 
@@ -54,7 +64,9 @@ async fn balance_survives_virtfusion_being_down() {
     let user = new_user();
     for mode in [FailureMode::Status(503), FailureMode::Hang] {
         api.virtfusion.set_failure(mode, None);
-        let response = api.get("/api/billing/balance", &api.token(user.as_str(), false)).await;
+        let response = api
+            .get("/api/billing/balance", &api.token(user.as_str(), false))
+            .await;
         assert_eq!(response.status, 200, "{mode:?}");
         assert_eq!(
             response.body["virtFusion"],
@@ -71,7 +83,8 @@ async fn tokens_are_checked() {
     let forged = token_with("1", false, 3600, "not-the-secret");
     let expired = token_with("1", false, -10, JWT_SECRET);
     // {"alg":"none"} . {"sub":"1","roles":["admin"],"exp":9999999999} . (no signature)
-    let alg_none = "eyJhbGciOiJub25lIn0.eyJzdWIiOiIxIiwicm9sZXMiOlsiYWRtaW4iXSwiZXhwIjo5OTk5OTk5OTk5fQ.";
+    let alg_none =
+        "eyJhbGciOiJub25lIn0.eyJzdWIiOiIxIiwicm9sZXMiOlsiYWRtaW4iXSwiZXhwIjo5OTk5OTk5OTk5fQ.";
     for (token, why) in [
         (None, "missing"),
         (Some(forged.as_str()), "forged"),
@@ -82,11 +95,20 @@ async fn tokens_are_checked() {
         let response = api.call("GET", path, token, None, &[]).await;
         assert_eq!(response.status, 401, "{why}: {:?}", response.body);
         assert!(response.body["error"].is_string(), "{why}");
-        assert!(response.request_id.is_some(), "{why}: x-request-id on errors too");
+        assert!(
+            response.request_id.is_some(),
+            "{why}: x-request-id on errors too"
+        );
     }
     // Scheme other than Bearer.
     let basic = api
-        .call("GET", path, None, None, &[("authorization", "Basic dXNlcjpwYXNz")])
+        .call(
+            "GET",
+            path,
+            None,
+            None,
+            &[("authorization", "Basic dXNlcjpwYXNz")],
+        )
         .await;
     assert_eq!(basic.status, 401);
 }
@@ -98,7 +120,14 @@ async fn admin_routes_need_the_admin_role() {
     let token = api.token(user.as_str(), false);
     let path = admin_path(&user);
     assert_eq!(api.get(&path, &token).await.status, 403);
-    let response = api.send("POST", &path, &token, r#"{"amount": 5, "reason": "self-service"}"#).await;
+    let response = api
+        .send(
+            "POST",
+            &path,
+            &token,
+            r#"{"amount": 5, "reason": "self-service"}"#,
+        )
+        .await;
     assert_eq!(response.status, 403);
     assert_eq!(api.ledger().balance(&user).await.unwrap(), usd("0"));
 }
@@ -110,9 +139,23 @@ async fn admin_add_read_remove_with_audit_fields() {
     let admin = api.token("42", true);
     let path = admin_path(&user);
 
-    let added = api.send("POST", &path, &admin, r#"{"amount": "17.50", "reason": "goodwill"}"#).await;
+    let added = api
+        .send(
+            "POST",
+            &path,
+            &admin,
+            r#"{"amount": "17.50", "reason": "goodwill"}"#,
+        )
+        .await;
     assert_eq!(added.body, json!({"success": true, "balance": "17.50"}));
-    let removed = api.send("DELETE", &path, &admin, r#"{"amount": 5, "reason": "correction"}"#).await;
+    let removed = api
+        .send(
+            "DELETE",
+            &path,
+            &admin,
+            r#"{"amount": 5, "reason": "correction"}"#,
+        )
+        .await;
     assert_eq!(removed.body, json!({"success": true, "balance": "12.50"}));
 
     let read = api.get(&path, &admin).await;
@@ -134,8 +177,16 @@ async fn removing_more_than_the_balance_is_400_and_changes_nothing() {
     let user = new_user();
     let admin = api.token("42", true);
     let path = admin_path(&user);
-    api.send("POST", &path, &admin, r#"{"amount": 3, "reason": "r"}"#).await;
-    let response = api.send("DELETE", &path, &admin, r#"{"amount": 3.01, "reason": "too much"}"#).await;
+    api.send("POST", &path, &admin, r#"{"amount": 3, "reason": "r"}"#)
+        .await;
+    let response = api
+        .send(
+            "DELETE",
+            &path,
+            &admin,
+            r#"{"amount": 3.01, "reason": "too much"}"#,
+        )
+        .await;
     assert_eq!(response.status, 400);
     assert_eq!(response.body["error"], json!("Insufficient balance"));
     assert_eq!(assert_audit(&api.ledger(), &user).await, usd("3.00"));
@@ -152,18 +203,36 @@ async fn every_bad_admin_body_is_400_and_changes_nothing() {
     let bodies: Vec<(&str, String)> = vec![
         ("zero", r#"{"amount": 0, "reason": "r"}"#.into()),
         ("negative", r#"{"amount": -5, "reason": "r"}"#.into()),
-        ("negative zero", r#"{"amount": "-0.00", "reason": "r"}"#.into()),
-        ("too large", r#"{"amount": 100000.01, "reason": "r"}"#.into()),
+        (
+            "negative zero",
+            r#"{"amount": "-0.00", "reason": "r"}"#.into(),
+        ),
+        (
+            "too large",
+            r#"{"amount": 100000.01, "reason": "r"}"#.into(),
+        ),
         ("three places", r#"{"amount": 1.005, "reason": "r"}"#.into()),
         ("exponent", r#"{"amount": 1e2, "reason": "r"}"#.into()),
         ("NaN", r#"{"amount": "NaN", "reason": "r"}"#.into()),
-        ("Infinity", r#"{"amount": "Infinity", "reason": "r"}"#.into()),
-        ("amount as bool", r#"{"amount": true, "reason": "r"}"#.into()),
+        (
+            "Infinity",
+            r#"{"amount": "Infinity", "reason": "r"}"#.into(),
+        ),
+        (
+            "amount as bool",
+            r#"{"amount": true, "reason": "r"}"#.into(),
+        ),
         ("amount missing", r#"{"reason": "r"}"#.into()),
         ("reason missing", r#"{"amount": 5}"#.into()),
         ("reason blank", r#"{"amount": 5, "reason": "   "}"#.into()),
-        ("reason not a string", r#"{"amount": 5, "reason": 7}"#.into()),
-        ("unknown field", r#"{"amount": 5, "reason": "r", "userId": "1"}"#.into()),
+        (
+            "reason not a string",
+            r#"{"amount": 5, "reason": 7}"#.into(),
+        ),
+        (
+            "unknown field",
+            r#"{"amount": 5, "reason": "r", "userId": "1"}"#.into(),
+        ),
         ("not JSON", "amount=5".into()),
         ("truncated JSON", r#"{"amount": 5, "reason": "#.into()),
         ("array", "[1,2]".into()),
@@ -174,19 +243,38 @@ async fn every_bad_admin_body_is_400_and_changes_nothing() {
     for (why, body) in bodies {
         for method in ["POST", "DELETE"] {
             let response = api.send(method, &path, &admin, &body).await;
-            assert_eq!(response.status, 400, "{why} ({method}): {:?}", response.body);
+            assert_eq!(
+                response.status, 400,
+                "{why} ({method}): {:?}",
+                response.body
+            );
             assert!(response.body["error"].is_string(), "{why}");
         }
     }
     let wrong_type = api
-        .call("POST", &path, Some(&admin), Some(r#"{"amount": 5, "reason": "r"}"#), &[("content-type", "text/plain")])
+        .call(
+            "POST",
+            &path,
+            Some(&admin),
+            Some(r#"{"amount": 5, "reason": "r"}"#),
+            &[("content-type", "text/plain")],
+        )
         .await;
     assert_eq!(wrong_type.status, 400);
     let bad_user = api
-        .send("POST", "/api/admin/users/a%23b/custom-credits", &admin, r#"{"amount": 5, "reason": "r"}"#)
+        .send(
+            "POST",
+            "/api/admin/users/a%23b/custom-credits",
+            &admin,
+            r#"{"amount": 5, "reason": "r"}"#,
+        )
         .await;
     assert_eq!(bad_user.status, 400);
-    assert_eq!(api.ledger().audit(&user).await.unwrap().entries, 0, "nothing was written");
+    assert_eq!(
+        api.ledger().audit(&user).await.unwrap().entries,
+        0,
+        "nothing was written"
+    );
 }
 
 #[tokio::test]
@@ -194,15 +282,29 @@ async fn unknown_routes_are_404() {
     let api = TestApi::new().await;
     let token = api.token("1", true);
     assert_eq!(api.get("/api/billing/nothing", &token).await.status, 404);
-    assert_eq!(api.call("PUT", "/api/billing/balance", Some(&token), None, &[]).await.status, 404);
+    assert_eq!(
+        api.call("PUT", "/api/billing/balance", Some(&token), None, &[])
+            .await
+            .status,
+        404
+    );
 }
 
 #[tokio::test]
 async fn bad_query_parameters_are_400() {
     let api = TestApi::new().await;
     let token = api.token("1", false);
-    for query in ["limit=0", "limit=101", "limit=abc", "limit=-1", "cursor=%%%", "cursor=bm90LWpzb24"] {
-        let response = api.get(&format!("/api/billing/transactions?{query}"), &token).await;
+    for query in [
+        "limit=0",
+        "limit=101",
+        "limit=abc",
+        "limit=-1",
+        "cursor=%%%",
+        "cursor=bm90LWpzb24",
+    ] {
+        let response = api
+            .get(&format!("/api/billing/transactions?{query}"), &token)
+            .await;
         assert_eq!(response.status, 400, "{query}: {:?}", response.body);
     }
 }
@@ -216,7 +318,12 @@ async fn transactions_merge_both_systems_and_page_without_duplicates() {
     for i in 0..13 {
         if i % 2 == 0 {
             let body = format!(r#"{{"amount": {}, "reason": "r{i}"}}"#, i + 1);
-            assert_eq!(api.send("POST", &admin_path(&user), &admin, &body).await.status, 200);
+            assert_eq!(
+                api.send("POST", &admin_path(&user), &admin, &body)
+                    .await
+                    .status,
+                200
+            );
         } else {
             let created_at = ledger::now_rfc3339();
             let order_id = format!("ORDER-{i}");
@@ -258,19 +365,43 @@ async fn transactions_merge_both_systems_and_page_without_duplicates() {
         }
     }
     assert_eq!(seen.len(), 13, "every item once");
-    let ids: HashSet<String> = seen.iter().map(|i| format!("{}:{}", i["system"], i["id"])).collect();
+    let ids: HashSet<String> = seen
+        .iter()
+        .map(|i| format!("{}:{}", i["system"], i["id"]))
+        .collect();
     assert_eq!(ids.len(), 13, "no duplicates");
-    let times: Vec<&str> = seen.iter().map(|i| i["createdAt"].as_str().unwrap()).collect();
-    assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first: {times:?}");
+    let times: Vec<&str> = seen
+        .iter()
+        .map(|i| i["createdAt"].as_str().unwrap())
+        .collect();
+    assert!(
+        times.windows(2).all(|w| w[0] >= w[1]),
+        "newest first: {times:?}"
+    );
     let systems: HashSet<&str> = seen.iter().map(|i| i["system"].as_str().unwrap()).collect();
     assert_eq!(systems, HashSet::from(["custom_credits", "virtfusion"]));
-    let credit = seen.iter().find(|i| i["system"] == "custom_credits").unwrap();
-    for field in ["id", "type", "amount", "status", "description", "createdAt", "balanceBefore", "balanceAfter"] {
+    let credit = seen
+        .iter()
+        .find(|i| i["system"] == "custom_credits")
+        .unwrap();
+    for field in [
+        "id",
+        "type",
+        "amount",
+        "status",
+        "description",
+        "createdAt",
+        "balanceBefore",
+        "balanceAfter",
+    ] {
         assert!(!credit[field].is_null(), "credit item lacks {field}");
     }
     let tokens = seen.iter().find(|i| i["system"] == "virtfusion").unwrap();
     assert!(tokens["amount"].is_i64(), "token amounts are integers");
-    assert!(credit["amount"].is_string(), "credit amounts are decimal strings");
+    assert!(
+        credit["amount"].is_string(),
+        "credit amounts are decimal strings"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -279,19 +410,41 @@ async fn concurrent_admin_removals_never_overdraw() {
     let user = new_user();
     let admin = api.token("42", true);
     let path = admin_path(&user);
-    api.send("POST", &path, &admin, r#"{"amount": 20, "reason": "start"}"#).await;
+    api.send(
+        "POST",
+        &path,
+        &admin,
+        r#"{"amount": 20, "reason": "start"}"#,
+    )
+    .await;
 
     let mut tasks = JoinSet::new();
     for _ in 0..24 {
         let (api, path, admin) = (api.clone(), path.clone(), admin.clone());
-        tasks.spawn(async move { api.send("DELETE", &path, &admin, r#"{"amount": 3, "reason": "load"}"#).await });
+        tasks.spawn(async move {
+            api.send(
+                "DELETE",
+                &path,
+                &admin,
+                r#"{"amount": 3, "reason": "load"}"#,
+            )
+            .await
+        });
     }
     let mut statuses = Vec::new();
     while let Some(response) = tasks.join_next().await {
         statuses.push(response.unwrap().status);
     }
-    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 6, "{statuses:?}");
-    assert_eq!(statuses.iter().filter(|s| **s == 400).count(), 18, "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        6,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 400).count(),
+        18,
+        "{statuses:?}"
+    );
     assert_eq!(assert_audit(&api.ledger(), &user).await, usd("2.00"));
 }
 
@@ -308,11 +461,20 @@ async fn sample_events_drive_their_functions() {
             continue;
         }
         // Fixtures carry long-lived local tokens; swap in one signed with this test's secret.
-        let mut event: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        let admin = event["rawPath"].as_str().unwrap_or("").starts_with("/api/admin");
+        let mut event: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let admin = event["rawPath"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("/api/admin");
         event["headers"]["authorization"] = json!(format!("Bearer {}", api.token("1001", admin)));
         let response = api.invoke(&function, &event.to_string()).await;
-        assert!(response.status < 300, "{name}: {} {:?}", response.status, response.body);
+        assert!(
+            response.status < 300,
+            "{name}: {} {:?}",
+            response.status,
+            response.body
+        );
         served += 1;
     }
     assert!(served >= 5, "expected a fixture per route, found {served}");

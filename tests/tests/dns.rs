@@ -25,7 +25,8 @@ async fn seeded_api() -> TestApi {
 }
 
 async fn credit(ledger: &Ledger, user: &UserId, amount: &str) {
-    let details = EntryDetails::new(EntryKind::AdminCredit, "test funds").admin("9000", "test funds");
+    let details =
+        EntryDetails::new(EntryKind::AdminCredit, "test funds").admin("9000", "test funds");
     ledger
         .apply(Change::new(user.clone(), usd(amount), details))
         .await
@@ -39,8 +40,14 @@ async fn entry_kinds(ledger: &Ledger, user: &UserId) -> Vec<EntryKind> {
 }
 
 async fn buy(api: &TestApi, user: &UserId, plan: &str) -> integration_tests::api::TestResponse {
-    api.call("POST", &purchase_path(plan), Some(&api.token(user.as_str(), false)), None, &[])
-        .await
+    api.call(
+        "POST",
+        &purchase_path(plan),
+        Some(&api.token(user.as_str(), false)),
+        None,
+        &[],
+    )
+    .await
 }
 
 #[tokio::test]
@@ -49,7 +56,10 @@ async fn plans_are_listed_cheapest_first_and_only_when_active() {
     let token = api.token(new_user().as_str(), false);
     let response = api.get(PLANS, &token).await;
     assert_eq!(response.status, 200, "{:?}", response.body);
-    let plans = response.body["plans"].as_array().expect("plans array").clone();
+    let plans = response.body["plans"]
+        .as_array()
+        .expect("plans array")
+        .clone();
     let summary: Vec<(Value, Value, Value)> = plans
         .iter()
         .map(|p| (p["id"].clone(), p["name"].clone(), p["price"].clone()))
@@ -63,7 +73,12 @@ async fn plans_are_listed_cheapest_first_and_only_when_active() {
         ]
     );
     for plan in &plans {
-        let keys: Vec<&str> = plan.as_object().unwrap().keys().map(String::as_str).collect();
+        let keys: Vec<&str> = plan
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
         assert_eq!(keys.len(), 6, "{plan}");
         assert!(plan["description"].as_str().is_some_and(|d| !d.is_empty()));
         assert!(plan["domainLimit"].is_u64() && plan["recordLimit"].is_u64());
@@ -75,9 +90,18 @@ async fn plans_are_listed_cheapest_first_and_only_when_active() {
     assert_eq!(seed_default_plans(&api.ledger()).await.unwrap(), 0);
     deactivate(&api.ledger(), "pro").await;
     let response = api.get(PLANS, &token).await;
-    let ids: Vec<&str> = response.body["plans"].as_array().unwrap().iter().filter_map(|p| p["id"].as_str()).collect();
+    let ids: Vec<&str> = response.body["plans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["id"].as_str())
+        .collect();
     assert_eq!(ids, ["basic", "enterprise"]);
-    assert_eq!(seed_default_plans(&api.ledger()).await.unwrap(), 0, "never overwrites an admin's change");
+    assert_eq!(
+        seed_default_plans(&api.ledger()).await.unwrap(),
+        0,
+        "never overwrites an admin's change"
+    );
 }
 
 async fn deactivate(ledger: &Ledger, id: &str) {
@@ -120,7 +144,9 @@ async fn purchase_debits_and_creates_the_subscription_at_once() {
     assert_eq!(Some(next), billing::dns::dates::next_renewal(start, anchor));
     assert_eq!(sub["lastRenewalDate"], sub["startDate"]);
 
-    let read = api.get(SUBSCRIPTION, &api.token(user.as_str(), false)).await;
+    let read = api
+        .get(SUBSCRIPTION, &api.token(user.as_str(), false))
+        .await;
     assert_eq!(read.status, 200);
     assert_eq!(&read.body["subscription"], sub);
 
@@ -132,7 +158,12 @@ async fn purchase_debits_and_creates_the_subscription_at_once() {
     assert_eq!(debit.reference.as_deref(), sub["id"].as_str());
 
     // It shows in the history the user sees.
-    let history = api.get("/api/billing/transactions", &api.token(user.as_str(), false)).await;
+    let history = api
+        .get(
+            "/api/billing/transactions",
+            &api.token(user.as_str(), false),
+        )
+        .await;
     assert_eq!(history.body["items"][0]["type"], json!("dns_purchase"));
     assert_eq!(history.body["items"][0]["amount"], json!("-5.00"));
 }
@@ -156,19 +187,38 @@ async fn ten_concurrent_purchases_make_one_subscription_and_one_charge() {
         if response.status == 200 {
             wins.push((plan, response.body));
         } else {
-            assert_eq!(response.body["code"], json!("already_subscribed"), "{:?}", response.body);
+            assert_eq!(
+                response.body["code"],
+                json!("already_subscribed"),
+                "{:?}",
+                response.body
+            );
         }
     }
     assert_eq!(wins.len(), 1, "{statuses:?}");
-    assert_eq!(statuses.iter().filter(|s| **s == 409).count(), 9, "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 409).count(),
+        9,
+        "{statuses:?}"
+    );
     let (plan, body) = &wins[0];
-    let price = if *plan == "basic" { usd("5.00") } else { usd("15.00") };
+    let price = if *plan == "basic" {
+        usd("5.00")
+    } else {
+        usd("15.00")
+    };
     let expected = usd("100.00").checked_sub(price).unwrap();
     assert_eq!(assert_audit(&api.ledger(), &user).await, expected);
     let kinds = entry_kinds(&api.ledger(), &user).await;
     assert_eq!(kinds, [EntryKind::AdminCredit, EntryKind::DnsPurchase]);
-    let stored = billing::dns::get_subscription(&api.ledger(), &user).await.unwrap().unwrap();
-    assert_eq!(body["subscription"]["id"].as_str(), Some(stored.id.as_str()));
+    let stored = billing::dns::get_subscription(&api.ledger(), &user)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        body["subscription"]["id"].as_str(),
+        Some(stored.id.as_str())
+    );
 }
 
 #[tokio::test]
@@ -180,8 +230,13 @@ async fn short_balance_is_402_and_changes_nothing() {
     assert_eq!(response.status, 402, "{:?}", response.body);
     assert_eq!(response.body["error"], json!("Insufficient balance"));
     assert_eq!(assert_audit(&api.ledger(), &user).await, usd("4.99"));
-    assert_eq!(entry_kinds(&api.ledger(), &user).await, [EntryKind::AdminCredit]);
-    let read = api.get(SUBSCRIPTION, &api.token(user.as_str(), false)).await;
+    assert_eq!(
+        entry_kinds(&api.ledger(), &user).await,
+        [EntryKind::AdminCredit]
+    );
+    let read = api
+        .get(SUBSCRIPTION, &api.token(user.as_str(), false))
+        .await;
     assert_eq!(read.body, json!({"subscription": null}));
 
     // A user with no account at all.
@@ -196,13 +251,20 @@ async fn already_subscribed_is_409_and_changes_nothing() {
     let user = new_user();
     credit(&api.ledger(), &user, "100.00").await;
     assert_eq!(buy(&api, &user, "basic").await.status, 200);
-    let before = billing::dns::get_subscription(&api.ledger(), &user).await.unwrap();
+    let before = billing::dns::get_subscription(&api.ledger(), &user)
+        .await
+        .unwrap();
     for plan in ["basic", "enterprise"] {
         let response = buy(&api, &user, plan).await;
         assert_eq!(response.status, 409, "{:?}", response.body);
         assert_eq!(response.body["code"], json!("already_subscribed"));
     }
-    assert_eq!(billing::dns::get_subscription(&api.ledger(), &user).await.unwrap(), before);
+    assert_eq!(
+        billing::dns::get_subscription(&api.ledger(), &user)
+            .await
+            .unwrap(),
+        before
+    );
     assert_eq!(assert_audit(&api.ledger(), &user).await, usd("95.00"));
 }
 
@@ -218,7 +280,12 @@ async fn unknown_or_inactive_plans_are_404_and_change_nothing() {
         assert_eq!(response.body["error"], json!("Plan not found"));
     }
     assert_eq!(assert_audit(&api.ledger(), &user).await, usd("100.00"));
-    assert_eq!(billing::dns::get_subscription(&api.ledger(), &user).await.unwrap(), None);
+    assert_eq!(
+        billing::dns::get_subscription(&api.ledger(), &user)
+            .await
+            .unwrap(),
+        None
+    );
 }
 
 #[tokio::test]
@@ -228,13 +295,23 @@ async fn a_plan_deactivated_between_read_and_write_is_refused_in_the_transaction
     let user = new_user();
     credit(&ledger, &user, "100.00").await;
     let now = time::OffsetDateTime::now_utc();
-    let prepared = billing::dns::prepare_purchase(&ledger, &user, "pro", now).await.unwrap();
+    let prepared = billing::dns::prepare_purchase(&ledger, &user, "pro", now)
+        .await
+        .unwrap();
     deactivate(&ledger, "pro").await;
     let change = prepared.to_ledger_change(ledger.table()).unwrap();
     let result = billing::dns::apply_purchase(&ledger, prepared, change).await;
-    assert!(matches!(result, Err(billing::BillingError::NotFound("Plan"))), "{result:?}");
+    assert!(
+        matches!(result, Err(billing::BillingError::NotFound("Plan"))),
+        "{result:?}"
+    );
     assert_eq!(assert_audit(&ledger, &user).await, usd("100.00"));
-    assert_eq!(billing::dns::get_subscription(&ledger, &user).await.unwrap(), None);
+    assert_eq!(
+        billing::dns::get_subscription(&ledger, &user)
+            .await
+            .unwrap(),
+        None
+    );
 }
 
 #[tokio::test]
@@ -253,7 +330,10 @@ async fn cancel_turns_auto_renew_off_and_keeps_the_period() {
     assert_eq!(sub["status"], json!("cancelled"));
     assert_eq!(sub["autoRenew"], json!(false));
     assert_eq!(sub["id"], bought.body["subscription"]["id"]);
-    assert_eq!(sub["nextRenewalDate"], bought.body["subscription"]["nextRenewalDate"], "active until then");
+    assert_eq!(
+        sub["nextRenewalDate"], bought.body["subscription"]["nextRenewalDate"],
+        "active until then"
+    );
     assert!(sub["cancelledAt"].is_string());
 
     // Cancelling again answers the same; buying again waits for the period to end.
@@ -263,7 +343,11 @@ async fn cancel_turns_auto_renew_off_and_keeps_the_period() {
     assert_eq!(buy(&api, &user, "basic").await.status, 409);
     let read = api.get(SUBSCRIPTION, &token).await;
     assert_eq!(&read.body["subscription"], sub);
-    assert_eq!(assert_audit(&api.ledger(), &user).await, usd("25.00"), "cancel refunds nothing and charges nothing");
+    assert_eq!(
+        assert_audit(&api.ledger(), &user).await,
+        usd("25.00"),
+        "cancel refunds nothing and charges nothing"
+    );
 }
 
 #[tokio::test]
@@ -274,12 +358,23 @@ async fn cancel_without_a_subscription_is_404_and_routes_need_a_token() {
     let response = api.call("POST", CANCEL, Some(&token), None, &[]).await;
     assert_eq!(response.status, 404, "{:?}", response.body);
     assert_eq!(response.body["error"], json!("Subscription not found"));
-    for (method, path) in [("GET", PLANS), ("GET", SUBSCRIPTION), ("POST", CANCEL), ("POST", "/api/dns/plans/basic/purchase")] {
+    for (method, path) in [
+        ("GET", PLANS),
+        ("GET", SUBSCRIPTION),
+        ("POST", CANCEL),
+        ("POST", "/api/dns/plans/basic/purchase"),
+    ] {
         let response = api.call(method, path, None, None, &[]).await;
         assert_eq!(response.status, 401, "{method} {path}");
         assert!(response.request_id.is_some());
     }
-    assert_eq!(api.call("GET", CANCEL, Some(&token), None, &[]).await.status, 404, "no such route");
+    assert_eq!(
+        api.call("GET", CANCEL, Some(&token), None, &[])
+            .await
+            .status,
+        404,
+        "no such route"
+    );
 }
 
 #[tokio::test]
@@ -292,10 +387,19 @@ async fn sample_events_drive_the_dns_functions() {
     for (file, function, expected) in [
         ("dns-plans.get.json", "dns-plans", json!(3)),
         ("dns-purchase.post.json", "dns-purchase", json!("0.00")),
-        ("dns-subscription.get.json", "dns-subscription", json!("active")),
-        ("dns-subscription.post.json", "dns-subscription", json!("cancelled")),
+        (
+            "dns-subscription.get.json",
+            "dns-subscription",
+            json!("active"),
+        ),
+        (
+            "dns-subscription.post.json",
+            "dns-subscription",
+            json!("cancelled"),
+        ),
     ] {
-        let text = std::fs::read_to_string(dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let text =
+            std::fs::read_to_string(dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
         let mut event: Value = serde_json::from_str(&text).unwrap();
         // Fixtures carry long-lived local tokens; swap in one signed with this test's secret.
         event["headers"]["authorization"] = json!(format!("Bearer {}", api.token("1001", false)));
@@ -315,7 +419,10 @@ async fn sample_events_drive_the_dns_functions() {
 async fn one_http_exchange() -> (String, tokio::task::JoinHandle<String>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/cfn-response?X-Amz-Signature=abc", listener.local_addr().unwrap());
+    let url = format!(
+        "http://{}/cfn-response?X-Amz-Signature=abc",
+        listener.local_addr().unwrap()
+    );
     let handle = tokio::spawn(async move {
         let (mut socket, _) = listener.accept().await.unwrap();
         let mut request = Vec::new();
@@ -327,7 +434,11 @@ async fn one_http_exchange() -> (String, tokio::task::JoinHandle<String>) {
             if let Some((head, body)) = text.split_once("\r\n\r\n") {
                 let length = head
                     .lines()
-                    .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned()))
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().to_owned())
+                    })
                     .and_then(|v| v.parse::<usize>().ok())
                     .unwrap_or(0);
                 if body.len() >= length {
@@ -351,23 +462,34 @@ async fn one_http_exchange() -> (String, tokio::task::JoinHandle<String>) {
 async fn deploy_time_seed_answers_cloudformation() {
     let table = integration_tests::TestTable::new().await;
     let deps = dns_seed_fn::Deps::new(table.ledger()).expect("http client");
-    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events/dns-seed.create.json");
-    let mut event: Value = serde_json::from_str(&std::fs::read_to_string(fixture).unwrap()).unwrap();
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events/dns-seed.create.json");
+    let mut event: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture).unwrap()).unwrap();
 
     for (request_type, created) in [("Create", 3), ("Update", 0), ("Delete", 0)] {
         let (url, server) = one_http_exchange().await;
         event["RequestType"] = json!(request_type);
         event["ResponseURL"] = json!(url);
         let context = lambda_runtime::Context::default();
-        let result = dns_seed_fn::handle(&deps, lambda_runtime::LambdaEvent::new(event.clone(), context))
-            .await
-            .expect("answered");
+        let result = dns_seed_fn::handle(
+            &deps,
+            lambda_runtime::LambdaEvent::new(event.clone(), context),
+        )
+        .await
+        .expect("answered");
         assert_eq!(result["Status"], json!("SUCCESS"), "{request_type}");
         let request = server.await.unwrap();
-        assert!(request.starts_with("PUT /cfn-response?X-Amz-Signature=abc "), "{request}");
+        assert!(
+            request.starts_with("PUT /cfn-response?X-Amz-Signature=abc "),
+            "{request}"
+        );
         let body: Value = serde_json::from_str(request.split_once("\r\n\r\n").unwrap().1).unwrap();
         assert_eq!(body["Status"], json!("SUCCESS"));
-        assert_eq!(body["PhysicalResourceId"], json!(dns_seed_fn::PHYSICAL_RESOURCE_ID));
+        assert_eq!(
+            body["PhysicalResourceId"],
+            json!(dns_seed_fn::PHYSICAL_RESOURCE_ID)
+        );
         assert_eq!(body["RequestId"], event["RequestId"]);
         assert_eq!(body["LogicalResourceId"], json!("DnsPlansSeed"));
         assert_eq!(body["StackId"], event["StackId"]);
@@ -375,6 +497,8 @@ async fn deploy_time_seed_answers_cloudformation() {
             assert_eq!(body["Data"]["created"], json!(created), "{request_type}");
         }
     }
-    let plans = billing::dns::list_active_plans(&table.ledger()).await.unwrap();
+    let plans = billing::dns::list_active_plans(&table.ledger())
+        .await
+        .unwrap();
     assert_eq!(plans.len(), 3);
 }

@@ -42,8 +42,17 @@ async fn concurrent_requests_with_one_key_credit_once() {
         }
     }
     assert!(!ok_bodies.is_empty());
-    assert!(ok_bodies.iter().all(|b| *b == json!({"success": true, "balance": "5.00"})), "{ok_bodies:?}");
-    assert_eq!(assert_audit(&api.ledger(), &user).await, usd("5.00"), "credited once");
+    assert!(
+        ok_bodies
+            .iter()
+            .all(|b| *b == json!({"success": true, "balance": "5.00"})),
+        "{ok_bodies:?}"
+    );
+    assert_eq!(
+        assert_audit(&api.ledger(), &user).await,
+        usd("5.00"),
+        "credited once"
+    );
 }
 
 #[tokio::test]
@@ -53,16 +62,34 @@ async fn a_late_retry_replays_the_first_response() {
     let admin = api.token("77", true);
     let keyed = |body: &'static str| {
         let (api, path, admin) = (&api, path(&user), admin.clone());
-        async move { api.call("POST", &path, Some(&admin), Some(body), &[JSON, ("idempotency-key", "k-late")]).await }
+        async move {
+            api.call(
+                "POST",
+                &path,
+                Some(&admin),
+                Some(body),
+                &[JSON, ("idempotency-key", "k-late")],
+            )
+            .await
+        }
     };
     let first = keyed(r#"{"amount": 5, "reason": "goodwill"}"#).await;
     assert_eq!(first.status, 200);
     // Something else moves the balance in between.
-    api.send("POST", &path(&user), &admin, r#"{"amount": 1, "reason": "other"}"#).await;
+    api.send(
+        "POST",
+        &path(&user),
+        &admin,
+        r#"{"amount": 1, "reason": "other"}"#,
+    )
+    .await;
     // Same request, written differently ("5.00" is 5): replayed, not re-applied.
     let retry = keyed(r#"{"reason": "goodwill", "amount": "5.00"}"#).await;
     assert_eq!(retry.status, 200);
-    assert_eq!(retry.body, first.body, "the stored first response, balance included");
+    assert_eq!(
+        retry.body, first.body,
+        "the stored first response, balance included"
+    );
     assert_eq!(assert_audit(&api.ledger(), &user).await, usd("6.00"));
 }
 
@@ -73,15 +100,33 @@ async fn the_same_key_with_another_body_is_422_and_moves_nothing() {
     let admin = api.token("77", true);
     let call = |body: &'static str| {
         let (api, path, admin) = (&api, path(&user), admin.clone());
-        async move { api.call("POST", &path, Some(&admin), Some(body), &[JSON, ("idempotency-key", "k-reuse")]).await }
+        async move {
+            api.call(
+                "POST",
+                &path,
+                Some(&admin),
+                Some(body),
+                &[JSON, ("idempotency-key", "k-reuse")],
+            )
+            .await
+        }
     };
-    assert_eq!(call(r#"{"amount": 5, "reason": "goodwill"}"#).await.status, 200);
+    assert_eq!(
+        call(r#"{"amount": 5, "reason": "goodwill"}"#).await.status,
+        200
+    );
     let reused = call(r#"{"amount": 50, "reason": "goodwill"}"#).await;
     assert_eq!(reused.status, 422);
     assert_eq!(reused.body["code"], json!("idempotency_key_reused"));
     // A different route (removal) with the same key is a different request too.
     let removal = api
-        .call("DELETE", &path(&user), Some(&admin), Some(r#"{"amount": 5, "reason": "goodwill"}"#), &[JSON, ("idempotency-key", "k-reuse")])
+        .call(
+            "DELETE",
+            &path(&user),
+            Some(&admin),
+            Some(r#"{"amount": 5, "reason": "goodwill"}"#),
+            &[JSON, ("idempotency-key", "k-reuse")],
+        )
         .await;
     assert_eq!(removal.status, 422);
     assert_eq!(assert_audit(&api.ledger(), &user).await, usd("5.00"));
@@ -94,7 +139,15 @@ async fn keys_are_scoped_to_the_caller() {
     let body = r#"{"amount": 2, "reason": "shift handover"}"#;
     for admin in ["81", "82"] {
         let token = api.token(admin, true);
-        let response = api.call("POST", &path(&user), Some(&token), Some(body), &[JSON, ("idempotency-key", "same")]).await;
+        let response = api
+            .call(
+                "POST",
+                &path(&user),
+                Some(&token),
+                Some(body),
+                &[JSON, ("idempotency-key", "same")],
+            )
+            .await;
         assert_eq!(response.status, 200);
     }
     assert_eq!(assert_audit(&api.ledger(), &user).await, usd("4.00"));
@@ -108,7 +161,13 @@ async fn malformed_keys_are_400() {
     let long = "k".repeat(256);
     for key in ["", long.as_str(), "tab\there"] {
         let response = api
-            .call("POST", &path(&user), Some(&admin), Some(r#"{"amount": 1, "reason": "r"}"#), &[JSON, ("idempotency-key", key)])
+            .call(
+                "POST",
+                &path(&user),
+                Some(&admin),
+                Some(r#"{"amount": 1, "reason": "r"}"#),
+                &[JSON, ("idempotency-key", key)],
+            )
             .await;
         assert_eq!(response.status, 400, "{key:?}");
     }
@@ -120,14 +179,30 @@ async fn the_key_record_rides_in_the_money_transaction() {
     let api = TestApi::new().await;
     let user = new_user();
     let admin = api.token("77", true);
-    api.send("POST", &path(&user), &admin, r#"{"amount": 1, "reason": "warm"}"#).await;
+    api.send(
+        "POST",
+        &path(&user),
+        &admin,
+        r#"{"amount": 1, "reason": "warm"}"#,
+    )
+    .await;
     api.table.calls.reset();
     let response = api
-        .call("POST", &path(&user), Some(&admin), Some(r#"{"amount": 1, "reason": "r"}"#), &[JSON, ("idempotency-key", "rt")])
+        .call(
+            "POST",
+            &path(&user),
+            Some(&admin),
+            Some(r#"{"amount": 1, "reason": "r"}"#),
+            &[JSON, ("idempotency-key", "rt")],
+        )
         .await;
     assert_eq!(response.status, 200);
     let calls = api.table.calls.snapshot();
-    assert_eq!(api.table.calls.total(), 2, "GetItem + TransactWriteItems only: {calls:?}");
+    assert_eq!(
+        api.table.calls.total(),
+        2,
+        "GetItem + TransactWriteItems only: {calls:?}"
+    );
 
     // The record expires (TTL) no sooner than 24 hours from now.
     let record = api
@@ -143,6 +218,9 @@ async fn the_key_record_rides_in_the_money_transaction() {
         .item
         .expect("record stored");
     let expires: i64 = record["expiresAt"].as_n().unwrap().parse().unwrap();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
     assert!(expires >= now + 24 * 3600);
 }

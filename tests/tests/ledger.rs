@@ -1,17 +1,29 @@
 //! The ledger's invariants against real DynamoDB Local, under real concurrency.
 
 use integration_tests::{TestTable, assert_audit, new_user, usd};
-use ledger::dynamodb::types::{Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, AttributeValue};
-use ledger::{Change, ChangeOutcome, EntryDetails, EntryKind, LedgerError, OnceKey, Overdraft, Usd};
+use ledger::dynamodb::types::{
+    AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+};
+use ledger::{
+    Change, ChangeOutcome, EntryDetails, EntryKind, LedgerError, OnceKey, Overdraft, Usd,
+};
 use std::sync::Arc;
 use tokio::task::JoinSet;
 
 fn credit(user: &ledger::UserId, amount: &str) -> Change {
-    Change::new(user.clone(), usd(amount), EntryDetails::new(EntryKind::AdminCredit, "test credit"))
+    Change::new(
+        user.clone(),
+        usd(amount),
+        EntryDetails::new(EntryKind::AdminCredit, "test credit"),
+    )
 }
 
 fn debit(user: &ledger::UserId, amount: &str) -> Change {
-    Change::new(user.clone(), -usd(amount), EntryDetails::new(EntryKind::AdminDebit, "test debit"))
+    Change::new(
+        user.clone(),
+        -usd(amount),
+        EntryDetails::new(EntryKind::AdminDebit, "test debit"),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -50,7 +62,11 @@ async fn concurrent_mixed_changes_lose_no_update() {
     for i in 0..40 {
         let (ledger, user) = (ledger.clone(), user.clone());
         tasks.spawn(async move {
-            let change = if i % 2 == 0 { credit(&user, "2.50") } else { debit(&user, "1.25") };
+            let change = if i % 2 == 0 {
+                credit(&user, "2.50")
+            } else {
+                debit(&user, "1.25")
+            };
             ledger.apply(change).await
         });
     }
@@ -84,7 +100,10 @@ async fn a_once_key_moves_money_once_under_concurrency() {
     assert_eq!(first.len(), 1, "exactly one caller moves the money");
     assert_eq!(replays.len(), 19);
     for replay in &replays {
-        assert_eq!(replay.entry, first[0].entry, "replays report the original entry");
+        assert_eq!(
+            replay.entry, first[0].entry,
+            "replays report the original entry"
+        );
     }
     assert_eq!(assert_audit(&ledger, &user).await, usd("10.00"));
     assert!(ledger.was_applied(&key).await.unwrap());
@@ -105,18 +124,32 @@ async fn a_failed_caller_condition_rolls_back_everything() {
                 .item("pk", AttributeValue::S(format!("THING#{user}")))
                 .item("sk", AttributeValue::S("THING".into()))
                 .condition_expression("attribute_exists(pk)")
-                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
                 .build()
                 .unwrap(),
         )
         .build();
     let key = OnceKey::new("test", format!("rollback-{user}"));
-    let result = ledger.apply(debit(&user, "5.00").once(key.clone()).with_item(guarded)).await;
-    assert!(matches!(result, Err(LedgerError::ConditionFailed { index: 0, .. })), "{result:?}");
+    let result = ledger
+        .apply(debit(&user, "5.00").once(key.clone()).with_item(guarded))
+        .await;
+    assert!(
+        matches!(result, Err(LedgerError::ConditionFailed { index: 0, .. })),
+        "{result:?}"
+    );
 
     assert_eq!(ledger.balance(&user).await.unwrap(), usd("20.00"));
-    assert_eq!(ledger.audit(&user).await.unwrap().entries, 1, "no entry written");
-    assert!(!ledger.was_applied(&key).await.unwrap(), "no marker written");
+    assert_eq!(
+        ledger.audit(&user).await.unwrap().entries,
+        1,
+        "no entry written"
+    );
+    assert!(
+        !ledger.was_applied(&key).await.unwrap(),
+        "no marker written"
+    );
     assert_audit(&ledger, &user).await;
 }
 
@@ -127,7 +160,9 @@ async fn a_short_debit_writes_nothing() {
     let user = new_user();
     ledger.apply(credit(&user, "2.00")).await.unwrap();
     let result = ledger.apply(debit(&user, "2.01")).await;
-    assert!(matches!(result, Err(LedgerError::InsufficientBalance { balance }) if balance == usd("2.00")));
+    assert!(
+        matches!(result, Err(LedgerError::InsufficientBalance { balance }) if balance == usd("2.00"))
+    );
     assert_eq!(assert_audit(&ledger, &user).await, usd("2.00"));
     assert_eq!(ledger.audit(&user).await.unwrap().entries, 1);
 }
@@ -138,13 +173,20 @@ async fn overdraft_is_only_for_reversals_and_is_recorded_as_debt() {
     let ledger = table.ledger();
     let user = new_user();
     ledger.apply(credit(&user, "3.00")).await.unwrap();
-    let reversal = Change::new(user.clone(), -usd("10.00"), EntryDetails::new(EntryKind::Reversal, "chargeback"))
-        .overdraft(Overdraft::Allow);
+    let reversal = Change::new(
+        user.clone(),
+        -usd("10.00"),
+        EntryDetails::new(EntryKind::Reversal, "chargeback"),
+    )
+    .overdraft(Overdraft::Allow);
     let applied = ledger.apply(reversal).await.unwrap().into_applied();
     assert_eq!(applied.balance, usd("-7.00"));
     assert_eq!(applied.entry.balance_after, usd("-7.00"));
     // While in debt, spending is refused.
-    assert!(matches!(ledger.apply(debit(&user, "0.01")).await, Err(LedgerError::InsufficientBalance { .. })));
+    assert!(matches!(
+        ledger.apply(debit(&user, "0.01")).await,
+        Err(LedgerError::InsufficientBalance { .. })
+    ));
     assert_eq!(assert_audit(&ledger, &user).await, usd("-7.00"));
 }
 
@@ -173,7 +215,10 @@ async fn history_pages_newest_first_without_gaps_or_duplicates() {
     let ledger = table.ledger();
     let user = new_user();
     for i in 1..=23 {
-        ledger.apply(credit(&user, &format!("{i}.00"))).await.unwrap();
+        ledger
+            .apply(credit(&user, &format!("{i}.00")))
+            .await
+            .unwrap();
     }
     let mut seen = Vec::new();
     let mut cursor = None;
@@ -190,7 +235,10 @@ async fn history_pages_newest_first_without_gaps_or_duplicates() {
     // An opaque cursor survives the round trip through text.
     let first = ledger.entries(&user, 5, None).await.unwrap();
     let token = first.next.unwrap().encode();
-    let second = ledger.entries(&user, 5, ledger::EntryCursor::decode(&token)).await.unwrap();
+    let second = ledger
+        .entries(&user, 5, ledger::EntryCursor::decode(&token))
+        .await
+        .unwrap();
     assert_eq!(second.entries[0].seq, 18);
 }
 
@@ -212,5 +260,8 @@ async fn entries_record_audit_fields_exactly() {
     assert_eq!(first.reason.as_deref(), Some("outage credit"));
     // 0.10 + 0.20 is exactly 0.30: no binary floating point anywhere.
     assert_eq!(page.entries[0].balance_after, usd("0.30"));
-    assert_eq!(ledger.balance(&user).await.unwrap(), Usd::from_cents(30).unwrap());
+    assert_eq!(
+        ledger.balance(&user).await.unwrap(),
+        Usd::from_cents(30).unwrap()
+    );
 }

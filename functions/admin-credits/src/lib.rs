@@ -6,8 +6,8 @@ use billing::admin::{AdminChange, Direction, admin_amount};
 use billing::history::parse_limit;
 use billing::idempotency::IdempotencyKey;
 use billing_http::{
-    ApiError, ApiResponse, Body, Caller, Core, Error, Request, Response, idempotency_key, json_body,
-    path_param, query_param, respond, views,
+    ApiError, ApiResponse, Body, Caller, Core, Error, Request, Response, idempotency_key,
+    json_body, path_param, query_param, respond, views,
 };
 use billing_money::Usd;
 use ledger::{EntryCursor, UserId};
@@ -43,7 +43,11 @@ pub async fn handle(deps: &Deps, req: Request) -> Result<Response<Body>, Error> 
             "GET" => read(deps, &req, &target).await,
             "POST" => change(deps, &req, admin, target, Direction::Add).await,
             "DELETE" => change(deps, &req, admin, target, Direction::Remove).await,
-            _ => Err(ApiError::new(405, "Method not allowed", "method_not_allowed")),
+            _ => Err(ApiError::new(
+                405,
+                "Method not allowed",
+                "method_not_allowed",
+            )),
         }
     })
     .await
@@ -52,13 +56,22 @@ pub async fn handle(deps: &Deps, req: Request) -> Result<Response<Body>, Error> 
 async fn read(deps: &Deps, req: &Request, target: &UserId) -> Result<ApiResponse, ApiError> {
     let limit = parse_limit(query_param(req, "limit").as_deref())?;
     let cursor = match query_param(req, "cursor") {
-        Some(text) => Some(EntryCursor::decode(&text).ok_or_else(|| ApiError::bad_request("cursor is invalid"))?),
+        Some(text) => Some(
+            EntryCursor::decode(&text).ok_or_else(|| ApiError::bad_request("cursor is invalid"))?,
+        ),
         None => None,
     };
     let ledger = &deps.core.ledger;
-    let (balance, page) = tokio::join!(ledger.balance(target), ledger.entries(target, limit, cursor));
+    let (balance, page) = tokio::join!(
+        ledger.balance(target),
+        ledger.entries(target, limit, cursor)
+    );
     let (balance, page) = (balance?, page?);
-    let transactions: Vec<_> = page.entries.iter().map(|e| views::credit_entry(e, true)).collect();
+    let transactions: Vec<_> = page
+        .entries
+        .iter()
+        .map(|e| views::credit_entry(e, true))
+        .collect();
     Ok(ApiResponse::ok(json!({
         "balance": balance,
         "formatted": balance.formatted(),
@@ -82,8 +95,14 @@ async fn change(
         reason: Reason::parse(&body.reason)?,
         direction,
     };
-    let key = idempotency_key(req)?
-        .map(|key| IdempotencyKey::new(&admin.user, &key, "admin-custom-credits", &change.canonical()));
+    let key = idempotency_key(req)?.map(|key| {
+        IdempotencyKey::new(
+            &admin.user,
+            &key,
+            "admin-custom-credits",
+            &change.canonical(),
+        )
+    });
     let response = billing::admin::apply(&deps.core.ledger, &change, key.as_ref()).await?;
     Ok(ApiResponse::with_status(response.status, response.body))
 }

@@ -5,7 +5,10 @@ use billing::Reason;
 use billing::deliveries;
 use billing::orders::{Delivery, OrderRecord};
 use billing_http::checkout::valid_order_id;
-use billing_http::{ApiError, ApiResponse, Body, Core, Error, Request, Response, json_body, path_param, query_param, respond};
+use billing_http::{
+    ApiError, ApiResponse, Body, Core, Error, Request, Response, json_body, path_param,
+    query_param, respond,
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -36,7 +39,11 @@ pub async fn handle(deps: &Deps, req: Request) -> Result<Response<Body>, Error> 
                 let state = match query_param(&req, "status").as_deref() {
                     None | Some("needs_review") => Delivery::NeedsReview,
                     Some("pending") => Delivery::Pending,
-                    Some(_) => return Err(ApiError::bad_request("status must be needs_review or pending")),
+                    Some(_) => {
+                        return Err(ApiError::bad_request(
+                            "status must be needs_review or pending",
+                        ));
+                    }
                 };
                 let orders = deliveries::list(&deps.core.ledger, state, 100).await?;
                 let items: Vec<Value> = orders.iter().map(view).collect();
@@ -46,9 +53,17 @@ pub async fn handle(deps: &Deps, req: Request) -> Result<Response<Body>, Error> 
                 let order_id = valid_order_id(&order_id)?;
                 let body: ResolveBody = json_body(&req)?;
                 let reason = Reason::parse(&body.reason)?;
-                let order =
-                    deliveries::resolve(&deps.core.ledger, order_id, body.delivered, admin.user.as_str(), &reason).await?;
-                Ok(ApiResponse::ok(json!({ "success": true, "delivery": view(&order) })))
+                let order = deliveries::resolve(
+                    &deps.core.ledger,
+                    order_id,
+                    body.delivered,
+                    admin.user.as_str(),
+                    &reason,
+                )
+                .await?;
+                Ok(ApiResponse::ok(
+                    json!({ "success": true, "delivery": view(&order) }),
+                ))
             }
         }
     })

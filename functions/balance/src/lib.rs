@@ -47,7 +47,12 @@ impl Deps {
 pub async fn handle(deps: &Deps, req: Request) -> Result<Response<Body>, Error> {
     respond(&req, async {
         let caller = deps.core.auth.caller(&req).await?;
-        let view = billing::balance::balance_view(&deps.core.ledger, &caller.user, deps.tokens(&caller.user)).await?;
+        let view = billing::balance::balance_view(
+            &deps.core.ledger,
+            &caller.user,
+            deps.tokens(&caller.user),
+        )
+        .await?;
         Ok(ApiResponse::ok(views::balance(&view)))
     })
     .await

@@ -1,5 +1,5 @@
-use custom_credits_add_fn::handle;
 use billing_http::checkout::CheckoutDeps;
+use custom_credits_add_fn::handle;
 use lambda_http::{Error, run, service_fn};
 
 #[tokio::main]

@@ -24,7 +24,8 @@ pub async fn handle(deps: &Deps, req: Request) -> Result<Response<Body>, Error> 
         // A malformed plan id names no plan: 404 like an unknown one.
         let plan_id = path_param(&req, "planId").unwrap_or_default();
         let now = time::OffsetDateTime::now_utc();
-        let purchased = billing::dns::purchase(&deps.core.ledger, &caller.user, &plan_id, now).await?;
+        let purchased =
+            billing::dns::purchase(&deps.core.ledger, &caller.user, &plan_id, now).await?;
         Ok(ApiResponse::ok(json!({
             "success": true,
             "subscription": views::dns_subscription(&purchased.subscription),

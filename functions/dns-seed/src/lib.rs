@@ -5,8 +5,8 @@
 //! is retained). It always answers CloudFormation through the pre-signed
 //! `ResponseURL`, with FAILED when seeding failed, so a deploy never hangs.
 
-use ledger::Ledger;
 use lambda_runtime::{Error, LambdaEvent};
+use ledger::Ledger;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -22,11 +22,16 @@ pub struct Deps {
 impl Deps {
     pub async fn from_env() -> Result<Deps, Error> {
         let sdk = billing_config::load_aws_config().await;
-        Deps::new(Ledger::new(billing_config::dynamo_client(&sdk), billing_config::table_name()))
+        Deps::new(Ledger::new(
+            billing_config::dynamo_client(&sdk),
+            billing_config::table_name(),
+        ))
     }
 
     pub fn new(ledger: Ledger) -> Result<Deps, Error> {
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()?;
         Ok(Deps { ledger, http })
     }
 }
@@ -59,13 +64,25 @@ pub struct CfnResponse {
 pub async fn outcome(ledger: &Ledger, request: &CfnRequest) -> CfnResponse {
     let (status, reason, data) = match request.request_type.as_str() {
         "Create" | "Update" => match billing::dns::seed_default_plans(ledger).await {
-            Ok(created) => ("SUCCESS", format!("{created} plans created"), json!({ "created": created })),
+            Ok(created) => (
+                "SUCCESS",
+                format!("{created} plans created"),
+                json!({ "created": created }),
+            ),
             Err(error) => {
                 tracing::error!(%error, "seeding DNS plans failed");
-                ("FAILED", "seeding DNS plans failed; see the function's log".to_owned(), json!({}))
+                (
+                    "FAILED",
+                    "seeding DNS plans failed; see the function's log".to_owned(),
+                    json!({}),
+                )
             }
         },
-        "Delete" => ("SUCCESS", "plans are kept with the table".to_owned(), json!({})),
+        "Delete" => (
+            "SUCCESS",
+            "plans are kept with the table".to_owned(),
+            json!({}),
+        ),
         other => ("FAILED", format!("unknown request type {other}"), json!({})),
     };
     CfnResponse {
@@ -93,7 +110,9 @@ pub async fn send(http: &reqwest::Client, url: &str, response: &CfnResponse) -> 
             Err(error) => last = error.without_url().to_string(),
         }
     }
-    Err(Error::from(format!("could not answer CloudFormation: {last}")))
+    Err(Error::from(format!(
+        "could not answer CloudFormation: {last}"
+    )))
 }
 
 pub async fn handle(deps: &Deps, event: LambdaEvent<Value>) -> Result<Value, Error> {

@@ -2,7 +2,9 @@
 //! `POST /api/dns/subscription/cancel` (auto-renew off; active until
 //! `nextRenewalDate`).
 
-use billing_http::{ApiError, ApiResponse, Body, Caller, Core, Error, Request, Response, respond, views};
+use billing_http::{
+    ApiError, ApiResponse, Body, Caller, Core, Error, Request, Response, respond, views,
+};
 use serde_json::json;
 
 pub struct Deps {
@@ -24,7 +26,11 @@ pub async fn handle(deps: &Deps, req: Request) -> Result<Response<Body>, Error> 
         match (req.method().as_str(), cancel) {
             ("GET", false) => read(deps, &caller).await,
             ("POST", true) => cancel_subscription(deps, &caller).await,
-            _ => Err(ApiError::new(405, "Method not allowed", "method_not_allowed")),
+            _ => Err(ApiError::new(
+                405,
+                "Method not allowed",
+                "method_not_allowed",
+            )),
         }
     })
     .await

@@ -28,7 +28,10 @@ pub struct Deps {
 impl Deps {
     pub async fn from_env() -> Deps {
         let sdk = billing_config::load_aws_config().await;
-        Deps::new(Ledger::new(billing_config::dynamo_client(&sdk), billing_config::table_name()))
+        Deps::new(Ledger::new(
+            billing_config::dynamo_client(&sdk),
+            billing_config::table_name(),
+        ))
     }
 
     pub fn new(ledger: Ledger) -> Deps {
@@ -43,15 +46,18 @@ impl Deps {
 
 /// The job's clock: the event's `time` (RFC 3339). An event without one
 /// (a manual invoke with `{}`) runs at the wall clock.
-pub fn job_clock(event: &Value, wall: OffsetDateTime, max_skew: time::Duration) -> Result<OffsetDateTime, String> {
+pub fn job_clock(
+    event: &Value,
+    wall: OffsetDateTime,
+    max_skew: time::Duration,
+) -> Result<OffsetDateTime, String> {
     let now = match event.get("time") {
         None | Some(Value::Null) => {
             tracing::warn!("event has no time; using the wall clock");
             wall
         }
-        Some(Value::String(text)) => {
-            billing::dns::dates::parse_time(text).ok_or_else(|| format!("event time {text:?} is not RFC 3339"))?
-        }
+        Some(Value::String(text)) => billing::dns::dates::parse_time(text)
+            .ok_or_else(|| format!("event time {text:?} is not RFC 3339"))?,
         Some(_) => return Err("event time must be a string".into()),
     };
     if now > wall + max_skew {
@@ -62,7 +68,13 @@ pub fn job_clock(event: &Value, wall: OffsetDateTime, max_skew: time::Duration) 
 
 /// When this invocation must be done by, if Lambda said.
 pub fn invocation_end(context: &Context) -> Option<Instant> {
-    let now_ms = u64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_millis()).ok()?;
+    let now_ms = u64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .ok()?
+            .as_millis(),
+    )
+    .ok()?;
     let remaining = context.deadline.checked_sub(now_ms).filter(|ms| *ms > 0)?;
     Some(Instant::now() + Duration::from_millis(remaining))
 }
@@ -86,7 +98,11 @@ pub async fn handle(deps: &Deps, event: LambdaEvent<Value>) -> Result<Value, Err
 /// Hook for the VirtFusion tokens work: delivers pending token purchases
 /// exactly once (by the rules of that issue) and returns how many it
 /// retried. Not built yet: retries nothing.
-pub async fn retry_pending_virtfusion_deliveries(_deps: &Deps, _now: OffsetDateTime, _deadline: Deadline) -> u64 {
+pub async fn retry_pending_virtfusion_deliveries(
+    _deps: &Deps,
+    _now: OffsetDateTime,
+    _deadline: Deadline,
+) -> u64 {
     0
 }
 
@@ -119,19 +135,30 @@ mod tests {
     #[test]
     fn the_event_time_is_the_clock() {
         let skew = time::Duration::minutes(15);
-        let event = json!({"detail-type": "Scheduled Event", "time": "2025-11-25T12:00:00Z", "detail": {}});
-        assert_eq!(job_clock(&event, WALL, skew).unwrap(), datetime!(2025-11-25 12:00 UTC));
+        let event =
+            json!({"detail-type": "Scheduled Event", "time": "2025-11-25T12:00:00Z", "detail": {}});
+        assert_eq!(
+            job_clock(&event, WALL, skew).unwrap(),
+            datetime!(2025-11-25 12:00 UTC)
+        );
         assert_eq!(job_clock(&json!({}), WALL, skew).unwrap(), WALL);
         assert!(job_clock(&json!({"time": "noon"}), WALL, skew).is_err());
         assert!(job_clock(&json!({"time": 1}), WALL, skew).is_err());
-        assert!(job_clock(&json!({"time": "2025-11-26T12:00:00Z"}), WALL, skew).is_err(), "future");
+        assert!(
+            job_clock(&json!({"time": "2025-11-26T12:00:00Z"}), WALL, skew).is_err(),
+            "future"
+        );
     }
 
     #[test]
     fn a_context_without_deadline_has_no_end() {
         assert!(invocation_end(&Context::default()).is_none());
         let mut context = Context::default();
-        let in_a_minute = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64 + 60_000;
+        let in_a_minute = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+            + 60_000;
         context.deadline = in_a_minute;
         let end = invocation_end(&context).unwrap();
         assert!(end > Instant::now() + Duration::from_secs(55));

@@ -2,7 +2,9 @@
 //! merged newest first, cursor-paginated.
 
 use billing::history::{HistoryCursor, history, parse_limit};
-use billing_http::{ApiError, ApiResponse, Body, Core, Error, Request, Response, query_param, respond, views};
+use billing_http::{
+    ApiError, ApiResponse, Body, Core, Error, Request, Response, query_param, respond, views,
+};
 use serde_json::json;
 
 pub struct Deps {

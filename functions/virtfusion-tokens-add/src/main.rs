@@ -1,6 +1,6 @@
-use virtfusion_tokens_add_fn::handle;
 use billing_http::checkout::CheckoutDeps;
 use lambda_http::{Error, run, service_fn};
+use virtfusion_tokens_add_fn::handle;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

@@ -24,10 +24,13 @@ async fn main() {
     let calls = DynamoCallCounter::default();
     let counter = calls.clone();
     let client = billing_config::dynamo_client_with(&sdk, move |b| b.interceptor(counter));
-    let template = devstack::template::Template::load(&devstack::template_path()).unwrap_or_else(|e| fail(e));
+    let template =
+        devstack::template::Template::load(&devstack::template_path()).unwrap_or_else(|e| fail(e));
     let def = template.table("BillingTable").unwrap_or_else(|e| fail(e));
     let table = format!("bench-{}", uuid::Uuid::new_v4().simple());
-    devstack::tables::create_table(&client, &def, &table).await.unwrap_or_else(|e| fail(e));
+    devstack::tables::create_table(&client, &def, &table)
+        .await
+        .unwrap_or_else(|e| fail(e));
     let ledger = Arc::new(Ledger::new(client, &table));
 
     println!("## Ledger (DynamoDB Local, {OPS_PER_RUN} operations per row)\n");
@@ -35,11 +38,23 @@ async fn main() {
     println!("| operation | calls | by API |\n| --- | --- | --- |");
     let user = UserId::parse("bench-calls").unwrap_or_else(|e| fail(e));
     let one = usd("1.00");
-    ledger.apply(credit(&user, one)).await.unwrap_or_else(|e| fail(e));
-    for (name, run) in [("balance change (credit)", 0), ("balance read", 1), ("admin add with Idempotency-Key", 2)] {
+    ledger
+        .apply(credit(&user, one))
+        .await
+        .unwrap_or_else(|e| fail(e));
+    for (name, run) in [
+        ("balance change (credit)", 0),
+        ("balance read", 1),
+        ("admin add with Idempotency-Key", 2),
+    ] {
         calls.reset();
         match run {
-            0 => drop(ledger.apply(credit(&user, one)).await.unwrap_or_else(|e| fail(e))),
+            0 => drop(
+                ledger
+                    .apply(credit(&user, one))
+                    .await
+                    .unwrap_or_else(|e| fail(e)),
+            ),
             1 => drop(ledger.balance(&user).await.unwrap_or_else(|e| fail(e))),
             _ => drop(keyed_admin_add(&ledger, &user, "calls-key").await),
         }
@@ -60,9 +75,17 @@ async fn main() {
                     let user = if hot {
                         hot_user.clone()
                     } else {
-                        UserId::parse(&format!("distinct-{concurrency}-{i}")).unwrap_or_else(|e| fail(e))
+                        UserId::parse(&format!("distinct-{concurrency}-{i}"))
+                            .unwrap_or_else(|e| fail(e))
                     };
-                    async move { drop(ledger.apply(credit(&user, one)).await.unwrap_or_else(|e| fail(e))) }
+                    async move {
+                        drop(
+                            ledger
+                                .apply(credit(&user, one))
+                                .await
+                                .unwrap_or_else(|e| fail(e)),
+                        )
+                    }
                 }
             })
             .await;
@@ -76,7 +99,9 @@ async fn main() {
         }
     }
 
-    println!("\n### Admin add: with vs without Idempotency-Key (concurrency 1, distinct accounts)\n");
+    println!(
+        "\n### Admin add: with vs without Idempotency-Key (concurrency 1, distinct accounts)\n"
+    );
     println!("| variant | p50 ms | p99 ms | DynamoDB calls/op |\n| --- | --- | --- | --- |");
     for keyed in [false, true] {
         calls.reset();
@@ -85,7 +110,8 @@ async fn main() {
             move |i| {
                 let ledger = ledger.clone();
                 async move {
-                    let user = UserId::parse(&format!("admin-{keyed}-{i}")).unwrap_or_else(|e| fail(e));
+                    let user =
+                        UserId::parse(&format!("admin-{keyed}-{i}")).unwrap_or_else(|e| fail(e));
                     if keyed {
                         keyed_admin_add(&ledger, &user, &format!("key-{i}")).await;
                     } else {
@@ -110,7 +136,11 @@ fn usd(text: &str) -> Usd {
 }
 
 fn credit(user: &UserId, amount: Usd) -> Change {
-    Change::new(user.clone(), amount, EntryDetails::new(EntryKind::AdminCredit, "bench"))
+    Change::new(
+        user.clone(),
+        amount,
+        EntryDetails::new(EntryKind::AdminCredit, "bench"),
+    )
 }
 
 fn admin_change(user: &UserId) -> AdminChange {
@@ -125,12 +155,23 @@ fn admin_change(user: &UserId) -> AdminChange {
 
 async fn keyed_admin_add(ledger: &Ledger, user: &UserId, key: &str) {
     let change = admin_change(user);
-    let key = IdempotencyKey::new(&UserId::parse("bench-admin").unwrap_or_else(|e| fail(e)), key, "bench", &change.canonical());
-    billing::admin::apply(ledger, &change, Some(&key)).await.unwrap_or_else(|e| fail(e));
+    let key = IdempotencyKey::new(
+        &UserId::parse("bench-admin").unwrap_or_else(|e| fail(e)),
+        key,
+        "bench",
+        &change.canonical(),
+    );
+    billing::admin::apply(ledger, &change, Some(&key))
+        .await
+        .unwrap_or_else(|e| fail(e));
 }
 
 /// Runs `total` operations with at most `concurrency` in flight; returns each latency.
-async fn run_concurrent<F, Fut>(concurrency: usize, total: usize, op: F) -> (Vec<Duration>, Duration)
+async fn run_concurrent<F, Fut>(
+    concurrency: usize,
+    total: usize,
+    op: F,
+) -> (Vec<Duration>, Duration)
 where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
@@ -168,10 +209,18 @@ fn percentiles(latencies: &[Duration]) -> (f64, f64, f64) {
     (at(0.5), at(0.99), at(1.0))
 }
 
-fn report_row(accounts: &str, concurrency: usize, latencies: &[Duration], elapsed: Duration, calls_per_op: f64) {
+fn report_row(
+    accounts: &str,
+    concurrency: usize,
+    latencies: &[Duration],
+    elapsed: Duration,
+    calls_per_op: f64,
+) {
     let (p50, p99, max) = percentiles(latencies);
     let throughput = latencies.len() as f64 / elapsed.as_secs_f64();
-    println!("| {accounts} | {concurrency} | {p50:.2} | {p99:.2} | {max:.2} | {throughput:.0} | {calls_per_op:.2} |");
+    println!(
+        "| {accounts} | {concurrency} | {p50:.2} | {p99:.2} | {max:.2} | {throughput:.0} | {calls_per_op:.2} |"
+    );
 }
 
 fn fail(e: impl std::fmt::Display) -> ! {

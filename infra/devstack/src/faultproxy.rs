@@ -293,7 +293,10 @@ impl ProxyStats {
 
     /// Faults of one kind over all operations.
     pub fn fault_total(&self, fault: &str) -> u64 {
-        self.faults.get(fault).map(|ops| ops.values().sum()).unwrap_or(0)
+        self.faults
+            .get(fault)
+            .map(|ops| ops.values().sum())
+            .unwrap_or(0)
     }
 
     pub fn unacknowledged(&self, operation: &str) -> u64 {
@@ -365,8 +368,13 @@ impl Inner {
                 continue;
             }
             self.seen[i] += 1;
-            let eligible = self.seen[i] > rule.skip && rule.max.is_none_or(|max| self.fired[i] < max);
-            let rate = if rule.rate.is_finite() { rule.rate.clamp(0.0, 1.0) } else { 0.0 };
+            let eligible =
+                self.seen[i] > rule.skip && rule.max.is_none_or(|max| self.fired[i] < max);
+            let rate = if rule.rate.is_finite() {
+                rule.rate.clamp(0.0, 1.0)
+            } else {
+                0.0
+            };
             let fires = match rule.fault {
                 Fault::Latency { ms } => {
                     let fires = rng.next_f64() < rate && eligible;
@@ -378,7 +386,8 @@ impl Inner {
                 fault => {
                     let lower = edge;
                     edge += rate;
-                    let fires = decision.fault.is_none() && draw >= lower && draw < edge && eligible;
+                    let fires =
+                        decision.fault.is_none() && draw >= lower && draw < edge && eligible;
                     if fires {
                         decision.fault = Some(fault);
                     }
@@ -496,7 +505,11 @@ impl Drop for FaultProxy {
 }
 
 /// Runs the proxy until the process ends (for `devstack faultproxy`).
-pub async fn serve_forever(listen: SocketAddr, upstream: String, config: FaultConfig) -> io::Result<()> {
+pub async fn serve_forever(
+    listen: SocketAddr,
+    upstream: String,
+    config: FaultConfig,
+) -> io::Result<()> {
     let proxy = FaultProxy::spawn(listen, upstream.clone()).await?;
     tracing::info!(endpoint = %proxy.endpoint(), %upstream, rules = config.rules.len(), "DynamoDB fault proxy listening");
     proxy.set_faults(config);
@@ -508,7 +521,10 @@ pub async fn serve_forever(listen: SocketAddr, upstream: String, config: FaultCo
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/_faultproxy/stats", get(control_stats))
-        .route("/_faultproxy/faults", get(control_faults).post(control_set_faults))
+        .route(
+            "/_faultproxy/faults",
+            get(control_faults).post(control_set_faults),
+        )
         .route("/_faultproxy/reset", post(control_reset))
         .fallback(proxy)
         .with_state(shared)
@@ -522,7 +538,10 @@ async fn control_faults(State(shared): State<Arc<Shared>>) -> Json<FaultConfig> 
     Json(shared.lock().config.clone())
 }
 
-async fn control_set_faults(State(shared): State<Arc<Shared>>, Json(config): Json<FaultConfig>) -> Json<FaultConfig> {
+async fn control_set_faults(
+    State(shared): State<Arc<Shared>>,
+    Json(config): Json<FaultConfig>,
+) -> Json<FaultConfig> {
     shared.lock().set_config(config.clone());
     Json(config)
 }
@@ -626,8 +645,15 @@ impl IntoResponse for Upstream {
 fn is_hop_by_hop(name: &HeaderName) -> bool {
     matches!(
         name.as_str(),
-        "connection" | "keep-alive" | "proxy-connection" | "proxy-authenticate" | "proxy-authorization"
-            | "te" | "trailer" | "transfer-encoding" | "upgrade"
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
     )
 }
 
@@ -637,7 +663,11 @@ async fn forward(
     parts: &axum::http::request::Parts,
     body: Bytes,
 ) -> Result<Upstream, Response> {
-    let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
     let url = format!("{}{path}", shared.upstream);
     let mut request = shared.http.request(parts.method.clone(), &url).body(body);
     for (name, value) in &parts.headers {
@@ -649,20 +679,29 @@ async fn forward(
     let failed = |e: reqwest::Error| {
         shared.lock().stats.upstream_failures += 1;
         tracing::warn!(error = %e, %url, "fault proxy: upstream unreachable");
-        dynamo_error(StatusCode::BAD_GATEWAY, "ServiceUnavailable", &format!("upstream unreachable: {e}"))
+        dynamo_error(
+            StatusCode::BAD_GATEWAY,
+            "ServiceUnavailable",
+            &format!("upstream unreachable: {e}"),
+        )
     };
     let response = request.send().await.map_err(failed)?;
     let status = response.status();
     let headers = response.headers().clone();
     let body = response.bytes().await.map_err(failed)?;
-    Ok(Upstream { status, headers, body })
+    Ok(Upstream {
+        status,
+        headers,
+        body,
+    })
 }
 
 fn dynamo_response(status: StatusCode, body: Value) -> Response {
     let mut response = (status, body.to_string()).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(AMZ_JSON));
-    if let Ok(id) = HeaderValue::from_str(&uuid::Uuid::new_v4().simple().to_string().to_uppercase()) {
+    if let Ok(id) = HeaderValue::from_str(&uuid::Uuid::new_v4().simple().to_string().to_uppercase())
+    {
         headers.insert("x-amzn-requestid", id);
     }
     response
@@ -676,7 +715,11 @@ fn dynamo_error(status: StatusCode, exception: &str, message: &str) -> Response 
 }
 
 fn internal_error() -> Response {
-    dynamo_error(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", "Internal server error")
+    dynamo_error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "InternalServerError",
+        "Internal server error",
+    )
 }
 
 /// DynamoDB's answer to a transaction that lost a conflict: one reason per
@@ -688,7 +731,11 @@ fn transaction_conflict(body: &[u8]) -> Response {
 fn conflict_body(body: &[u8]) -> Value {
     let items = serde_json::from_slice::<Value>(body)
         .ok()
-        .and_then(|v| v.get("TransactItems").and_then(Value::as_array).map(Vec::len))
+        .and_then(|v| {
+            v.get("TransactItems")
+                .and_then(Value::as_array)
+                .map(Vec::len)
+        })
         .unwrap_or(1)
         .max(1);
     let mut codes = Vec::with_capacity(items);
@@ -776,12 +823,19 @@ impl KillableStream {
             return None;
         }
         let _ = self.stream.set_zero_linger();
-        Some(io::Error::new(io::ErrorKind::ConnectionReset, "fault proxy dropped the connection"))
+        Some(io::Error::new(
+            io::ErrorKind::ConnectionReset,
+            "fault proxy dropped the connection",
+        ))
     }
 }
 
 impl AsyncRead for KillableStream {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         if let Some(e) = self.killed() {
             return Poll::Ready(Err(e));
         }
@@ -790,7 +844,11 @@ impl AsyncRead for KillableStream {
 }
 
 impl AsyncWrite for KillableStream {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         if let Some(e) = self.killed() {
             return Poll::Ready(Err(e));
         }
@@ -840,15 +898,28 @@ mod tests {
         let run = || {
             let mut inner = Inner::default();
             inner.set_config(config.clone());
-            let fates: Vec<Option<Fault>> = (0..10_000).map(|_| inner.decide("TransactWriteItems").fault).collect();
-            assert!(inner.decide("GetItem").fault.is_none(), "conflicts only for transactions");
+            let fates: Vec<Option<Fault>> = (0..10_000)
+                .map(|_| inner.decide("TransactWriteItems").fault)
+                .collect();
+            assert!(
+                inner.decide("GetItem").fault.is_none(),
+                "conflicts only for transactions"
+            );
             fates
         };
         let fates = run();
         assert_eq!(fates, run(), "same seed, same fates");
         let count = |f: Fault| fates.iter().filter(|x| **x == Some(f)).count();
-        assert!((2800..3200).contains(&count(Fault::Conflict)), "{}", count(Fault::Conflict));
-        assert!((850..1150).contains(&count(Fault::DropAfterForward)), "{}", count(Fault::DropAfterForward));
+        assert!(
+            (2800..3200).contains(&count(Fault::Conflict)),
+            "{}",
+            count(Fault::Conflict)
+        );
+        assert!(
+            (850..1150).contains(&count(Fault::DropAfterForward)),
+            "{}",
+            count(Fault::DropAfterForward)
+        );
     }
 
     #[test]
@@ -861,7 +932,9 @@ mod tests {
             skip: 2,
             max: Some(3),
         }));
-        let fates: Vec<bool> = (0..8).map(|_| inner.decide("GetItem").fault.is_some()).collect();
+        let fates: Vec<bool> = (0..8)
+            .map(|_| inner.decide("GetItem").fault.is_some())
+            .collect();
         assert_eq!(fates, [false, false, true, true, true, false, false, false]);
         assert_eq!(inner.stats.faults["throttling"]["GetItem"], 3);
     }
@@ -903,6 +976,9 @@ mod tests {
                 ],
             })
         );
-        assert_eq!(transaction_conflict(b"{}").status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            transaction_conflict(b"{}").status(),
+            StatusCode::BAD_REQUEST
+        );
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod faultproxy;
 pub mod gateway;
+pub mod paypal;
 pub mod tables;
 pub mod template;
 pub mod virtfusion;

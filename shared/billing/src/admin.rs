@@ -3,9 +3,9 @@
 
 use crate::idempotency::{IdempotencyKey, StoredResponse, apply_with_key};
 use crate::{BillingError, Reason};
-use serde_json::json;
 use billing_money::Usd;
 use ledger::{Change, EntryDetails, EntryKind, Ledger, LedgerError, UserId};
+use serde_json::json;
 
 /// Largest single admin change.
 pub const MAX_ADMIN_AMOUNT_CENTS: i64 = 10_000_000; // $100,000.00
@@ -29,7 +29,8 @@ pub struct AdminChange {
 /// Admin amounts: more than zero, at most $100,000.00, two places at most
 /// (the two places are guaranteed by `Usd` itself).
 pub fn admin_amount(amount: Usd) -> Result<Usd, BillingError> {
-    let max = Usd::from_cents(MAX_ADMIN_AMOUNT_CENTS).map_err(|_| BillingError::InvalidInput("amount".into()))?;
+    let max = Usd::from_cents(MAX_ADMIN_AMOUNT_CENTS)
+        .map_err(|_| BillingError::InvalidInput("amount".into()))?;
     if !amount.is_positive() || amount > max {
         return Err(BillingError::InvalidInput(format!(
             "amount must be more than 0.00 and at most {max}"
@@ -46,8 +47,11 @@ impl AdminChange {
             Direction::Add => (self.amount, EntryKind::AdminCredit, "added"),
             Direction::Remove => (-self.amount, EntryKind::AdminDebit, "removed"),
         };
-        let details = EntryDetails::new(kind, format!("Credits {verb} by admin: {}", self.reason.as_str()))
-            .admin(&self.admin_id, self.reason.as_str());
+        let details = EntryDetails::new(
+            kind,
+            format!("Credits {verb} by admin: {}", self.reason.as_str()),
+        )
+        .admin(&self.admin_id, self.reason.as_str());
         Change::new(self.target.clone(), signed, details)
     }
 }
@@ -55,7 +59,13 @@ impl AdminChange {
 impl AdminChange {
     /// The request in canonical form, for the idempotency fingerprint.
     pub fn canonical(&self) -> String {
-        format!("{:?}|{}|{}|{}", self.direction, self.target, self.amount, self.reason.as_str())
+        format!(
+            "{:?}|{}|{}|{}",
+            self.direction,
+            self.target,
+            self.amount,
+            self.reason.as_str()
+        )
     }
 }
 

@@ -15,7 +15,11 @@ pub struct BalanceView {
 
 /// Reads the ledger balance (one `GetItem`) while `tokens` fetches the
 /// VirtFusion balance; a VirtFusion failure is not an error.
-pub async fn balance_view<F>(ledger: &Ledger, user: &UserId, tokens: F) -> Result<BalanceView, BillingError>
+pub async fn balance_view<F>(
+    ledger: &Ledger,
+    user: &UserId,
+    tokens: F,
+) -> Result<BalanceView, BillingError>
 where
     F: Future<Output = Option<Tokens>>,
 {

@@ -16,7 +16,10 @@
 
 use crate::BillingError;
 use crate::idempotency::{Existing, IdempotencyKey, StoredResponse};
-use crate::orders::{DELIVERY_PENDING, DELIVERY_REVIEW, Delivery, OrderRecord, OrderUpdate, PaymentStatus, PurchaseKind};
+use crate::orders::{
+    DELIVERY_PENDING, DELIVERY_REVIEW, Delivery, OrderRecord, OrderUpdate, PaymentStatus,
+    PurchaseKind,
+};
 use crate::purchases::TokenPurchase;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use billing_money::{Tokens, Usd};
@@ -87,9 +90,12 @@ pub async fn start_order(
     amount: Usd,
     key: Option<&IdempotencyKey>,
 ) -> Result<StoredResponse, BillingError> {
-    amount
-        .ensure_within(limits.min, limits.max)
-        .map_err(|_| BillingError::InvalidInput(format!("amount must be between {} and {}", limits.min, limits.max)))?;
+    amount.ensure_within(limits.min, limits.max).map_err(|_| {
+        BillingError::InvalidInput(format!(
+            "amount must be between {} and {}",
+            limits.min, limits.max
+        ))
+    })?;
     if let Some(key) = key {
         match key.lookup(ledger).await? {
             Some(Existing::Replay(response)) => return Ok(response),
@@ -99,7 +105,9 @@ pub async fn start_order(
     }
     if kind == PurchaseKind::Credits {
         let balance = ledger.balance(user).await?;
-        let after = balance.checked_add(amount).map_err(|_| BillingError::InvalidInput("amount".into()))?;
+        let after = balance
+            .checked_add(amount)
+            .map_err(|_| BillingError::InvalidInput("amount".into()))?;
         if after > limits.max_balance {
             return Err(BillingError::InvalidInput(format!(
                 "this top-up would take the balance above the maximum of {}",
@@ -153,7 +161,14 @@ pub async fn start_order(
         credit_id: None,
         created_at: ledger::now_rfc3339(),
     };
-    let mut items = vec![record.create_item(ledger.table())?];
+    let mut items = vec![
+        record.create_item(ledger.table())?,
+        pointer_item(
+            ledger.table(),
+            &purchase_pointer(&record.purchase_id),
+            &record.order_id,
+        )?,
+    ];
     if let Some(key) = key {
         items.push(key.record_item(ledger.table(), Some(&response))?);
     }
@@ -230,10 +245,17 @@ pub async fn capture(
         PaymentStatus::Failed => return Err(declined()),
         PaymentStatus::Created | PaymentStatus::CapturePending => {}
     }
-    let paypal_order = paypal
-        .capture_order(order_id, &format!("capture-{order_id}"))
-        .await
-        .map_err(paypal_error)?;
+    let paypal_order = match order.status {
+        // Captured already as PENDING: a repeated capture would only replay
+        // that answer (same PayPal-Request-Id); read the order's state instead.
+        PaymentStatus::CapturePending => paypal.get_order(order_id).await,
+        _ => {
+            paypal
+                .capture_order(order_id, &format!("capture-{order_id}"))
+                .await
+        }
+    }
+    .map_err(paypal_error)?;
     let capture = pick_capture(&paypal_order.captures).ok_or(BillingError::Conflict {
         message: "Payment not completed".into(),
         code: "payment_not_completed",
@@ -266,7 +288,12 @@ pub async fn settle(
     order: &OrderRecord,
     capture: &Capture,
 ) -> Result<Settlement, BillingError> {
-    if capture.currency != "USD" || capture.custom_id.as_deref().is_some_and(|c| c != order.user.as_str()) {
+    if capture.currency != "USD"
+        || capture
+            .custom_id
+            .as_deref()
+            .is_some_and(|c| c != order.user.as_str())
+    {
         // Money PayPal holds that does not match our order: never credit it blindly.
         tracing::error!(order_id = %order.order_id, capture_id = %capture.id, "capture does not match its order");
         return Err(BillingError::Conflict {
@@ -282,7 +309,9 @@ pub async fn settle(
                 .set_s("captureId", &capture.id)
                 .run(ledger)
                 .await?;
-            Ok(Settlement::PaymentPending { amount: capture.amount })
+            Ok(Settlement::PaymentPending {
+                amount: capture.amount,
+            })
         }
         CaptureStatus::Declined | CaptureStatus::Failed => {
             OrderUpdate::new(&order.order_id, "#status IN (:created, :pending)")
@@ -309,21 +338,34 @@ pub async fn settle(
     }
 }
 
-async fn credit_capture(ledger: &Ledger, order: &OrderRecord, capture: &Capture) -> Result<Settlement, BillingError> {
+async fn credit_capture(
+    ledger: &Ledger,
+    order: &OrderRecord,
+    capture: &Capture,
+) -> Result<Settlement, BillingError> {
     let completes = OrderUpdate::new(&order.order_id, "#status <> :completed")
         .value(":completed", s(PaymentStatus::Completed.as_str()))
         .set_s("status", PaymentStatus::Completed.as_str())
         .set_s("captureId", &capture.id)
-        .set("capturedAmount", AttributeValue::N(capture.amount.to_string()))
+        .set(
+            "capturedAmount",
+            AttributeValue::N(capture.amount.to_string()),
+        )
         .set_s("settledAt", &ledger::now_rfc3339())
         .item(ledger.table())?;
     let change = Change::new(
         order.user.clone(),
         capture.amount,
-        EntryDetails::new(EntryKind::Purchase, "Custom credits purchased with PayPal").reference(&order.order_id),
+        EntryDetails::new(EntryKind::Purchase, "Custom credits purchased with PayPal")
+            .reference(&order.order_id),
     )
     .once(OnceKey::new("capture", &capture.id))
-    .with_item(completes);
+    .with_item(completes)
+    .with_item(pointer_item(
+        ledger.table(),
+        &capture_pointer(&capture.id),
+        &order.order_id,
+    )?);
     match ledger.apply(change).await {
         Ok(outcome) => {
             let applied = outcome.into_applied();
@@ -333,23 +375,32 @@ async fn credit_capture(ledger: &Ledger, order: &OrderRecord, capture: &Capture)
             })
         }
         // Completed by another path already (same capture, marker and status move together).
-        Err(LedgerError::ConditionFailed { .. }) => match crate::orders::load(ledger, &order.order_id).await? {
-            Some(current) => settled(ledger, None, &current).await,
-            None => Err(BillingError::NotFound("Order")),
-        },
+        Err(LedgerError::ConditionFailed { .. }) => {
+            match crate::orders::load(ledger, &order.order_id).await? {
+                Some(current) => settled(ledger, None, &current).await,
+                None => Err(BillingError::NotFound("Order")),
+            }
+        }
         Err(e) => Err(e.into()),
     }
 }
 
 /// Records a paid token order once: status completed, delivery owed, marker, history line.
-async fn record_token_payment(ledger: &Ledger, order: &OrderRecord, capture: &Capture) -> Result<(), BillingError> {
+async fn record_token_payment(
+    ledger: &Ledger,
+    order: &OrderRecord,
+    capture: &Capture,
+) -> Result<(), BillingError> {
     let now = ledger::now_rfc3339();
     let tokens = capture.amount.to_tokens();
     let history = TokenPurchase {
         order_id: order.order_id.clone(),
         tokens,
         status: "pending".into(),
-        description: format!("VirtFusion tokens purchased with PayPal ({})", capture.amount.formatted()),
+        description: format!(
+            "VirtFusion tokens purchased with PayPal ({})",
+            capture.amount.formatted()
+        ),
         created_at: now.clone(),
         sort_key: TokenPurchase::sort_key_for(&now, &order.order_id),
     };
@@ -357,7 +408,10 @@ async fn record_token_payment(ledger: &Ledger, order: &OrderRecord, capture: &Ca
         .value(":completed", s(PaymentStatus::Completed.as_str()))
         .set_s("status", PaymentStatus::Completed.as_str())
         .set_s("captureId", &capture.id)
-        .set("capturedAmount", AttributeValue::N(capture.amount.to_string()))
+        .set(
+            "capturedAmount",
+            AttributeValue::N(capture.amount.to_string()),
+        )
         .set("tokens", AttributeValue::N(tokens.get().to_string()))
         .set_s("delivery", Delivery::Pending.as_str())
         .set_s("historySk", &history.sort_key)
@@ -372,6 +426,11 @@ async fn record_token_payment(ledger: &Ledger, order: &OrderRecord, capture: &Ca
         .map_err(|e| LedgerError::corrupt("token purchase", e.to_string()))?;
     let items = vec![
         owes,
+        pointer_item(
+            ledger.table(),
+            &capture_pointer(&capture.id),
+            &order.order_id,
+        )?,
         OnceKey::new("capture", &capture.id).marker_item(ledger.table(), &order.user, &now)?,
         TransactWriteItem::builder().put(history_put).build(),
     ];
@@ -396,21 +455,30 @@ pub async fn deliver_tokens(
         .remove("gsi1sk")
         .run(ledger)
         .await?;
-    let order = crate::orders::load(ledger, order_id).await?.ok_or(BillingError::NotFound("Order"))?;
+    let order = crate::orders::load(ledger, order_id)
+        .await?
+        .ok_or(BillingError::NotFound("Order"))?;
     if !claimed {
         // Delivered, under review, or someone else is delivering right now.
         return settled(ledger, None, &order).await;
     }
-    let tokens = order.tokens.ok_or_else(|| LedgerError::corrupt(OrderRecord::pk(order_id), "token order without tokens"))?;
+    let tokens = order.tokens.ok_or_else(|| {
+        LedgerError::corrupt(OrderRecord::pk(order_id), "token order without tokens")
+    })?;
     let outcome = match virtfusion {
-        Some(client) => client.add_tokens(order.user.as_str(), tokens, order_id).await,
+        Some(client) => {
+            client
+                .add_tokens(order.user.as_str(), tokens, order_id)
+                .await
+        }
         None => Err(virtfusion::VirtFusionError::NotSent),
     };
     let (delivery, history_status, update) = match outcome {
         Ok(credit_id) => (
             Delivery::Delivered,
             "completed",
-            base_release(order_id, &claim, Delivery::Delivered).set("creditId", AttributeValue::N(credit_id.get().to_string())),
+            base_release(order_id, &claim, Delivery::Delivered)
+                .set("creditId", AttributeValue::N(credit_id.get().to_string())),
         ),
         Err(e) if e.is_definitely_not_applied() => {
             tracing::warn!(order_id, error = %e, "VirtFusion delivery failed; will retry");
@@ -442,11 +510,14 @@ pub async fn deliver_tokens(
 }
 
 fn base_release(order_id: &str, claim: &str, delivery: Delivery) -> OrderUpdate {
-    OrderUpdate::new(order_id, "#delivery = :delivering AND deliveryClaim = :claim")
-        .value(":delivering", s(Delivery::Delivering.as_str()))
-        .value(":claim", s(claim))
-        .set_s("delivery", delivery.as_str())
-        .set_s("deliveryUpdatedAt", &ledger::now_rfc3339())
+    OrderUpdate::new(
+        order_id,
+        "#delivery = :delivering AND deliveryClaim = :claim",
+    )
+    .value(":delivering", s(Delivery::Delivering.as_str()))
+    .value(":claim", s(claim))
+    .set_s("delivery", delivery.as_str())
+    .set_s("deliveryUpdatedAt", &ledger::now_rfc3339())
 }
 
 /// The history line of a token order, set to `status`.
@@ -467,7 +538,8 @@ async fn history_status_item(
         .send()
         .await
         .map_err(|e| LedgerError::dynamo("GetItem", &e))?;
-    let Some(AttributeValue::S(history_sk)) = out.item.as_ref().and_then(|i| i.get("historySk")) else {
+    let Some(AttributeValue::S(history_sk)) = out.item.as_ref().and_then(|i| i.get("historySk"))
+    else {
         return Ok(None);
     };
     let update = aws_sdk_dynamodb::types::Update::builder()
@@ -528,6 +600,53 @@ pub(crate) async fn write_together(
             }
             _ => Err(LedgerError::dynamo("TransactWriteItems", &err).into()),
         },
+    }
+}
+
+/// `CAPTURE#<captureId>` → order id: how refunds and webhooks find an order.
+pub fn capture_pointer(capture_id: &str) -> String {
+    format!("CAPTURE#{capture_id}")
+}
+
+/// `PURCHASE#<purchaseId>` (PayPal `invoice_id`) → order id.
+pub fn purchase_pointer(purchase_id: &str) -> String {
+    format!("PURCHASE#{purchase_id}")
+}
+
+/// A pointer item `{pk, sk: "POINTER", orderId}`; rewriting the same pointer is harmless.
+fn pointer_item(table: &str, pk: &str, order_id: &str) -> Result<TransactWriteItem, LedgerError> {
+    let put = Put::builder()
+        .table_name(table)
+        .item("pk", s(pk))
+        .item("sk", s(POINTER_SK))
+        .item("orderId", s(order_id))
+        .condition_expression("attribute_not_exists(pk) OR orderId = :order")
+        .expression_attribute_values(":order", s(order_id))
+        .build()
+        .map_err(|e| LedgerError::corrupt(pk, e.to_string()))?;
+    Ok(TransactWriteItem::builder().put(put).build())
+}
+
+pub const POINTER_SK: &str = "POINTER";
+
+/// The order a pointer names, if any.
+pub async fn follow_pointer(
+    ledger: &Ledger,
+    pk: &str,
+) -> Result<Option<OrderRecord>, BillingError> {
+    let out = ledger
+        .client()
+        .get_item()
+        .table_name(ledger.table())
+        .key("pk", s(pk))
+        .key("sk", s(POINTER_SK))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(|e| LedgerError::dynamo("GetItem", &e))?;
+    match out.item.as_ref().and_then(|i| i.get("orderId")) {
+        Some(AttributeValue::S(order_id)) => crate::orders::load(ledger, order_id).await,
+        _ => Ok(None),
     }
 }
 

@@ -11,11 +11,19 @@ use std::time::Instant;
 use virtfusion::VirtFusionClient;
 
 /// Orders whose delivery is `state` (pending or needs_review), oldest first.
-pub async fn list(ledger: &Ledger, state: Delivery, limit: u32) -> Result<Vec<OrderRecord>, BillingError> {
+pub async fn list(
+    ledger: &Ledger,
+    state: Delivery,
+    limit: u32,
+) -> Result<Vec<OrderRecord>, BillingError> {
     let partition = match state {
         Delivery::Pending => DELIVERY_PENDING,
         Delivery::NeedsReview => DELIVERY_REVIEW,
-        _ => return Err(BillingError::InvalidInput("status must be pending or needs_review".into())),
+        _ => {
+            return Err(BillingError::InvalidInput(
+                "status must be pending or needs_review".into(),
+            ));
+        }
     };
     let out = ledger
         .client()
@@ -30,8 +38,12 @@ pub async fn list(ledger: &Ledger, state: Delivery, limit: u32) -> Result<Vec<Or
         .map_err(|e| LedgerError::dynamo("Query", &e))?;
     let mut orders = Vec::new();
     for key in out.items() {
-        let Some(AttributeValue::S(pk)) = key.get("pk") else { continue };
-        let Some(order_id) = pk.strip_prefix("ORDER#") else { continue };
+        let Some(AttributeValue::S(pk)) = key.get("pk") else {
+            continue;
+        };
+        let Some(order_id) = pk.strip_prefix("ORDER#") else {
+            continue;
+        };
         // The index is eventually consistent: re-read and keep what is still in that state.
         if let Some(order) = crate::orders::load(ledger, order_id).await?
             && order.delivery == Some(state)
@@ -52,14 +64,22 @@ pub async fn resolve(
     admin_id: &str,
     reason: &crate::Reason,
 ) -> Result<OrderRecord, BillingError> {
-    let order = crate::orders::load(ledger, order_id).await?.ok_or(BillingError::NotFound("Delivery"))?;
+    let order = crate::orders::load(ledger, order_id)
+        .await?
+        .ok_or(BillingError::NotFound("Delivery"))?;
     let update = OrderUpdate::new(order_id, "#delivery = :review")
-        .value(":review", AttributeValue::S(Delivery::NeedsReview.as_str().into()))
+        .value(
+            ":review",
+            AttributeValue::S(Delivery::NeedsReview.as_str().into()),
+        )
         .set_s("resolvedBy", admin_id)
         .set_s("resolution", reason.as_str())
         .set_s("resolvedAt", &ledger::now_rfc3339());
     let update = if delivered {
-        update.set_s("delivery", Delivery::Delivered.as_str()).remove("gsi1pk").remove("gsi1sk")
+        update
+            .set_s("delivery", Delivery::Delivered.as_str())
+            .remove("gsi1pk")
+            .remove("gsi1sk")
     } else {
         update
             .set_s("delivery", Delivery::Pending.as_str())
@@ -72,7 +92,9 @@ pub async fn resolve(
             code: "not_in_review",
         });
     }
-    crate::orders::load(ledger, order_id).await?.ok_or(BillingError::NotFound("Delivery"))
+    crate::orders::load(ledger, order_id)
+        .await?
+        .ok_or(BillingError::NotFound("Delivery"))
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -100,8 +122,14 @@ pub async fn retry_pending(
         }
         summary.attempted += 1;
         match deliver_tokens(ledger, virtfusion, &order.order_id).await {
-            Ok(Settlement::Tokens { delivery: Delivery::Delivered, .. }) => summary.delivered += 1,
-            Ok(Settlement::Tokens { delivery: Delivery::NeedsReview, .. }) => summary.needs_review += 1,
+            Ok(Settlement::Tokens {
+                delivery: Delivery::Delivered,
+                ..
+            }) => summary.delivered += 1,
+            Ok(Settlement::Tokens {
+                delivery: Delivery::NeedsReview,
+                ..
+            }) => summary.needs_review += 1,
             Ok(_) => summary.still_pending += 1,
             Err(e) => {
                 tracing::warn!(order_id = %order.order_id, error = %e, "delivery retry failed");

@@ -21,7 +21,10 @@ pub enum BillingError {
     Conflict { message: String, code: &'static str },
     /// An upstream service failed; nothing was changed (502/503).
     #[error("{service} is unavailable")]
-    Upstream { service: &'static str, transient: bool },
+    Upstream {
+        service: &'static str,
+        transient: bool,
+    },
     /// The `Idempotency-Key` was used before with a different request (422).
     #[error("Idempotency-Key was already used with a different request")]
     IdempotencyKeyReused,

@@ -84,7 +84,13 @@ pub async fn history(
             return Ok((Vec::new(), false));
         }
         let page = ledger
-            .entries(user, limit, cursor.entries_before.map(|before_seq| EntryCursor { before_seq }))
+            .entries(
+                user,
+                limit,
+                cursor
+                    .entries_before
+                    .map(|before_seq| EntryCursor { before_seq }),
+            )
             .await?;
         Ok::<_, BillingError>((page.entries, page.next.is_some()))
     };
@@ -115,7 +121,11 @@ pub async fn history(
     }
 
     let next = HistoryCursor {
-        entries_before: if i > 0 { Some(entries[i - 1].seq) } else { cursor.entries_before },
+        entries_before: if i > 0 {
+            Some(entries[i - 1].seq)
+        } else {
+            cursor.entries_before
+        },
         entries_done: cursor.entries_done || (i == entries.len() && !entries_more),
         tokens_before: if j > 0 {
             Some(purchases[j - 1].sort_key.clone())
@@ -135,8 +145,14 @@ pub fn parse_limit(raw: Option<&str>) -> Result<u32, BillingError> {
         Some(text) => text
             .parse::<u32>()
             .ok()
-            .filter(|n| (1..=MAX_LIMIT).contains(n) && !text.starts_with('+') && !text.starts_with('0'))
-            .ok_or_else(|| BillingError::InvalidInput(format!("limit must be a whole number from 1 to {MAX_LIMIT}"))),
+            .filter(|n| {
+                (1..=MAX_LIMIT).contains(n) && !text.starts_with('+') && !text.starts_with('0')
+            })
+            .ok_or_else(|| {
+                BillingError::InvalidInput(format!(
+                    "limit must be a whole number from 1 to {MAX_LIMIT}"
+                ))
+            }),
     }
 }
 

@@ -11,7 +11,9 @@
 //! succeed once the reason is gone, e.g. after a top-up).
 
 use crate::BillingError;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+};
 use ledger::{AttrMap, Change, ChangeOutcome, Ledger, LedgerError, Preview, UserId};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -64,13 +66,22 @@ impl IdempotencyKey {
         let mut item = AttrMap::new();
         item.insert("pk".into(), AttributeValue::S(self.pk.clone()));
         item.insert("sk".into(), AttributeValue::S("IDEM".into()));
-        item.insert("fingerprint".into(), AttributeValue::S(self.fingerprint.clone()));
+        item.insert(
+            "fingerprint".into(),
+            AttributeValue::S(self.fingerprint.clone()),
+        );
         item.insert("createdAt".into(), AttributeValue::S(ledger::now_rfc3339()));
-        item.insert("expiresAt".into(), AttributeValue::N((now + RECORD_LIFETIME_SECONDS).to_string()));
+        item.insert(
+            "expiresAt".into(),
+            AttributeValue::N((now + RECORD_LIFETIME_SECONDS).to_string()),
+        );
         match status {
             Some(response) => {
                 item.insert("state".into(), AttributeValue::S("completed".into()));
-                item.insert("status".into(), AttributeValue::N(response.status.to_string()));
+                item.insert(
+                    "status".into(),
+                    AttributeValue::N(response.status.to_string()),
+                );
                 item.insert("body".into(), AttributeValue::S(response.body.to_string()));
             }
             None => {
@@ -81,7 +92,11 @@ impl IdempotencyKey {
     }
 
     /// The record as a transaction item that only creates.
-    pub fn record_item(&self, table: &str, response: Option<&StoredResponse>) -> Result<TransactWriteItem, LedgerError> {
+    pub fn record_item(
+        &self,
+        table: &str,
+        response: Option<&StoredResponse>,
+    ) -> Result<TransactWriteItem, LedgerError> {
         let put = Put::builder()
             .table_name(table)
             .set_item(Some(self.record(response)))
@@ -112,7 +127,10 @@ impl IdempotencyKey {
         let body = text("body").and_then(|b| serde_json::from_str::<Value>(b).ok());
         match (status, body) {
             (Some(status), Some(body)) => Ok(Existing::Replay(StoredResponse { status, body })),
-            _ => Err(BillingError::Ledger(LedgerError::corrupt(&self.pk, "unreadable stored response"))),
+            _ => Err(BillingError::Ledger(LedgerError::corrupt(
+                &self.pk,
+                "unreadable stored response",
+            ))),
         }
     }
 
@@ -132,7 +150,11 @@ impl IdempotencyKey {
     }
 
     /// Stores `response` unless a record exists; returns the existing one then.
-    pub async fn store(&self, ledger: &Ledger, response: &StoredResponse) -> Result<Option<Existing>, BillingError> {
+    pub async fn store(
+        &self,
+        ledger: &Ledger,
+        response: &StoredResponse,
+    ) -> Result<Option<Existing>, BillingError> {
         let result = ledger
             .client()
             .put_item()
@@ -179,7 +201,8 @@ where
         let (key, table, success) = (key.clone(), ledger.table().to_owned(), success.clone());
         // Built per attempt from that attempt's preview: the stored response
         // carries exactly the balance this transaction commits.
-        change = change.with_item_for(move |preview| key.record_item(&table, Some(&success(preview))));
+        change =
+            change.with_item_for(move |preview| key.record_item(&table, Some(&success(preview))));
     }
     match ledger.apply(change).await {
         Ok(ChangeOutcome::Applied(applied) | ChangeOutcome::AlreadyApplied(applied)) => {
@@ -191,7 +214,11 @@ where
             };
             match existing {
                 Some(item) => replay(key.judge(&item)?),
-                None => replay(key.lookup(ledger).await?.ok_or(BillingError::IdempotencyInProgress)?),
+                None => replay(
+                    key.lookup(ledger)
+                        .await?
+                        .ok_or(BillingError::IdempotencyInProgress)?,
+                ),
             }
         }
         // Refusals change nothing and are not stored: a retry is judged afresh.

@@ -4,7 +4,9 @@
 //! write, so retries, webhooks and the scheduled job never move it back.
 
 use crate::BillingError;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
 use billing_money::{Tokens, Usd};
 use ledger::{AttrMap, Ledger, LedgerError, UserId};
 
@@ -95,9 +97,14 @@ impl Delivery {
     }
 
     fn parse(text: &str) -> Option<Delivery> {
-        [Delivery::Pending, Delivery::Delivering, Delivery::Delivered, Delivery::NeedsReview]
-            .into_iter()
-            .find(|d| d.as_str() == text)
+        [
+            Delivery::Pending,
+            Delivery::Delivering,
+            Delivery::Delivered,
+            Delivery::NeedsReview,
+        ]
+        .into_iter()
+        .find(|d| d.as_str() == text)
     }
 }
 
@@ -160,7 +167,12 @@ impl OrderRecord {
             Some(AttributeValue::S(pk)) => pk.clone(),
             _ => "ORDER#?".into(),
         };
-        let bad = |field: &str| BillingError::Ledger(LedgerError::corrupt(&key, format!("{field} missing or malformed")));
+        let bad = |field: &str| {
+            BillingError::Ledger(LedgerError::corrupt(
+                &key,
+                format!("{field} missing or malformed"),
+            ))
+        };
         let text = |name: &str| match item.get(name) {
             Some(AttributeValue::S(v)) => Some(v.as_str()),
             _ => None,
@@ -172,17 +184,29 @@ impl OrderRecord {
         let usd = |name: &str| num(name).map(billing_money::parse_usd_literal);
         Ok(OrderRecord {
             order_id: text("orderId").ok_or_else(|| bad("orderId"))?.to_owned(),
-            user: text("user").and_then(|u| UserId::parse(u).ok()).ok_or_else(|| bad("user"))?,
-            kind: text("kind").and_then(PurchaseKind::parse).ok_or_else(|| bad("kind"))?,
-            amount: usd("amount").and_then(Result::ok).ok_or_else(|| bad("amount"))?,
+            user: text("user")
+                .and_then(|u| UserId::parse(u).ok())
+                .ok_or_else(|| bad("user"))?,
+            kind: text("kind")
+                .and_then(PurchaseKind::parse)
+                .ok_or_else(|| bad("kind"))?,
+            amount: usd("amount")
+                .and_then(Result::ok)
+                .ok_or_else(|| bad("amount"))?,
             tokens: match num("tokens") {
                 Some(t) => Some(Tokens::new(t.parse().map_err(|_| bad("tokens"))?)),
                 None => None,
             },
-            purchase_id: text("purchaseId").ok_or_else(|| bad("purchaseId"))?.to_owned(),
-            status: text("status").and_then(PaymentStatus::parse).ok_or_else(|| bad("status"))?,
+            purchase_id: text("purchaseId")
+                .ok_or_else(|| bad("purchaseId"))?
+                .to_owned(),
+            status: text("status")
+                .and_then(PaymentStatus::parse)
+                .ok_or_else(|| bad("status"))?,
             capture_id: text("captureId").map(str::to_owned),
-            captured_amount: usd("capturedAmount").transpose().map_err(|_| bad("capturedAmount"))?,
+            captured_amount: usd("capturedAmount")
+                .transpose()
+                .map_err(|_| bad("capturedAmount"))?,
             delivery: match text("delivery") {
                 Some(d) => Some(Delivery::parse(d).ok_or_else(|| bad("delivery"))?),
                 None => None,
@@ -191,7 +215,9 @@ impl OrderRecord {
                 Some(c) => Some(c.parse().map_err(|_| bad("creditId"))?),
                 None => None,
             },
-            created_at: text("createdAt").ok_or_else(|| bad("createdAt"))?.to_owned(),
+            created_at: text("createdAt")
+                .ok_or_else(|| bad("createdAt"))?
+                .to_owned(),
         })
     }
 
@@ -200,10 +226,15 @@ impl OrderRecord {
         let put = Put::builder()
             .table_name(table)
             .set_item(Some(self.to_item()))
-            .condition_expression("attribute_not_exists(pk) OR (purchaseId = :pid AND #status = :created)")
+            .condition_expression(
+                "attribute_not_exists(pk) OR (purchaseId = :pid AND #status = :created)",
+            )
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":pid", AttributeValue::S(self.purchase_id.clone()))
-            .expression_attribute_values(":created", AttributeValue::S(PaymentStatus::Created.as_str().into()))
+            .expression_attribute_values(
+                ":created",
+                AttributeValue::S(PaymentStatus::Created.as_str().into()),
+            )
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
             .map_err(|e| LedgerError::corrupt("order", e.to_string()))?;
@@ -268,7 +299,10 @@ impl OrderUpdate {
     }
 
     fn parts(&self) -> (String, Vec<(String, String)>, Vec<(String, AttributeValue)>) {
-        let mut names = vec![("#status".to_owned(), "status".to_owned()), ("#delivery".to_owned(), "delivery".to_owned())];
+        let mut names = vec![
+            ("#status".to_owned(), "status".to_owned()),
+            ("#delivery".to_owned(), "delivery".to_owned()),
+        ];
         let mut values = self.values.clone();
         let mut assignments = Vec::new();
         for (i, (attribute, value)) in self.sets.iter().enumerate() {
@@ -329,7 +363,13 @@ impl OrderUpdate {
             .await;
         match result {
             Ok(_) => Ok(true),
-            Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(false),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
             Err(err) => Err(LedgerError::dynamo("UpdateItem", &err).into()),
         }
     }

@@ -33,10 +33,19 @@ impl TokenPurchase {
         item.insert("pk".into(), AttributeValue::S(user.pk()));
         item.insert("sk".into(), AttributeValue::S(self.sort_key.clone()));
         item.insert("orderId".into(), AttributeValue::S(self.order_id.clone()));
-        item.insert("tokens".into(), AttributeValue::N(self.tokens.get().to_string()));
+        item.insert(
+            "tokens".into(),
+            AttributeValue::N(self.tokens.get().to_string()),
+        );
         item.insert("status".into(), AttributeValue::S(self.status.clone()));
-        item.insert("description".into(), AttributeValue::S(self.description.clone()));
-        item.insert("createdAt".into(), AttributeValue::S(self.created_at.clone()));
+        item.insert(
+            "description".into(),
+            AttributeValue::S(self.description.clone()),
+        );
+        item.insert(
+            "createdAt".into(),
+            AttributeValue::S(self.created_at.clone()),
+        );
         item
     }
 
@@ -46,7 +55,10 @@ impl TokenPurchase {
             _ => Err(corrupt(item, name)),
         };
         let tokens = match item.get("tokens") {
-            Some(AttributeValue::N(v)) => v.parse::<i64>().map(Tokens::new).map_err(|_| corrupt(item, "tokens")),
+            Some(AttributeValue::N(v)) => v
+                .parse::<i64>()
+                .map(Tokens::new)
+                .map_err(|_| corrupt(item, "tokens")),
             _ => Err(corrupt(item, "tokens")),
         }?;
         Ok(TokenPurchase {

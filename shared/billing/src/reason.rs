@@ -19,7 +19,9 @@ impl Reason {
             )));
         }
         if trimmed.chars().any(|c| c.is_control()) {
-            return Err(BillingError::InvalidInput("reason must not contain control characters".into()));
+            return Err(BillingError::InvalidInput(
+                "reason must not contain control characters".into(),
+            ));
         }
         Ok(Reason(trimmed.to_owned()))
     }

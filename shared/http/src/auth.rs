@@ -67,11 +67,16 @@ impl Auth {
     pub async fn caller(&self, req: &Request) -> Result<Caller, ApiError> {
         let token = bearer_token(req)?;
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let claims = self.verifier().await?.verify(token, now).map_err(|e| match e {
-            JwtError::Expired => ApiError::unauthorized("Token expired"),
-            _ => ApiError::unauthorized("Invalid token"),
-        })?;
-        let user = UserId::parse(&claims.sub).map_err(|_| ApiError::unauthorized("Invalid token"))?;
+        let claims = self
+            .verifier()
+            .await?
+            .verify(token, now)
+            .map_err(|e| match e {
+                JwtError::Expired => ApiError::unauthorized("Token expired"),
+                _ => ApiError::unauthorized("Invalid token"),
+            })?;
+        let user =
+            UserId::parse(&claims.sub).map_err(|_| ApiError::unauthorized("Invalid token"))?;
         Ok(Caller {
             user,
             roles: claims.roles,

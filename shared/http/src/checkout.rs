@@ -31,7 +31,11 @@ impl CheckoutDeps {
         }
     }
 
-    pub fn new(core: Core, paypal: PayPalClient, virtfusion: Option<VirtFusionClient>) -> CheckoutDeps {
+    pub fn new(
+        core: Core,
+        paypal: PayPalClient,
+        virtfusion: Option<VirtFusionClient>,
+    ) -> CheckoutDeps {
         CheckoutDeps {
             core,
             limits: TopUpLimits::default(),
@@ -71,24 +75,44 @@ struct CaptureBody {
 }
 
 /// `POST /api/billing/{custom-credits|virtfusion-tokens}/add`.
-pub async fn handle_order(deps: &CheckoutDeps, req: Request, kind: PurchaseKind) -> Result<Response<Body>, lambda_http::Error> {
+pub async fn handle_order(
+    deps: &CheckoutDeps,
+    req: Request,
+    kind: PurchaseKind,
+) -> Result<Response<Body>, lambda_http::Error> {
     respond(&req, async {
         let caller = deps.core.auth.caller(&req).await?;
         let body: OrderBody = json_body(&req)?;
         let key = idempotency_key(&req)?.map(|key| {
-            IdempotencyKey::new(&caller.user, &key, &format!("order-{}", kind.as_str()), &body.amount.to_string())
+            IdempotencyKey::new(
+                &caller.user,
+                &key,
+                &format!("order-{}", kind.as_str()),
+                &body.amount.to_string(),
+            )
         });
         let paypal = deps.paypal().await?;
-        let response =
-            checkout::start_order(&deps.core.ledger, paypal, deps.limits, &caller.user, kind, body.amount, key.as_ref())
-                .await?;
+        let response = checkout::start_order(
+            &deps.core.ledger,
+            paypal,
+            deps.limits,
+            &caller.user,
+            kind,
+            body.amount,
+            key.as_ref(),
+        )
+        .await?;
         Ok(ApiResponse::with_status(response.status, response.body))
     })
     .await
 }
 
 /// `POST /api/billing/{custom-credits|virtfusion-tokens}/capture`.
-pub async fn handle_capture(deps: &CheckoutDeps, req: Request, kind: PurchaseKind) -> Result<Response<Body>, lambda_http::Error> {
+pub async fn handle_capture(
+    deps: &CheckoutDeps,
+    req: Request,
+    kind: PurchaseKind,
+) -> Result<Response<Body>, lambda_http::Error> {
     respond(&req, async {
         let caller = deps.core.auth.caller(&req).await?;
         let body: CaptureBody = json_body(&req)?;
@@ -98,7 +122,15 @@ pub async fn handle_capture(deps: &CheckoutDeps, req: Request, kind: PurchaseKin
             PurchaseKind::Tokens => deps.virtfusion().await,
             PurchaseKind::Credits => None,
         };
-        let settlement = checkout::capture(&deps.core.ledger, paypal, virtfusion, &caller.user, kind, order_id).await?;
+        let settlement = checkout::capture(
+            &deps.core.ledger,
+            paypal,
+            virtfusion,
+            &caller.user,
+            kind,
+            order_id,
+        )
+        .await?;
         let response = settlement.response();
         Ok(ApiResponse::with_status(response.status, response.body))
     })
@@ -107,6 +139,12 @@ pub async fn handle_capture(deps: &CheckoutDeps, req: Request, kind: PurchaseKin
 
 /// PayPal order ids are short alphanumeric strings.
 pub fn valid_order_id(raw: &str) -> Result<&str, ApiError> {
-    let ok = !raw.is_empty() && raw.len() <= 64 && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
-    if ok { Ok(raw) } else { Err(ApiError::bad_request("orderId is invalid")) }
+    let ok = !raw.is_empty()
+        && raw.len() <= 64
+        && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if ok {
+        Ok(raw)
+    } else {
+        Err(ApiError::bad_request("orderId is invalid"))
+    }
 }

@@ -16,7 +16,10 @@ impl Core {
     /// `JWT_SECRET_ARN` or `BILLING_JWT_SECRET`.
     pub async fn from_env() -> Core {
         let sdk = billing_config::load_aws_config().await;
-        let ledger = Ledger::new(billing_config::dynamo_client(&sdk), billing_config::table_name());
+        let ledger = Ledger::new(
+            billing_config::dynamo_client(&sdk),
+            billing_config::table_name(),
+        );
         let secrets = Arc::new(Secrets::new());
         Core {
             auth: Auth::new(secrets.clone()),

@@ -110,9 +110,16 @@ impl From<LedgerError> for ApiError {
             LedgerError::InsufficientBalance { balance } => {
                 BillingError::InsufficientFunds { balance }.into()
             }
-            LedgerError::Contended { .. } | LedgerError::Dynamo { transient: true, .. } => ApiError {
+            LedgerError::Contended { .. }
+            | LedgerError::Dynamo {
+                transient: true, ..
+            } => ApiError {
                 cause: Some(err.to_string()),
-                ..ApiError::new(503, "Service busy; nothing was changed, please retry", "busy")
+                ..ApiError::new(
+                    503,
+                    "Service busy; nothing was changed, please retry",
+                    "busy",
+                )
             },
             LedgerError::ConditionFailed { .. } => ApiError {
                 cause: Some(err.to_string()),

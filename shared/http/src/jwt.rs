@@ -90,7 +90,8 @@ impl JwtVerifier {
         mac.update(header_b64.as_bytes());
         mac.update(b".");
         mac.update(payload_b64.as_bytes());
-        mac.verify_slice(&signature).map_err(|_| JwtError::Signature)?;
+        mac.verify_slice(&signature)
+            .map_err(|_| JwtError::Signature)?;
 
         let claims: Claims = decode_json(payload_b64).map_err(|_| JwtError::Claims)?;
         if claims.sub.is_empty() {
@@ -118,7 +119,9 @@ pub fn sign(claims: &Claims, secret: &[u8]) -> String {
 }
 
 fn decode_json<T: serde::de::DeserializeOwned>(part: &str) -> Result<T, JwtError> {
-    let bytes = URL_SAFE_NO_PAD.decode(part).map_err(|_| JwtError::Malformed)?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| JwtError::Malformed)?;
     serde_json::from_slice(&bytes).map_err(|_| JwtError::Malformed)
 }
 
@@ -148,25 +151,37 @@ mod tests {
         let p = URL_SAFE_NO_PAD.encode(payload.to_string());
         let mut mac = HmacSha256::new_from_slice(secret).unwrap();
         mac.update(format!("{h}.{p}").as_bytes());
-        format!("{h}.{p}.{}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
+        format!(
+            "{h}.{p}.{}",
+            URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+        )
     }
 
     #[test]
     fn round_trip() {
         let token = sign(&claims(), SECRET);
-        assert_eq!(JwtVerifier::new(SECRET).verify(&token, NOW).unwrap(), claims());
+        assert_eq!(
+            JwtVerifier::new(SECRET).verify(&token, NOW).unwrap(),
+            claims()
+        );
     }
 
     #[test]
     fn wrong_secret_is_refused() {
         let token = sign(&claims(), b"other");
-        assert_eq!(JwtVerifier::new(SECRET).verify(&token, NOW), Err(JwtError::Signature));
+        assert_eq!(
+            JwtVerifier::new(SECRET).verify(&token, NOW),
+            Err(JwtError::Signature)
+        );
     }
 
     #[test]
     fn expired_is_refused() {
         let token = sign(&claims(), SECRET);
-        assert_eq!(JwtVerifier::new(SECRET).verify(&token, NOW + 60), Err(JwtError::Expired));
+        assert_eq!(
+            JwtVerifier::new(SECRET).verify(&token, NOW + 60),
+            Err(JwtError::Expired)
+        );
     }
 
     #[test]
@@ -196,14 +211,25 @@ mod tests {
             serde_json::json!({"sub": "1001", "roles": [], "exp": "tomorrow"}),
         ] {
             let token = forge(r#"{"alg":"HS256"}"#, &payload, SECRET);
-            assert_eq!(verifier.verify(&token, NOW), Err(JwtError::Claims), "{payload}");
+            assert_eq!(
+                verifier.verify(&token, NOW),
+                Err(JwtError::Claims),
+                "{payload}"
+            );
         }
     }
 
     #[test]
     fn garbage_is_malformed() {
         let verifier = JwtVerifier::new(SECRET);
-        for token in ["", "a", "a.b", "a.b.c.d", "!!!.???.***", &"a".repeat(10_000)] {
+        for token in [
+            "",
+            "a",
+            "a.b",
+            "a.b.c.d",
+            "!!!.???.***",
+            &"a".repeat(10_000),
+        ] {
             assert!(verifier.verify(token, NOW).is_err(), "{token}");
         }
     }
@@ -215,6 +241,9 @@ mod tests {
         let mut tampered = claims();
         tampered.sub = "1002".into();
         parts[1] = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&tampered).unwrap());
-        assert_eq!(JwtVerifier::new(SECRET).verify(&parts.join("."), NOW), Err(JwtError::Signature));
+        assert_eq!(
+            JwtVerifier::new(SECRET).verify(&parts.join("."), NOW),
+            Err(JwtError::Signature)
+        );
     }
 }

@@ -14,9 +14,9 @@
 //! ```
 
 mod auth;
+pub mod checkout;
 mod core;
 mod error;
-pub mod checkout;
 pub mod jwt;
 mod request;
 mod response;
@@ -25,7 +25,9 @@ pub mod views;
 pub use auth::{Auth, Caller, JWT_SECRET};
 pub use core::Core;
 pub use error::ApiError;
-pub use request::{MAX_BODY_BYTES, idempotency_key, json_body, path_param, query_param, request_id};
+pub use request::{
+    MAX_BODY_BYTES, idempotency_key, json_body, path_param, query_param, request_id,
+};
 pub use response::{ApiResponse, respond};
 
 pub use lambda_http::{Body, Error, Request, Response};

@@ -25,7 +25,11 @@ pub fn request_id(req: &Request) -> String {
 pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
     let bytes = req.body().as_ref();
     if bytes.len() > MAX_BODY_BYTES {
-        return Err(ApiError::new(400, "Request body is too large", "body_too_large"));
+        return Err(ApiError::new(
+            400,
+            "Request body is too large",
+            "body_too_large",
+        ));
     }
     if bytes.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(ApiError::bad_request("A JSON request body is required"));
@@ -36,10 +40,13 @@ pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
             .map(|v| v.to_ascii_lowercase().contains("json"))
             .unwrap_or(false);
         if !is_json {
-            return Err(ApiError::bad_request("Content-Type must be application/json"));
+            return Err(ApiError::bad_request(
+                "Content-Type must be application/json",
+            ));
         }
     }
-    serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request(format!("Invalid request body: {e}")))
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(format!("Invalid request body: {e}")))
 }
 
 pub fn path_param(req: &Request, name: &str) -> Option<String> {
@@ -59,7 +66,8 @@ pub fn idempotency_key(req: &Request) -> Result<Option<String>, ApiError> {
     let Some(value) = req.headers().get("idempotency-key") else {
         return Ok(None);
     };
-    let invalid = || ApiError::bad_request("Idempotency-Key must be 1-255 printable ASCII characters");
+    let invalid =
+        || ApiError::bad_request("Idempotency-Key must be 1-255 printable ASCII characters");
     let text = value.to_str().map_err(|_| invalid())?;
     if text.is_empty() || text.len() > 255 || !text.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
         return Err(invalid());

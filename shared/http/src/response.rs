@@ -39,15 +39,24 @@ where
         method = %req.method(),
         path = %req.uri().path(),
     );
-    let result = work.instrument(span.clone()).await;
+    // Boxed: handler futures are large in debug builds; keep them off the stack.
+    let result = Box::pin(work.instrument(span.clone())).await;
     let (status, body) = match result {
         Ok(ok) => (ok.status, ok.body),
         Err(err) => {
             let _guard = span.enter();
             if err.status >= 500 {
-                tracing::error!(status = err.status, cause = err.cause.as_deref().unwrap_or(""), "request failed");
+                tracing::error!(
+                    status = err.status,
+                    cause = err.cause.as_deref().unwrap_or(""),
+                    "request failed"
+                );
             } else {
-                tracing::info!(status = err.status, code = err.code.unwrap_or(""), "request refused");
+                tracing::info!(
+                    status = err.status,
+                    code = err.code.unwrap_or(""),
+                    "request refused"
+                );
             }
             (err.status, err.body())
         }

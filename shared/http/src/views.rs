@@ -8,7 +8,9 @@ use serde_json::{Value, json};
 /// `GET /api/billing/balance`.
 pub fn balance(view: &BalanceView) -> Value {
     let virtfusion = match view.tokens {
-        Some(tokens) => json!({ "balance": tokens.get(), "formatted": tokens.formatted(), "available": true }),
+        Some(tokens) => {
+            json!({ "balance": tokens.get(), "formatted": tokens.formatted(), "available": true })
+        }
         None => json!({ "balance": null, "formatted": null, "available": false }),
     };
     json!({

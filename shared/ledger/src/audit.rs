@@ -31,7 +31,10 @@ pub(crate) fn check_chain(account: AccountState, entries: &[Entry]) -> AuditRepo
     for (index, entry) in entries.iter().enumerate() {
         let expected_seq = index as u64 + 1;
         if entry.seq != expected_seq {
-            problems.push(format!("entry {} found where {expected_seq} was expected", entry.seq));
+            problems.push(format!(
+                "entry {} found where {expected_seq} was expected",
+                entry.seq
+            ));
         }
         if entry.balance_before != running {
             problems.push(format!(
@@ -50,13 +53,23 @@ pub(crate) fn check_chain(account: AccountState, entries: &[Entry]) -> AuditRepo
         running = entry.balance_after;
     }
     if account.seq != entries.len() as u64 {
-        problems.push(format!("account seq {} but {} entries", account.seq, entries.len()));
+        problems.push(format!(
+            "account seq {} but {} entries",
+            account.seq,
+            entries.len()
+        ));
     }
     if account.balance != running {
-        problems.push(format!("account balance {} but last balanceAfter {running}", account.balance));
+        problems.push(format!(
+            "account balance {} but last balanceAfter {running}",
+            account.balance
+        ));
     }
     if account.balance != sum {
-        problems.push(format!("account balance {} but entries sum to {sum}", account.balance));
+        problems.push(format!(
+            "account balance {} but entries sum to {sum}",
+            account.balance
+        ));
     }
     AuditReport {
         entries: entries.len() as u64,

@@ -52,11 +52,14 @@ impl LedgerError {
                         | "ServiceUnavailable"
                         | "TransactionInProgressException"
                 ) || service.raw().status().is_server_error();
-                (format!("{code}: {}", inner.message().unwrap_or("")), transient)
+                (
+                    format!("{code}: {}", inner.message().unwrap_or("")),
+                    transient,
+                )
             }
-            SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-                (DisplayErrorContext(err).to_string(), true)
-            }
+            SdkError::TimeoutError(_)
+            | SdkError::DispatchFailure(_)
+            | SdkError::ResponseError(_) => (DisplayErrorContext(err).to_string(), true),
             other => (DisplayErrorContext(other).to_string(), false),
         };
         LedgerError::Dynamo {
@@ -73,4 +76,3 @@ impl LedgerError {
         }
     }
 }
-

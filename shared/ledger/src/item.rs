@@ -55,7 +55,10 @@ impl EntryKind {
 impl FromStr for EntryKind {
     type Err = ();
     fn from_str(s: &str) -> Result<EntryKind, ()> {
-        EntryKind::ALL.into_iter().find(|k| k.as_str() == s).ok_or(())
+        EntryKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or(())
     }
 }
 

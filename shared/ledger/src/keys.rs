@@ -20,8 +20,14 @@ impl UserId {
     pub fn parse(raw: &str) -> Result<UserId, UserIdError> {
         let ok = !raw.is_empty()
             && raw.len() <= 64
-            && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if ok { Ok(UserId(raw.to_owned())) } else { Err(UserIdError) }
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if ok {
+            Ok(UserId(raw.to_owned()))
+        } else {
+            Err(UserIdError)
+        }
     }
 
     pub fn as_str(&self) -> &str {
@@ -61,7 +67,10 @@ pub struct OnceKey {
 
 impl OnceKey {
     pub fn new(kind: &'static str, id: impl Into<String>) -> OnceKey {
-        OnceKey { kind, id: id.into() }
+        OnceKey {
+            kind,
+            id: id.into(),
+        }
     }
 
     pub fn pk(&self) -> String {

@@ -173,10 +173,12 @@ const ACCOUNT_INDEX: usize = 0;
 const ENTRY_INDEX: usize = 1;
 
 enum Attempt {
-    Done(ChangeOutcome),
+    Done(Box<ChangeOutcome>),
     /// Someone else moved first, or the outcome is unknown: re-read and retry.
     /// Carries the entry this attempt would have written, if it may exist.
-    Retry { maybe_written: Option<u64> },
+    Retry {
+        maybe_written: Option<u64>,
+    },
 }
 
 impl Ledger {
@@ -187,31 +189,98 @@ impl Ledger {
         let mutation_id = uuid::Uuid::new_v4().simple().to_string();
         let created_at = crate::now_rfc3339();
         let mut maybe_written: Option<u64> = None;
+        // A transient read failure (after the SDK's own retries) costs an
+        // attempt, not the change: an earlier write whose answer was lost must
+        // still be looked for before anything is reported.
+        let mut read_failure: Option<LedgerError> = None;
         for attempt in 0..self.retry.max_attempts {
             if attempt > 0 {
                 tokio::time::sleep(self.retry.delay(attempt)).await;
             }
-            let state = self.read_account(&change.user).await?;
+            let state = match self.read_account(&change.user).await {
+                Ok(state) => state,
+                Err(
+                    e @ LedgerError::Dynamo {
+                        transient: true, ..
+                    },
+                ) => {
+                    read_failure = Some(e);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             // An earlier attempt whose answer we never saw may have committed.
-            if let Some(seq) = maybe_written.take()
-                && state.seq >= seq
-                && let Some(entry) = self.read_entry(&change.user, seq).await?
-                && entry.mutation_id == mutation_id
-            {
-                return Ok(ChangeOutcome::Applied(Applied { entry, balance: state.balance }));
+            if let Some(seq) = maybe_written {
+                match self.own_entry(&change.user, seq, &mutation_id, state).await {
+                    Ok(Some(entry)) => {
+                        return Ok(ChangeOutcome::Applied(Applied {
+                            entry,
+                            balance: state.balance,
+                        }));
+                    }
+                    // Not ours: that attempt wrote nothing (this one sets it anew).
+                    Ok(None) => {}
+                    Err(
+                        e @ LedgerError::Dynamo {
+                            transient: true, ..
+                        },
+                    ) => {
+                        read_failure = Some(e);
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
             }
-            match self.attempt(&change, &mutation_id, &created_at, state).await? {
-                Attempt::Done(outcome) => return Ok(outcome),
+            read_failure = None;
+            match self
+                .attempt(&change, &mutation_id, &created_at, state)
+                .await?
+            {
+                Attempt::Done(outcome) => return Ok(*outcome),
                 Attempt::Retry { maybe_written: seq } => {
                     tracing::debug!(attempt, "ledger change retried");
                     maybe_written = seq;
                 }
             }
         }
-        tracing::warn!(attempts = self.retry.max_attempts, "ledger retry budget exhausted");
-        Err(LedgerError::Contended {
+        // The last attempt's answer may have been lost too: look once more, so
+        // that a change that happened is never reported as failed.
+        if let Some(seq) = maybe_written {
+            let state = self.read_account(&change.user).await?;
+            if let Some(entry) = self
+                .own_entry(&change.user, seq, &mutation_id, state)
+                .await?
+            {
+                return Ok(ChangeOutcome::Applied(Applied {
+                    entry,
+                    balance: state.balance,
+                }));
+            }
+        }
+        tracing::warn!(
+            attempts = self.retry.max_attempts,
+            "ledger retry budget exhausted"
+        );
+        Err(read_failure.unwrap_or(LedgerError::Contended {
             attempts: self.retry.max_attempts,
-        })
+        }))
+    }
+
+    /// Entry `seq` if this change (`mutation_id`) wrote it.
+    async fn own_entry(
+        &self,
+        user: &UserId,
+        seq: u64,
+        mutation_id: &str,
+        state: AccountState,
+    ) -> Result<Option<Entry>, LedgerError> {
+        if state.seq < seq {
+            return Ok(None);
+        }
+        Ok(self
+            .read_entry(user, seq)
+            .await?
+            .filter(|entry| entry.mutation_id == mutation_id))
     }
 
     async fn attempt(
@@ -232,7 +301,9 @@ impl Ledger {
             if let Some(once) = &change.once
                 && let Some(earlier) = self.read_marker_outcome(once).await?
             {
-                return Ok(Attempt::Done(ChangeOutcome::AlreadyApplied(earlier)));
+                return Ok(Attempt::Done(Box::new(ChangeOutcome::AlreadyApplied(
+                    earlier,
+                ))));
             }
             return Err(LedgerError::InsufficientBalance {
                 balance: state.balance,
@@ -281,20 +352,24 @@ impl Ledger {
             items.push(build(&preview)?);
         }
 
+        // How many times the SDK sent this request (its own retries included).
+        let sends = crate::DynamoCallCounter::default();
         let result = self
             .client
             .transact_write_items()
             .set_transact_items(Some(items))
             .client_request_token(request_token(mutation_id, state.seq))
+            .customize()
+            .interceptor(sends.clone())
             .send()
             .await;
 
         let err = match result {
             Ok(_) => {
-                return Ok(Attempt::Done(ChangeOutcome::Applied(Applied {
+                return Ok(Attempt::Done(Box::new(ChangeOutcome::Applied(Applied {
                     entry,
                     balance: balance_after,
-                })));
+                }))));
             }
             Err(err) => err,
         };
@@ -307,7 +382,9 @@ impl Ledger {
                 return match error {
                     // Unknown outcome (timeout, 5xx, throttling after the SDK's retries):
                     // the write may have landed; the next attempt checks.
-                    LedgerError::Dynamo { transient: true, .. } => {
+                    LedgerError::Dynamo {
+                        transient: true, ..
+                    } => {
                         tracing::warn!(error = %error, "ledger write outcome unknown; retrying");
                         Ok(Attempt::Retry {
                             maybe_written: Some(entry.seq),
@@ -323,14 +400,19 @@ impl Ledger {
             && failed(marker_index)
         {
             return match self.read_marker_outcome(once).await? {
-                Some(earlier) => Ok(Attempt::Done(ChangeOutcome::AlreadyApplied(earlier))),
+                Some(earlier) => Ok(Attempt::Done(Box::new(ChangeOutcome::AlreadyApplied(
+                    earlier,
+                )))),
                 None => Err(LedgerError::corrupt(once.pk(), "marker vanished")),
             };
         }
         if let Some(index) = (extra_start..reasons.len()).find(|&i| failed(i)) {
             return Err(LedgerError::ConditionFailed {
                 index: index - extra_start,
-                existing: reasons.get(index).and_then(|r| r.item().cloned()).map(Box::new),
+                existing: reasons
+                    .get(index)
+                    .and_then(|r| r.item().cloned())
+                    .map(Box::new),
             });
         }
         if failed(ACCOUNT_INDEX) || failed(ENTRY_INDEX) {
@@ -343,9 +425,14 @@ impl Ledger {
                 .is_some_and(|id| id == mutation_id);
             if ours {
                 let balance = self.read_account(&change.user).await?.balance;
-                return Ok(Attempt::Done(ChangeOutcome::Applied(Applied { entry, balance })));
+                return Ok(Attempt::Done(Box::new(ChangeOutcome::Applied(Applied {
+                    entry,
+                    balance,
+                }))));
             }
-            return Ok(Attempt::Retry { maybe_written: None });
+            return Ok(Attempt::Retry {
+                maybe_written: None,
+            });
         }
         if reasons.iter().any(|r| {
             matches!(
@@ -353,7 +440,12 @@ impl Ledger {
                 Some("TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded")
             )
         }) {
-            return Ok(Attempt::Retry { maybe_written: None });
+            // This send wrote nothing; but if the SDK resent the request after
+            // an answer it never got (a reset or 5xx), that earlier send may
+            // have committed: the next attempt looks.
+            return Ok(Attempt::Retry {
+                maybe_written: (sends.total() > 1).then_some(entry.seq),
+            });
         }
         let codes: Vec<&str> = reasons.iter().map(|r| r.code().unwrap_or("?")).collect();
         Err(LedgerError::Dynamo {
@@ -396,7 +488,9 @@ impl Ledger {
                 .table_name(&self.table)
                 .set_item(Some(item))
                 .condition_expression("attribute_not_exists(pk)")
-                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld),
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                ),
         )
     }
 
@@ -427,7 +521,9 @@ fn reason_code(reasons: &[CancellationReason], index: usize) -> Option<&str> {
     reasons.get(index).and_then(|r| r.code())
 }
 
-fn wrap_put(put: aws_sdk_dynamodb::types::builders::PutBuilder) -> Result<TransactWriteItem, LedgerError> {
+fn wrap_put(
+    put: aws_sdk_dynamodb::types::builders::PutBuilder,
+) -> Result<TransactWriteItem, LedgerError> {
     let put = put
         .build()
         .map_err(|e| LedgerError::corrupt("transaction", e.to_string()))?;

@@ -47,14 +47,22 @@ impl Ledger {
         }
     }
 
-    pub(crate) async fn read_entry(&self, user: &UserId, seq: u64) -> Result<Option<Entry>, LedgerError> {
+    pub(crate) async fn read_entry(
+        &self,
+        user: &UserId,
+        seq: u64,
+    ) -> Result<Option<Entry>, LedgerError> {
         self.get_item(user.pk(), &entry_sk(seq))
             .await?
             .map(|item| Entry::from_item(&item))
             .transpose()
     }
 
-    pub(crate) async fn get_item(&self, pk: String, sk: &str) -> Result<Option<AttrMap>, LedgerError> {
+    pub(crate) async fn get_item(
+        &self,
+        pk: String,
+        sk: &str,
+    ) -> Result<Option<AttrMap>, LedgerError> {
         let out = self
             .client
             .get_item()
@@ -105,7 +113,9 @@ impl Ledger {
             .map(Entry::from_item)
             .collect::<Result<Vec<_>, _>>()?;
         let next = match (out.last_evaluated_key.is_some(), entries.last()) {
-            (true, Some(last)) if last.seq > 1 => Some(EntryCursor { before_seq: last.seq }),
+            (true, Some(last)) if last.seq > 1 => Some(EntryCursor {
+                before_seq: last.seq,
+            }),
             _ => None,
         };
         Ok(EntryPage { entries, next })

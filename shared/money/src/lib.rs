@@ -8,7 +8,7 @@ mod parse;
 mod tokens;
 
 pub use parse::parse_usd_literal;
-pub use tokens::{Tokens, TOKENS_PER_USD};
+pub use tokens::{TOKENS_PER_USD, Tokens};
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};

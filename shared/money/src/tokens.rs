@@ -27,7 +27,11 @@ impl Tokens {
     /// `"1,250 Tokens"`.
     pub fn formatted(self) -> String {
         let sign = if self.0 < 0 { "-" } else { "" };
-        let unit = if self.0.unsigned_abs() == 1 { "Token" } else { "Tokens" };
+        let unit = if self.0.unsigned_abs() == 1 {
+            "Token"
+        } else {
+            "Tokens"
+        };
         format!("{sign}{} {unit}", group_thousands(self.0.unsigned_abs()))
     }
 
@@ -47,7 +51,10 @@ impl Tokens {
         if digits.is_empty() || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return Err(MoneyError::Syntax);
         }
-        integer.parse::<i64>().map(Tokens).map_err(|_| MoneyError::Syntax)
+        integer
+            .parse::<i64>()
+            .map(Tokens)
+            .map_err(|_| MoneyError::Syntax)
     }
 }
 
@@ -81,7 +88,10 @@ mod tests {
         assert_eq!(Tokens::parse_lenient("\"1250\"").unwrap().get(), 1250);
         assert_eq!(Tokens::parse_lenient("1250.00").unwrap().get(), 1250);
         assert_eq!(Tokens::parse_lenient("-5").unwrap().get(), -5);
-        assert_eq!(Tokens::parse_lenient("12.5"), Err(MoneyError::FractionalTokens));
+        assert_eq!(
+            Tokens::parse_lenient("12.5"),
+            Err(MoneyError::FractionalTokens)
+        );
         assert!(Tokens::parse_lenient("abc").is_err());
         assert!(Tokens::parse_lenient("1e3").is_err());
         assert!(Tokens::parse_lenient("").is_err());

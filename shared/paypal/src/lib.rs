@@ -147,15 +147,19 @@ pub async fn from_env(secrets: &Secrets) -> Result<PayPalClient, ConfigError> {
     let base_url = match billing_config::env_opt(BASE_URL_ENV) {
         Some(url) => url,
         None if billing_config::env_opt(CLIENT_ID_SECRET.arn_env).is_some() => {
-            return Err(ConfigError::BaseUrl("must be set when PAYPAL_SECRET_ARN is"));
+            return Err(ConfigError::BaseUrl(
+                "must be set when PAYPAL_SECRET_ARN is",
+            ));
         }
         None => LOCAL_BASE_URL.to_owned(),
     };
     let client_id = secrets.resolve(CLIENT_ID_SECRET).await?;
     let client_secret = secrets.resolve(CLIENT_SECRET_SECRET).await?;
     let webhook_id = secrets.resolve(WEBHOOK_ID_SECRET).await?;
-    Ok(PayPalClient::new(&base_url, client_id, client_secret, timeout)?
-        .with_webhook_id(webhook_id.expose()))
+    Ok(
+        PayPalClient::new(&base_url, client_id, client_secret, timeout)?
+            .with_webhook_id(webhook_id.expose()),
+    )
 }
 
 fn parse_timeout_ms(raw: Option<&str>) -> Result<Duration, ConfigError> {
@@ -274,7 +278,13 @@ impl PayPalClient {
         let body = encode(&body)?;
         let url = format!("{}/v2/checkout/orders", self.base);
         let (status, body) = self
-            .call("create_order", Method::POST, &url, Some(request_id), Some(body))
+            .call(
+                "create_order",
+                Method::POST,
+                &url,
+                Some(request_id),
+                Some(body),
+            )
             .await?;
         expect_success("create_order", status, &body)?;
         model::parse_order(&body)
@@ -283,7 +293,9 @@ impl PayPalClient {
     /// `GET /v2/checkout/orders/{id}`; 404 is [`PayPalError::NotFound`].
     pub async fn get_order(&self, order_id: &str) -> Result<Order, PayPalError> {
         let url = format!("{}/v2/checkout/orders/{}", self.base, id_segment(order_id)?);
-        let (status, body) = self.call("get_order", Method::GET, &url, None, None).await?;
+        let (status, body) = self
+            .call("get_order", Method::GET, &url, None, None)
+            .await?;
         expect_success("get_order", status, &body)?;
         model::parse_order(&body)
     }
@@ -316,8 +328,7 @@ impl PayPalClient {
                 Some(b"{}".to_vec()),
             )
             .await?;
-        if status == StatusCode::UNPROCESSABLE_ENTITY
-            && has_issue(&body, "ORDER_ALREADY_CAPTURED")
+        if status == StatusCode::UNPROCESSABLE_ENTITY && has_issue(&body, "ORDER_ALREADY_CAPTURED")
         {
             tracing::info!(order_id, "PayPal order captured already; reading it");
             return self.get_order(order_id).await;
@@ -345,12 +356,12 @@ impl PayPalClient {
         );
         let request_id = self::request_id(request_id)?;
         if amount.is_some_and(|a| !a.is_positive()) {
-            return Err(PayPalError::Invalid("refund amount must be positive".into()));
+            return Err(PayPalError::Invalid(
+                "refund amount must be positive".into(),
+            ));
         }
-        if let Some(note) = note {
-            if note.chars().count() > MAX_NOTE_LEN {
-                return Err(PayPalError::Invalid("refund note is too long".into()));
-            }
+        if note.is_some_and(|note| note.chars().count() > MAX_NOTE_LEN) {
+            return Err(PayPalError::Invalid("refund note is too long".into()));
         }
         let body = if amount.is_none() && note.is_none() {
             None
@@ -462,10 +473,10 @@ impl PayPalClient {
     /// The cached token, or a new one when there is none or it is due.
     async fn token(&self) -> Result<SecretValue, PayPalError> {
         let mut cache = self.token.lock().await;
-        if let Some(cached) = cache.as_ref() {
-            if Instant::now() < cached.refresh_at {
-                return Ok(cached.value.clone());
-            }
+        if let Some(cached) = cache.as_ref()
+            && Instant::now() < cached.refresh_at
+        {
+            return Ok(cached.value.clone());
         }
         let fresh = self.fetch_token().await?;
         let value = fresh.value.clone();
@@ -477,10 +488,11 @@ impl PayPalClient {
     /// or a new one.
     async fn refresh_token(&self, stale: &SecretValue) -> Result<SecretValue, PayPalError> {
         let mut cache = self.token.lock().await;
-        if let Some(cached) = cache.as_ref() {
-            if cached.value != *stale && Instant::now() < cached.refresh_at {
-                return Ok(cached.value.clone());
-            }
+        if let Some(cached) = cache.as_ref()
+            && cached.value != *stale
+            && Instant::now() < cached.refresh_at
+        {
+            return Ok(cached.value.clone());
         }
         *cache = None;
         let fresh = self.fetch_token().await?;
@@ -522,14 +534,15 @@ impl PayPalClient {
             tracing::warn!("PayPal token response unreadable");
             PayPalError::Auth
         })?;
-        if answer.access_token.is_empty()
-            || !answer.token_type.eq_ignore_ascii_case("bearer")
-        {
+        if answer.access_token.is_empty() || !answer.token_type.eq_ignore_ascii_case("bearer") {
             tracing::warn!("PayPal token response has no bearer token");
             return Err(PayPalError::Auth);
         }
         let lifetime = Duration::from_secs(answer.expires_in).saturating_sub(TOKEN_REFRESH_MARGIN);
-        tracing::debug!(expires_in = answer.expires_in, "PayPal access token obtained");
+        tracing::debug!(
+            expires_in = answer.expires_in,
+            "PayPal access token obtained"
+        );
         Ok(CachedToken {
             value: SecretValue::new(answer.access_token),
             refresh_at: started + lifetime,
@@ -878,7 +891,10 @@ mod tests {
         })
         .unwrap();
         let text = String::from_utf8(body).unwrap();
-        assert!(text.ends_with(&format!(r#""webhook_event":{raw}}}"#)), "{text}");
+        assert!(
+            text.ends_with(&format!(r#""webhook_event":{raw}}}"#)),
+            "{text}"
+        );
     }
 
     #[test]
@@ -927,11 +943,17 @@ mod tests {
     fn ids_and_request_ids_are_checked() {
         assert!(id_segment("5O190127TN364715T").is_ok());
         for bad in ["", "a/b", "..", "a b", "x?y", &"A".repeat(65)] {
-            assert!(matches!(id_segment(bad), Err(PayPalError::Invalid(_))), "{bad}");
+            assert!(
+                matches!(id_segment(bad), Err(PayPalError::Invalid(_))),
+                "{bad}"
+            );
         }
         assert!(request_id("purchase-42-capture").is_ok());
         for bad in ["", "a b", "é", "line\nbreak", &"r".repeat(109)] {
-            assert!(matches!(request_id(bad), Err(PayPalError::Invalid(_))), "{bad}");
+            assert!(
+                matches!(request_id(bad), Err(PayPalError::Invalid(_))),
+                "{bad}"
+            );
         }
     }
 
@@ -941,7 +963,13 @@ mod tests {
             base_url("https://api-m.paypal.com/").unwrap(),
             "https://api-m.paypal.com"
         );
-        for bad in ["", "api-m.paypal.com", "ftp://x", "https://u:p@x", "https://x/?a=1"] {
+        for bad in [
+            "",
+            "api-m.paypal.com",
+            "ftp://x",
+            "https://u:p@x",
+            "https://x/?a=1",
+        ] {
             let err = base_url(bad).unwrap_err();
             assert!(!err.to_string().contains("u:p"), "{bad}");
         }
@@ -986,7 +1014,10 @@ mod tests {
             Duration::from_millis(250)
         );
         for bad in ["0", "-1", "1.5", "abc", "60001"] {
-            assert!(matches!(parse_timeout_ms(Some(bad)), Err(ConfigError::Timeout)), "{bad}");
+            assert!(
+                matches!(parse_timeout_ms(Some(bad)), Err(ConfigError::Timeout)),
+                "{bad}"
+            );
         }
     }
 }

@@ -286,8 +286,11 @@ fn non_empty(value: Option<String>) -> Option<String> {
 
 /// A positive amount of exactly USD shape (at most two places, no exponent).
 fn amount(wire: &AmountWire, what: &str) -> Result<(Usd, String), PayPalError> {
-    let value = Usd::from_json_literal(wire.value.get())
-        .map_err(|_| bad(&format!("{what} amount is not a decimal with at most two places")))?;
+    let value = Usd::from_json_literal(wire.value.get()).map_err(|_| {
+        bad(&format!(
+            "{what} amount is not a decimal with at most two places"
+        ))
+    })?;
     if !value.is_positive() {
         return Err(bad(&format!("{what} amount is not positive")));
     }

@@ -2,8 +2,8 @@
 //! our types *after* its signature was verified on the raw body
 //! ([`PayPalClient::verify_webhook_signature`](crate::PayPalClient::verify_webhook_signature)).
 
-use crate::model::{Capture, Order, Refund, order_from_raw, parse_capture_raw, parse_refund_raw};
 use crate::PayPalError;
+use crate::model::{Capture, Order, Refund, order_from_raw, parse_capture_raw, parse_refund_raw};
 use reqwest::header::HeaderMap;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -131,7 +131,10 @@ mod tests {
         let mut map = HeaderMap::new();
         for (name, value) in [
             ("PAYPAL-AUTH-ALGO", "SHA256withRSA"),
-            ("paypal-cert-url", "https://api.paypal.com/v1/notifications/certs/CERT-1"),
+            (
+                "paypal-cert-url",
+                "https://api.paypal.com/v1/notifications/certs/CERT-1",
+            ),
             ("Paypal-Transmission-Id", "69cd13f0"),
             ("paypal-transmission-sig", "c2ln"),
             ("paypal-transmission-time", "2025-11-25T12:00:00Z"),

@@ -68,7 +68,8 @@ pub(crate) fn get_usd(item: &AttrMap, name: &str) -> Result<Usd, BillingError> {
 }
 
 pub(crate) fn get_time(item: &AttrMap, name: &str) -> Result<OffsetDateTime, BillingError> {
-    super::dates::parse_time(get_s(item, name)?).ok_or_else(|| corrupt(item, format!("{name} is not an RFC 3339 time")))
+    super::dates::parse_time(get_s(item, name)?)
+        .ok_or_else(|| corrupt(item, format!("{name} is not an RFC 3339 time")))
 }
 
 pub(crate) fn opt_time(item: &AttrMap, name: &str) -> Result<Option<OffsetDateTime>, BillingError> {

@@ -61,14 +61,20 @@ pub fn grace_end(since: OffsetDateTime) -> Option<OffsetDateTime> {
 /// subscription id it is the exactly-once key of that period's charge.
 pub fn period_id(due: OffsetDateTime) -> String {
     let due = due.to_offset(UtcOffset::UTC);
-    format!("{:04}-{:02}-{:02}", due.year(), u8::from(due.month()), due.day())
+    format!(
+        "{:04}-{:02}-{:02}",
+        due.year(),
+        u8::from(due.month()),
+        due.day()
+    )
 }
 
 /// Millisecond precision, UTC: the precision stored, so a time survives
 /// a round trip through an item unchanged.
 pub fn to_millis(at: OffsetDateTime) -> OffsetDateTime {
     let at = at.to_offset(UtcOffset::UTC);
-    at.replace_nanosecond(at.millisecond() as u32 * 1_000_000).unwrap_or(at)
+    at.replace_nanosecond(at.millisecond() as u32 * 1_000_000)
+        .unwrap_or(at)
 }
 
 /// The stored form: RFC 3339 UTC with milliseconds (sorts as text in time order).
@@ -98,10 +104,17 @@ mod tests {
         let feb = next_renewal(start, a).unwrap();
         assert_eq!(feb, datetime!(2024-02-29 09:30:00 UTC), "leap year");
         let mar = next_renewal(feb, a).unwrap();
-        assert_eq!(mar, datetime!(2024-03-31 09:30:00 UTC), "back to the anchor");
+        assert_eq!(
+            mar,
+            datetime!(2024-03-31 09:30:00 UTC),
+            "back to the anchor"
+        );
         let apr = next_renewal(mar, a).unwrap();
         assert_eq!(apr, datetime!(2024-04-30 09:30:00 UTC));
-        assert_eq!(next_renewal(apr, a).unwrap(), datetime!(2024-05-31 09:30:00 UTC));
+        assert_eq!(
+            next_renewal(apr, a).unwrap(),
+            datetime!(2024-05-31 09:30:00 UTC)
+        );
     }
 
     #[test]
@@ -127,9 +140,18 @@ mod tests {
         // A Feb 29 start renews on the 29th, or the 28th in common years.
         let leap_start = datetime!(2024-02-29 12:00 UTC);
         let a = AnchorDay::of(leap_start);
-        assert_eq!(add_months(leap_start, a, 1).unwrap(), datetime!(2024-03-29 12:00 UTC));
-        assert_eq!(add_months(leap_start, a, 12).unwrap(), datetime!(2025-02-28 12:00 UTC));
-        assert_eq!(add_months(leap_start, a, 48).unwrap(), datetime!(2028-02-29 12:00 UTC));
+        assert_eq!(
+            add_months(leap_start, a, 1).unwrap(),
+            datetime!(2024-03-29 12:00 UTC)
+        );
+        assert_eq!(
+            add_months(leap_start, a, 12).unwrap(),
+            datetime!(2025-02-28 12:00 UTC)
+        );
+        assert_eq!(
+            add_months(leap_start, a, 48).unwrap(),
+            datetime!(2028-02-29 12:00 UTC)
+        );
     }
 
     #[test]
@@ -154,7 +176,10 @@ mod tests {
         // 2024-02-01T01:00+02:00 is Jan 31 in UTC.
         let start = parse_time("2024-02-01T01:00:00+02:00").unwrap();
         assert_eq!(AnchorDay::of(start), anchor(31));
-        assert_eq!(next_renewal(start, anchor(31)).unwrap(), datetime!(2024-02-29 23:00 UTC));
+        assert_eq!(
+            next_renewal(start, anchor(31)).unwrap(),
+            datetime!(2024-02-29 23:00 UTC)
+        );
     }
 
     #[test]
@@ -181,7 +206,9 @@ mod tests {
     fn any_time() -> impl Strategy<Value = OffsetDateTime> {
         // 1970 .. 9000, millisecond precision.
         (0i64..220_000_000_000i64).prop_map(|ms| {
-            to_millis(OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap())
+            to_millis(
+                OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap(),
+            )
         })
     }
 

@@ -21,6 +21,6 @@ pub mod subscription;
 pub use plans::{Plan, PlanId, default_plans, get_plan, list_active_plans, seed_default_plans};
 pub use renewal::{Deadline, RenewalOptions, RenewalSummary, run_renewals};
 pub use subscription::{
-    PreparedPurchase, Purchased, Subscription, SubscriptionStatus, apply_purchase, cancel, get_subscription,
-    prepare_purchase, purchase,
+    PreparedPurchase, Purchased, Subscription, SubscriptionStatus, apply_purchase, cancel,
+    get_subscription, prepare_purchase, purchase,
 };

@@ -77,7 +77,8 @@ impl Plan {
     }
 
     pub fn from_item(item: &AttrMap) -> Result<Plan, BillingError> {
-        let id = PlanId::parse(get_s(item, "id")?).ok_or_else(|| corrupt(item, "id is not a plan id"))?;
+        let id = PlanId::parse(get_s(item, "id")?)
+            .ok_or_else(|| corrupt(item, "id is not a plan id"))?;
         let price = get_usd(item, "price")?;
         if !price.is_positive() {
             return Err(corrupt(item, "price must be more than 0"));
@@ -96,15 +97,16 @@ impl Plan {
 
 /// The plans every fresh stack has.
 pub fn default_plans() -> Vec<Plan> {
-    let plan = |id: &str, name: &str, description: &str, cents: i64, domains: u32, records: u32| Plan {
-        id: PlanId(id.to_owned()),
-        name: name.to_owned(),
-        description: description.to_owned(),
-        price: Usd::from_cents(cents).unwrap_or(Usd::ZERO),
-        domain_limit: domains,
-        record_limit: records,
-        active: true,
-    };
+    let plan =
+        |id: &str, name: &str, description: &str, cents: i64, domains: u32, records: u32| Plan {
+            id: PlanId(id.to_owned()),
+            name: name.to_owned(),
+            description: description.to_owned(),
+            price: Usd::from_cents(cents).unwrap_or(Usd::ZERO),
+            domain_limit: domains,
+            record_limit: records,
+            active: true,
+        };
     vec![
         plan(
             "basic",
@@ -148,7 +150,9 @@ pub async fn seed_default_plans(ledger: &Ledger) -> Result<usize, BillingError> 
             .await;
         match result {
             Ok(_) => created += 1,
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
             Err(e) => return Err(LedgerError::dynamo("PutItem", &e).into()),
         }
     }
@@ -206,7 +210,11 @@ pub async fn list_active_plans(ledger: &Ledger) -> Result<Vec<Plan>, BillingErro
 }
 
 /// Reads up to 100 items by key, retrying unprocessed keys a bounded number of times.
-pub(crate) async fn batch_get(ledger: &Ledger, keys: Vec<AttrMap>, consistent: bool) -> Result<Vec<AttrMap>, BillingError> {
+pub(crate) async fn batch_get(
+    ledger: &Ledger,
+    keys: Vec<AttrMap>,
+    consistent: bool,
+) -> Result<Vec<AttrMap>, BillingError> {
     const MAX_ROUNDS: u32 = 8;
     let mut items = Vec::with_capacity(keys.len());
     let mut pending = keys;
@@ -276,7 +284,10 @@ mod tests {
         for plan in plans {
             let mut item = plan.to_item();
             // DynamoDB hands numbers back normalised.
-            item.insert("price".into(), AttributeValue::N(plan.price.to_string().trim_end_matches(".00").into()));
+            item.insert(
+                "price".into(),
+                AttributeValue::N(plan.price.to_string().trim_end_matches(".00").into()),
+            );
             assert_eq!(Plan::from_item(&item).unwrap(), plan);
         }
     }

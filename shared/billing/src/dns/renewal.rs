@@ -20,10 +20,14 @@
 use super::attrs::{corrupt, s, time};
 use super::dates::{format_time, grace_end, next_renewal, period_id, to_millis};
 use super::plans::{INDEX_NAME, batch_get};
-use super::subscription::{RENEWAL_INDEX_PK, SUBSCRIPTION_SK, Subscription, SubscriptionStatus, expire, renewal_sort_key};
+use super::subscription::{
+    RENEWAL_INDEX_PK, SUBSCRIPTION_SK, Subscription, SubscriptionStatus, expire, renewal_sort_key,
+};
 use crate::BillingError;
 use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
-use ledger::{AttrMap, Change, ChangeOutcome, EntryDetails, EntryKind, Ledger, LedgerError, OnceKey};
+use ledger::{
+    AttrMap, Change, ChangeOutcome, EntryDetails, EntryKind, Ledger, LedgerError, OnceKey,
+};
 use serde::Serialize;
 use std::collections::HashSet;
 use std::time::Duration;
@@ -65,7 +69,10 @@ impl Deadline {
     /// Stop taking pages `margin` before `end`, abandon work 2 s before it.
     pub fn before(end: Instant, margin: Duration) -> Deadline {
         let now = Instant::now();
-        let hard = end.checked_sub(Duration::from_secs(2)).unwrap_or(now).max(now);
+        let hard = end
+            .checked_sub(Duration::from_secs(2))
+            .unwrap_or(now)
+            .max(now);
         let soft = end.checked_sub(margin).unwrap_or(now).max(now).min(hard);
         Deadline { soft, hard }
     }
@@ -139,7 +146,11 @@ pub enum Outcome {
 }
 
 /// Processes one subscription as read (consistently) at `now`.
-pub async fn process(ledger: &Ledger, sub: &Subscription, now: OffsetDateTime) -> Result<Outcome, BillingError> {
+pub async fn process(
+    ledger: &Ledger,
+    sub: &Subscription,
+    now: OffsetDateTime,
+) -> Result<Outcome, BillingError> {
     match decide(sub, now) {
         Action::Skip => Ok(Outcome::Skipped),
         Action::Expire => Ok(match expire(ledger, sub, now, false).await? {
@@ -152,9 +163,13 @@ pub async fn process(ledger: &Ledger, sub: &Subscription, now: OffsetDateTime) -
 
 /// The condition every renewal-side write carries: still this subscription,
 /// still due for the period read, still renewing.
-const STILL_DUE: &str = "id = :id AND nextRenewalDate = :due AND autoRenew = :true AND #status IN (:active, :past_due)";
+const STILL_DUE: &str =
+    "id = :id AND nextRenewalDate = :due AND autoRenew = :true AND #status IN (:active, :past_due)";
 
-fn still_due(update: aws_sdk_dynamodb::types::builders::UpdateBuilder, sub: &Subscription) -> aws_sdk_dynamodb::types::builders::UpdateBuilder {
+fn still_due(
+    update: aws_sdk_dynamodb::types::builders::UpdateBuilder,
+    sub: &Subscription,
+) -> aws_sdk_dynamodb::types::builders::UpdateBuilder {
     update
         .condition_expression(STILL_DUE)
         .expression_attribute_names("#status", "status")
@@ -165,9 +180,14 @@ fn still_due(update: aws_sdk_dynamodb::types::builders::UpdateBuilder, sub: &Sub
         .expression_attribute_values(":past_due", s(SubscriptionStatus::PastDue.as_str()))
 }
 
-async fn renew(ledger: &Ledger, sub: &Subscription, now: OffsetDateTime) -> Result<Outcome, BillingError> {
+async fn renew(
+    ledger: &Ledger,
+    sub: &Subscription,
+    now: OffsetDateTime,
+) -> Result<Outcome, BillingError> {
     let due = sub.next_renewal_date;
-    let next = next_renewal(due, sub.anchor_day).ok_or_else(|| corrupt(&sub.to_item(), "renewal date out of range"))?;
+    let next = next_renewal(due, sub.anchor_day)
+        .ok_or_else(|| corrupt(&sub.to_item(), "renewal date out of range"))?;
     let period = period_id(due);
     let update = still_due(
         Update::builder()
@@ -188,11 +208,19 @@ async fn renew(ledger: &Ledger, sub: &Subscription, now: OffsetDateTime) -> Resu
     .map_err(|e| corrupt(&sub.to_item(), e.to_string()))?;
     let details = EntryDetails::new(
         EntryKind::DnsRenewal,
-        format!("DNS plan {}: renewal {} to {}", sub.plan_name, period, period_id(next)),
+        format!(
+            "DNS plan {}: renewal {} to {}",
+            sub.plan_name,
+            period,
+            period_id(next)
+        ),
     )
     .reference(&sub.id);
     let change = Change::new(sub.user.clone(), -sub.price, details)
-        .once(OnceKey::new(RENEWAL_ONCE_KIND, format!("{}#{}", sub.id, period)))
+        .once(OnceKey::new(
+            RENEWAL_ONCE_KIND,
+            format!("{}#{}", sub.id, period),
+        ))
         .with_item(TransactWriteItem::builder().update(update).build());
     match ledger.apply(change).await {
         Ok(ChangeOutcome::Applied(_)) => Ok(Outcome::Renewed),
@@ -205,7 +233,11 @@ async fn renew(ledger: &Ledger, sub: &Subscription, now: OffsetDateTime) -> Resu
     }
 }
 
-async fn mark_past_due(ledger: &Ledger, sub: &Subscription, now: OffsetDateTime) -> Result<Outcome, BillingError> {
+async fn mark_past_due(
+    ledger: &Ledger,
+    sub: &Subscription,
+    now: OffsetDateTime,
+) -> Result<Outcome, BillingError> {
     let retry_at = now
         .checked_add(PAST_DUE_RETRY_DELAY)
         .ok_or_else(|| corrupt(&sub.to_item(), "time out of range"))?;
@@ -238,7 +270,11 @@ async fn mark_past_due(ledger: &Ledger, sub: &Subscription, now: OffsetDateTime)
         .await;
     match result {
         Ok(_) => Ok(Outcome::PastDue),
-        Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+        Err(err)
+            if err
+                .as_service_error()
+                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+        {
             Ok(Outcome::Skipped)
         }
         Err(err) => Err(LedgerError::dynamo("UpdateItem", &err).into()),
@@ -293,8 +329,11 @@ pub async fn run_renewals(
             .filter_map(|k| {
                 let pk = k.get("pk")?.clone();
                 let sk = k.get("sk")?.clone();
-                let AttributeValue::S(text) = &pk else { return None };
-                seen.insert(text.clone()).then(|| AttrMap::from([("pk".to_owned(), pk), ("sk".to_owned(), sk)]))
+                let AttributeValue::S(text) = &pk else {
+                    return None;
+                };
+                seen.insert(text.clone())
+                    .then(|| AttrMap::from([("pk".to_owned(), pk), ("sk".to_owned(), sk)]))
             })
             .collect();
         if !keys.is_empty() {
@@ -372,7 +411,12 @@ mod tests {
 
     fn sub(status: SubscriptionStatus, auto_renew: bool) -> Subscription {
         let plan = &super::super::plans::default_plans()[1];
-        let mut sub = Subscription::start(UserId::parse("7").unwrap(), plan, datetime!(2024-01-31 10:00 UTC)).unwrap();
+        let mut sub = Subscription::start(
+            UserId::parse("7").unwrap(),
+            plan,
+            datetime!(2024-01-31 10:00 UTC),
+        )
+        .unwrap();
         sub.status = status;
         sub.auto_renew = auto_renew;
         sub
@@ -384,36 +428,72 @@ mod tests {
         for status in [SubscriptionStatus::Active, SubscriptionStatus::Cancelled] {
             assert_eq!(decide(&sub(status, true), before), Action::Skip);
         }
-        assert_eq!(decide(&sub(SubscriptionStatus::Expired, false), datetime!(2030-01-01 0:00 UTC)), Action::Skip);
+        assert_eq!(
+            decide(
+                &sub(SubscriptionStatus::Expired, false),
+                datetime!(2030-01-01 0:00 UTC)
+            ),
+            Action::Skip
+        );
     }
 
     #[test]
     fn due_subscriptions_renew_or_end() {
         let due = datetime!(2024-02-29 10:00 UTC);
-        assert_eq!(decide(&sub(SubscriptionStatus::Active, true), due), Action::Renew);
-        assert_eq!(decide(&sub(SubscriptionStatus::Active, false), due), Action::Expire);
-        assert_eq!(decide(&sub(SubscriptionStatus::Cancelled, false), due), Action::Expire);
+        assert_eq!(
+            decide(&sub(SubscriptionStatus::Active, true), due),
+            Action::Renew
+        );
+        assert_eq!(
+            decide(&sub(SubscriptionStatus::Active, false), due),
+            Action::Expire
+        );
+        assert_eq!(
+            decide(&sub(SubscriptionStatus::Cancelled, false), due),
+            Action::Expire
+        );
     }
 
     #[test]
     fn past_due_is_retried_for_the_grace_period_then_expires() {
         let mut past_due = sub(SubscriptionStatus::PastDue, true);
         past_due.past_due_since = Some(datetime!(2024-02-29 11:00 UTC));
-        assert_eq!(decide(&past_due, datetime!(2024-03-07 10:59:59.999 UTC)), Action::Renew);
-        assert_eq!(decide(&past_due, datetime!(2024-03-07 11:00 UTC)), Action::Expire);
+        assert_eq!(
+            decide(&past_due, datetime!(2024-03-07 10:59:59.999 UTC)),
+            Action::Renew
+        );
+        assert_eq!(
+            decide(&past_due, datetime!(2024-03-07 11:00 UTC)),
+            Action::Expire
+        );
         assert_eq!(GRACE_PERIOD, time::Duration::days(7));
         // Without a recorded start the grace runs from the due date.
         past_due.past_due_since = None;
-        assert_eq!(decide(&past_due, datetime!(2024-03-07 10:00 UTC)), Action::Expire);
+        assert_eq!(
+            decide(&past_due, datetime!(2024-03-07 10:00 UTC)),
+            Action::Expire
+        );
         past_due.auto_renew = false;
         past_due.past_due_since = Some(datetime!(2024-03-01 0:00 UTC));
-        assert_eq!(decide(&past_due, datetime!(2024-03-01 1:00 UTC)), Action::Expire);
+        assert_eq!(
+            decide(&past_due, datetime!(2024-03-01 1:00 UTC)),
+            Action::Expire
+        );
     }
 
     #[test]
     fn summary_serialises_in_camel_case() {
         let json = serde_json::to_value(RenewalSummary::default()).unwrap();
-        for key in ["renewed", "pastDue", "expired", "retried", "skipped", "errors", "scanned", "stoppedEarly"] {
+        for key in [
+            "renewed",
+            "pastDue",
+            "expired",
+            "retried",
+            "skipped",
+            "errors",
+            "scanned",
+            "stoppedEarly",
+        ] {
             assert!(json.get(key).is_some(), "{key}");
         }
     }

@@ -7,13 +7,16 @@
 //! the renewal date (active, cancelled) or the next retry (past_due).
 //! Expired subscriptions leave the index.
 
-use super::attrs::{corrupt, get_bool, get_s, get_time, get_u32, get_usd, n, opt_time, s, time, usd};
+use super::attrs::{
+    corrupt, get_bool, get_s, get_time, get_u32, get_usd, n, opt_time, s, time, usd,
+};
 use super::dates::{AnchorDay, format_time, next_renewal, to_millis};
 use super::plans::{PLAN_SK, Plan, PlanId, get_plan};
 use crate::BillingError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    AttributeValue, ConditionCheck, Put, ReturnValue, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem,
 };
 use billing_money::Usd;
 use ledger::{AttrMap, Change, EntryDetails, EntryKind, Ledger, LedgerError, UserId};
@@ -90,10 +93,15 @@ pub fn renewal_sort_key(at: OffsetDateTime, user: &UserId) -> String {
 
 impl Subscription {
     /// A new subscription to `plan`, paid for one month from `now`.
-    pub fn start(user: UserId, plan: &Plan, now: OffsetDateTime) -> Result<Subscription, BillingError> {
+    pub fn start(
+        user: UserId,
+        plan: &Plan,
+        now: OffsetDateTime,
+    ) -> Result<Subscription, BillingError> {
         let now = to_millis(now);
         let anchor_day = AnchorDay::of(now);
-        let next = next_renewal(now, anchor_day).ok_or_else(|| BillingError::InvalidInput("date out of range".into()))?;
+        let next = next_renewal(now, anchor_day)
+            .ok_or_else(|| BillingError::InvalidInput("date out of range".into()))?;
         Ok(Subscription {
             user,
             id: format!("sub_{}", uuid::Uuid::new_v4().simple()),
@@ -167,12 +175,14 @@ impl Subscription {
             .strip_prefix("USER#")
             .and_then(|id| UserId::parse(id).ok())
             .ok_or_else(|| corrupt(item, "pk is not a user key"))?;
-        let status = SubscriptionStatus::parse(get_s(item, "status")?).ok_or_else(|| corrupt(item, "unknown status"))?;
+        let status = SubscriptionStatus::parse(get_s(item, "status")?)
+            .ok_or_else(|| corrupt(item, "unknown status"))?;
         let anchor_day = u8::try_from(get_u32(item, "anchorDay")?)
             .ok()
             .and_then(AnchorDay::new)
             .ok_or_else(|| corrupt(item, "anchorDay out of range"))?;
-        let plan_id = PlanId::parse(get_s(item, "planId")?).ok_or_else(|| corrupt(item, "planId is not a plan id"))?;
+        let plan_id = PlanId::parse(get_s(item, "planId")?)
+            .ok_or_else(|| corrupt(item, "planId is not a plan id"))?;
         Ok(Subscription {
             user,
             id: get_s(item, "id")?.to_owned(),
@@ -195,7 +205,10 @@ impl Subscription {
 }
 
 /// The user's subscription (any status), read consistently.
-pub async fn get_subscription(ledger: &Ledger, user: &UserId) -> Result<Option<Subscription>, BillingError> {
+pub async fn get_subscription(
+    ledger: &Ledger,
+    user: &UserId,
+) -> Result<Option<Subscription>, BillingError> {
     let out = ledger
         .client()
         .get_item()
@@ -243,7 +256,9 @@ pub async fn prepare_purchase(
 ) -> Result<PreparedPurchase, BillingError> {
     let plan_id = PlanId::parse(plan_id).ok_or(BillingError::NotFound("Plan"))?;
     let (plan, existing) = tokio::join!(get_plan(ledger, &plan_id), get_subscription(ledger, user));
-    let plan = plan?.filter(|p| p.active).ok_or(BillingError::NotFound("Plan"))?;
+    let plan = plan?
+        .filter(|p| p.active)
+        .ok_or(BillingError::NotFound("Plan"))?;
     let now = to_millis(now);
     if existing?.is_some_and(|sub| sub.blocks_purchase(now)) {
         return Err(already_subscribed());
@@ -299,7 +314,11 @@ impl PreparedPurchase {
         .reference(&sub.id);
         Ok(Change::new(sub.user.clone(), -self.plan.price, details)
             .with_item(TransactWriteItem::builder().put(put).build())
-            .with_item(TransactWriteItem::builder().condition_check(plan_check).build()))
+            .with_item(
+                TransactWriteItem::builder()
+                    .condition_check(plan_check)
+                    .build(),
+            ))
     }
 }
 
@@ -314,7 +333,9 @@ pub async fn apply_purchase(
             subscription: prepared.subscription,
             balance: outcome.into_applied().balance,
         }),
-        Err(LedgerError::InsufficientBalance { balance }) => Err(BillingError::InsufficientFunds { balance }),
+        Err(LedgerError::InsufficientBalance { balance }) => {
+            Err(BillingError::InsufficientFunds { balance })
+        }
         Err(LedgerError::ConditionFailed { index: 0, .. }) => Err(already_subscribed()),
         Err(LedgerError::ConditionFailed { index: 1, existing }) => {
             let still_active = existing
@@ -335,7 +356,12 @@ pub async fn apply_purchase(
 }
 
 /// Buys `plan_id` for `user` at `now`: one atomic debit + subscription.
-pub async fn purchase(ledger: &Ledger, user: &UserId, plan_id: &str, now: OffsetDateTime) -> Result<Purchased, BillingError> {
+pub async fn purchase(
+    ledger: &Ledger,
+    user: &UserId,
+    plan_id: &str,
+    now: OffsetDateTime,
+) -> Result<Purchased, BillingError> {
     let prepared = prepare_purchase(ledger, user, plan_id, now).await?;
     let change = prepared.to_ledger_change(ledger.table())?;
     apply_purchase(ledger, prepared, change).await
@@ -345,7 +371,11 @@ pub async fn purchase(ledger: &Ledger, user: &UserId, plan_id: &str, now: Offset
 /// stays usable until `nextRenewalDate` (the job expires it then, without a
 /// charge); a `past_due` one has no paid time left and expires now.
 /// Cancelling twice answers the cancelled subscription again.
-pub async fn cancel(ledger: &Ledger, user: &UserId, now: OffsetDateTime) -> Result<Subscription, BillingError> {
+pub async fn cancel(
+    ledger: &Ledger,
+    user: &UserId,
+    now: OffsetDateTime,
+) -> Result<Subscription, BillingError> {
     let now = to_millis(now);
     // Bounded: each round loses only to a concurrent renewal or expiry.
     for _ in 0..4 {
@@ -432,7 +462,13 @@ pub(crate) async fn expire(
         .await;
     match result {
         Ok(out) => Subscription::from_item(&out.attributes.unwrap_or_default()).map(Some),
-        Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(None),
+        Err(err)
+            if err
+                .as_service_error()
+                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+        {
+            Ok(None)
+        }
         Err(err) => Err(LedgerError::dynamo("UpdateItem", &err).into()),
     }
 }
@@ -444,7 +480,12 @@ mod tests {
 
     fn sample() -> Subscription {
         let plan = &super::super::plans::default_plans()[0];
-        Subscription::start(UserId::parse("42").unwrap(), plan, datetime!(2024-01-31 10:00:00.5 UTC)).unwrap()
+        Subscription::start(
+            UserId::parse("42").unwrap(),
+            plan,
+            datetime!(2024-01-31 10:00:00.5 UTC),
+        )
+        .unwrap()
     }
 
     #[test]
