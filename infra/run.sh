@@ -49,6 +49,7 @@ export AWS_SECRET_ACCESS_KEY=local
 unset AWS_SESSION_TOKEN AWS_PROFILE
 export RUST_LOG=${RUST_LOG:-info}
 
+# shellcheck disable=SC2317 # called through trap
 cleanup() {
   local status=$?
   trap - EXIT INT TERM

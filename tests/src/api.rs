@@ -203,6 +203,8 @@ impl TestApi {
                 ))
                 .await
             }
+            "admin-refunds" => Box::pin(admin_refunds_fn::handle(&self.checkout, request)).await,
+            "paypal-webhook" => Box::pin(paypal_webhook_fn::handle(&self.checkout, request)).await,
             "admin-deliveries" => {
                 Box::pin(admin_deliveries_fn::handle(&self.admin_deliveries, request)).await
             }

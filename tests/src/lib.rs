@@ -31,6 +31,7 @@ impl TestTable {
     /// A fresh table with the keys and indexes of `BillingTable` in template.yaml.
     pub async fn new() -> TestTable {
         let _ = dynamo_endpoint();
+        init_test_logs();
         let sdk = billing_config::load_aws_config().await;
         let calls = DynamoCallCounter::default();
         let counter = calls.clone();
@@ -55,6 +56,16 @@ impl TestTable {
     pub fn ledger(&self) -> Ledger {
         Ledger::new(self.client.clone(), &self.name)
     }
+}
+
+/// Handler logs in the test's output (`RUST_LOG`, default `warn`).
+pub fn init_test_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
 }
 
 /// A user id no other test uses.

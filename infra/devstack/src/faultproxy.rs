@@ -22,7 +22,9 @@
 //! non-latency rules matching a request share one draw (`u` in `[0, 1)`), so
 //! their rates add up: conflict 0.3 and drop 0.1 cancel 30% and drop 10% of
 //! the same requests' population, never both. A rule may skip the first
-//! `skip` matching requests and fire at most `max` times.
+//! `skip` matching requests and fire at most `max` times; while skipping or
+//! once spent it takes no share, so `drop_after_forward` rate 1 max 1 followed
+//! by `conflict` rate 1 skip 1 drops the first request and cancels the second.
 //!
 //! Everything the proxy did is counted ([`ProxyStats`]): requests and
 //! forwards per operation, injected faults per kind and operation, and the
@@ -383,16 +385,17 @@ impl Inner {
                     }
                     fires
                 }
-                fault => {
+                // A rule still skipping, or spent, takes no share of the draw.
+                fault if eligible => {
                     let lower = edge;
                     edge += rate;
-                    let fires =
-                        decision.fault.is_none() && draw >= lower && draw < edge && eligible;
+                    let fires = decision.fault.is_none() && draw >= lower && draw < edge;
                     if fires {
                         decision.fault = Some(fault);
                     }
                     fires
                 }
+                _ => false,
             };
             if fires {
                 self.fired[i] += 1;
@@ -937,6 +940,30 @@ mod tests {
             .collect();
         assert_eq!(fates, [false, false, true, true, true, false, false, false]);
         assert_eq!(inner.stats.faults["throttling"]["GetItem"], 3);
+    }
+
+    #[test]
+    fn spent_rules_leave_the_draw_to_the_next() {
+        let rule = |fault, skip| FaultRule {
+            operation: "TransactWriteItems".into(),
+            fault,
+            rate: 1.0,
+            skip,
+            max: Some(1),
+        };
+        let mut inner = Inner::default();
+        inner.set_config(
+            FaultConfig::seeded(3)
+                .with_rule(rule(Fault::DropAfterForward, 0))
+                .with_rule(rule(Fault::Conflict, 1)),
+        );
+        let fates: Vec<Option<Fault>> = (0..3)
+            .map(|_| inner.decide("TransactWriteItems").fault)
+            .collect();
+        assert_eq!(
+            fates,
+            [Some(Fault::DropAfterForward), Some(Fault::Conflict), None]
+        );
     }
 
     #[test]

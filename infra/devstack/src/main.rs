@@ -434,6 +434,7 @@ fn events(mut options: Options) -> CliResult {
     let routes = load_template()?.routes();
     std::fs::create_dir_all(&out)
         .map_err(|e| CliError::Failed(format!("{}: {e}", out.display())))?;
+    let mut written = std::collections::HashSet::new();
     for (index, route) in routes.iter().enumerate() {
         let token = if route.path.starts_with("/api/admin") {
             &admin_token
@@ -441,11 +442,17 @@ fn events(mut options: Options) -> CliResult {
             &user_token
         };
         let event = sample_event(route, index, token);
-        let file = out.join(format!(
-            "{}.{}.json",
-            route.function,
-            route.method.to_ascii_lowercase()
-        ));
+        let mut name = format!("{}.{}", route.function, route.method.to_ascii_lowercase());
+        if !written.insert(name.clone()) {
+            // One function serving the same method on two paths: name the second by its path.
+            let last = route
+                .path
+                .rsplit('/')
+                .find(|s| !s.is_empty() && !s.starts_with('{'));
+            name = format!("{name}.{}", last.unwrap_or("route"));
+            written.insert(name.clone());
+        }
+        let file = out.join(format!("{name}.json"));
         write_json(&file, &event)?;
         println!("{}", file.display());
     }

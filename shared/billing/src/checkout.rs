@@ -157,6 +157,8 @@ pub async fn start_order(
         status: PaymentStatus::Created,
         capture_id: None,
         captured_amount: None,
+        refunded_amount: Usd::ZERO,
+        capture_attempt: 0,
         delivery: None,
         credit_id: None,
         created_at: ledger::now_rfc3339(),
@@ -210,6 +212,7 @@ impl Settlement {
             Settlement::Tokens { tokens, delivery } => {
                 let (status, label) = match delivery {
                     Delivery::Delivered => (200, "completed"),
+                    Delivery::Refunded => (200, "refunded"),
                     Delivery::NeedsReview => (202, "needs_review"),
                     Delivery::Pending | Delivery::Delivering => (202, "pending"),
                 };
@@ -251,11 +254,30 @@ pub async fn capture(
         PaymentStatus::CapturePending => paypal.get_order(order_id).await,
         _ => {
             paypal
-                .capture_order(order_id, &format!("capture-{order_id}"))
+                .capture_order(order_id, &order.capture_request_id())
                 .await
         }
-    }
-    .map_err(paypal_error)?;
+    };
+    let paypal_order = match paypal_order {
+        Ok(paypal_order) => paypal_order,
+        Err(PayPalError::NotApproved) => {
+            // Nothing was captured: the next try gets a fresh request id.
+            OrderUpdate::new(order_id, "#status = :created AND captureAttempt = :seen")
+                .value(":created", s(PaymentStatus::Created.as_str()))
+                .value(
+                    ":seen",
+                    AttributeValue::N(order.capture_attempt.to_string()),
+                )
+                .set(
+                    "captureAttempt",
+                    AttributeValue::N((order.capture_attempt + 1).to_string()),
+                )
+                .run(ledger)
+                .await?;
+            return Err(paypal_error(PayPalError::NotApproved));
+        }
+        Err(e) => return Err(paypal_error(e)),
+    };
     let capture = pick_capture(&paypal_order.captures).ok_or(BillingError::Conflict {
         message: "Payment not completed".into(),
         code: "payment_not_completed",

@@ -12,6 +12,8 @@ pub mod idempotency;
 pub mod orders;
 pub mod purchases;
 mod reason;
+pub mod refunds;
+pub mod webhook;
 
 pub use error::BillingError;
 pub use reason::Reason;

@@ -84,6 +84,8 @@ pub enum Delivery {
     Delivered,
     /// VirtFusion may or may not have it (timeout/5xx after sending): an admin decides.
     NeedsReview,
+    /// The purchase was refunded: tokens taken back, or never delivered.
+    Refunded,
 }
 
 impl Delivery {
@@ -93,18 +95,20 @@ impl Delivery {
             Delivery::Delivering => "delivering",
             Delivery::Delivered => "delivered",
             Delivery::NeedsReview => "needs_review",
+            Delivery::Refunded => "refunded",
         }
     }
 
+    pub const ALL: [Delivery; 5] = [
+        Delivery::Pending,
+        Delivery::Delivering,
+        Delivery::Delivered,
+        Delivery::NeedsReview,
+        Delivery::Refunded,
+    ];
+
     fn parse(text: &str) -> Option<Delivery> {
-        [
-            Delivery::Pending,
-            Delivery::Delivering,
-            Delivery::Delivered,
-            Delivery::NeedsReview,
-        ]
-        .into_iter()
-        .find(|d| d.as_str() == text)
+        Delivery::ALL.into_iter().find(|d| d.as_str() == text)
     }
 }
 
@@ -121,6 +125,12 @@ pub struct OrderRecord {
     pub status: PaymentStatus,
     pub capture_id: Option<String>,
     pub captured_amount: Option<Usd>,
+    /// Sum of the refunds (and reversals) applied so far.
+    pub refunded_amount: Usd,
+    /// Bumped after PayPal answered "not approved" (nothing captured), so the
+    /// next capture uses a fresh `PayPal-Request-Id`; retries after an
+    /// unknown outcome reuse the same one.
+    pub capture_attempt: u32,
     pub delivery: Option<Delivery>,
     pub credit_id: Option<u64>,
     pub created_at: String,
@@ -153,6 +163,8 @@ impl OrderRecord {
         if let Some(captured) = self.captured_amount {
             item.insert("capturedAmount".into(), n(captured.to_string()));
         }
+        item.insert("refundedAmount".into(), n(self.refunded_amount.to_string()));
+        item.insert("captureAttempt".into(), n(self.capture_attempt.to_string()));
         if let Some(delivery) = self.delivery {
             item.insert("delivery".into(), s(delivery.as_str()));
         }
@@ -207,6 +219,14 @@ impl OrderRecord {
             captured_amount: usd("capturedAmount")
                 .transpose()
                 .map_err(|_| bad("capturedAmount"))?,
+            refunded_amount: usd("refundedAmount")
+                .transpose()
+                .map_err(|_| bad("refundedAmount"))?
+                .unwrap_or(Usd::ZERO),
+            capture_attempt: match num("captureAttempt") {
+                Some(a) => a.parse().map_err(|_| bad("captureAttempt"))?,
+                None => 0,
+            },
             delivery: match text("delivery") {
                 Some(d) => Some(Delivery::parse(d).ok_or_else(|| bad("delivery"))?),
                 None => None,
@@ -219,6 +239,11 @@ impl OrderRecord {
                 .ok_or_else(|| bad("createdAt"))?
                 .to_owned(),
         })
+    }
+
+    /// The `PayPal-Request-Id` of the next capture call.
+    pub fn capture_request_id(&self) -> String {
+        format!("capture-{}-{}", self.order_id, self.capture_attempt)
     }
 
     /// Put of a new order; a retry of the same purchase (same purchase id) may overwrite it.
@@ -371,6 +396,27 @@ impl OrderUpdate {
                 Ok(false)
             }
             Err(err) => Err(LedgerError::dynamo("UpdateItem", &err).into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_names_round_trip() {
+        for delivery in Delivery::ALL {
+            assert_eq!(Delivery::parse(delivery.as_str()), Some(delivery));
+        }
+        for kind in [PurchaseKind::Credits, PurchaseKind::Tokens] {
+            assert_eq!(PurchaseKind::parse(kind.as_str()), Some(kind));
+        }
+        for status in ["created", "capture_pending", "completed", "failed"] {
+            assert_eq!(
+                PaymentStatus::parse(status).map(PaymentStatus::as_str),
+                Some(status)
+            );
         }
     }
 }

@@ -97,17 +97,20 @@ impl Plan {
 
 /// The plans every fresh stack has.
 pub fn default_plans() -> Vec<Plan> {
-    let plan =
-        |id: &str, name: &str, description: &str, cents: i64, domains: u32, records: u32| Plan {
+    // Prices are small constants, so `from_cents` cannot fail; were it to,
+    // the plan would be left out rather than written at a wrong price.
+    let plan = |id: &str, name: &str, description: &str, cents: i64, domains: u32, records: u32| {
+        Usd::from_cents(cents).ok().map(|price| Plan {
             id: PlanId(id.to_owned()),
             name: name.to_owned(),
             description: description.to_owned(),
-            price: Usd::from_cents(cents).unwrap_or(Usd::ZERO),
+            price,
             domain_limit: domains,
             record_limit: records,
             active: true,
-        };
-    vec![
+        })
+    };
+    [
         plan(
             "basic",
             "Basic",
@@ -133,6 +136,9 @@ pub fn default_plans() -> Vec<Plan> {
             10000,
         ),
     ]
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 /// Writes the default plans that are missing; never overwrites a plan that

@@ -1,0 +1,87 @@
+//! `POST /api/admin/refunds` (role `admin`): refund a PayPal purchase, full
+//! or partial, and take back the credits or tokens it bought (policy in
+//! `billing::refunds`).
+
+use billing::Reason;
+use billing::idempotency::{Existing, IdempotencyKey, StoredResponse};
+use billing::refunds::{AdminRefund, admin_refund};
+use billing_http::checkout::{CheckoutDeps, valid_order_id};
+use billing_http::{
+    ApiError, ApiResponse, Body, Error, Request, Response, idempotency_key, json_body, respond,
+};
+use billing_money::Usd;
+use serde::Deserialize;
+use serde_json::json;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefundBody {
+    #[serde(rename = "orderId")]
+    order_id: String,
+    amount: Option<Usd>,
+    reason: String,
+    #[serde(default)]
+    force: bool,
+}
+
+pub async fn handle(deps: &CheckoutDeps, req: Request) -> Result<Response<Body>, Error> {
+    respond(&req, async {
+        let admin = deps.core.auth.admin(&req).await?;
+        let body: RefundBody = json_body(&req)?;
+        let order_id = valid_order_id(&body.order_id)?.to_owned();
+        let reason = Reason::parse(&body.reason)?;
+        let canonical = format!(
+            "{order_id}|{}|{}|{}",
+            body.amount.map(|a| a.to_string()).unwrap_or_default(),
+            reason.as_str(),
+            body.force
+        );
+        let key = idempotency_key(&req)?
+            .map(|k| IdempotencyKey::new(&admin.user, &k, "admin-refunds", &canonical));
+        if let Some(key) = &key {
+            match key.lookup(&deps.core.ledger).await? {
+                Some(Existing::Replay(stored)) => {
+                    return Ok(ApiResponse::with_status(stored.status, stored.body));
+                }
+                Some(Existing::InProgress) => {
+                    return Err(billing::BillingError::IdempotencyInProgress.into());
+                }
+                None => {}
+            }
+        }
+        let request = AdminRefund {
+            order_id,
+            amount: body.amount,
+            reason,
+            admin_id: admin.user.as_str().to_owned(),
+            force: body.force,
+            request_key: key.as_ref().map(IdempotencyKey::derived_id),
+        };
+        let paypal = deps.paypal().await?;
+        let outcome =
+            admin_refund(&deps.core.ledger, paypal, deps.virtfusion().await, request).await?;
+        let mut response = json!({
+            "success": true,
+            "refundId": outcome.refund_id,
+            "orderId": outcome.order_id,
+            "amount": outcome.amount,
+        });
+        if let Some(balance) = outcome.balance {
+            response["balance"] = json!(balance);
+        }
+        if let Some(revoked) = outcome.tokens_revoked {
+            response["tokensRevoked"] = json!(revoked);
+        }
+        if let Some(key) = &key {
+            let stored = StoredResponse {
+                status: 200,
+                body: response.clone(),
+            };
+            if let Some(Existing::Replay(first)) = key.store(&deps.core.ledger, &stored).await? {
+                return Ok(ApiResponse::with_status(first.status, first.body));
+            }
+        }
+        Ok::<_, ApiError>(ApiResponse::ok(response))
+    })
+    .await
+}

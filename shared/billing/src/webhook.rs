@@ -1,0 +1,219 @@
+//! PayPal webhook events, after their signature was verified.
+//!
+//! Each handler is idempotent on its own key (the capture id credits once,
+//! the refund id debits once) and state only moves forward, so duplicated,
+//! concurrent and out-of-order deliveries end in the state in-order delivery
+//! reaches. The event id is marked processed *after* the effect (a marker
+//! that never expires), so a redelivery is answered without work, and a
+//! failure midway lets PayPal's retry finish the job.
+
+use crate::BillingError;
+use crate::checkout::{
+    self, capture_pointer, follow_pointer, pick_capture, purchase_pointer, settle,
+};
+use crate::orders::{OrderRecord, PaymentStatus};
+use crate::refunds::{RefundSource, apply_refund};
+use aws_sdk_dynamodb::types::AttributeValue;
+use ledger::{Ledger, LedgerError, OnceKey};
+use paypal::{Capture, PayPalClient, Refund, WebhookEvent, WebhookResource};
+use virtfusion::VirtFusionClient;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WebhookOutcome {
+    Processed,
+    /// This event id was processed before.
+    Duplicate,
+    /// Not ours or not a type we act on.
+    Ignored,
+}
+
+impl WebhookOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebhookOutcome::Processed => "processed",
+            WebhookOutcome::Duplicate => "duplicate",
+            WebhookOutcome::Ignored => "ignored",
+        }
+    }
+}
+
+pub async fn handle_event(
+    ledger: &Ledger,
+    paypal: &PayPalClient,
+    virtfusion: Option<&VirtFusionClient>,
+    event: &WebhookEvent,
+) -> Result<WebhookOutcome, BillingError> {
+    let marker = OnceKey::new("event", &event.id);
+    if ledger.was_applied(&marker).await? {
+        return Ok(WebhookOutcome::Duplicate);
+    }
+    let outcome = match (event.event_type.as_str(), &event.resource) {
+        ("CHECKOUT.ORDER.APPROVED", WebhookResource::Order(order)) => {
+            capture_abandoned(ledger, paypal, virtfusion, &order.id).await?
+        }
+        (
+            "PAYMENT.CAPTURE.COMPLETED"
+            | "PAYMENT.CAPTURE.PENDING"
+            | "PAYMENT.CAPTURE.DENIED"
+            | "PAYMENT.CAPTURE.DECLINED",
+            WebhookResource::Capture(capture),
+        ) => match find_order_of_capture(ledger, capture).await? {
+            Some(order) => settled_or_declined(settle(ledger, virtfusion, &order, capture).await)?,
+            None => WebhookOutcome::Ignored,
+        },
+        (
+            "PAYMENT.CAPTURE.REFUNDED" | "PAYMENT.CAPTURE.REVERSED",
+            WebhookResource::Refund(refund),
+        ) => {
+            let reversal = event.event_type == "PAYMENT.CAPTURE.REVERSED";
+            refund_reported(ledger, paypal, virtfusion, refund, reversal).await?
+        }
+        _ => WebhookOutcome::Ignored,
+    };
+    mark_processed(ledger, &marker, &event.event_type).await?;
+    Ok(outcome)
+}
+
+/// A buyer approved but the client never captured: capture server-side,
+/// with the same request id the capture route would use.
+async fn capture_abandoned(
+    ledger: &Ledger,
+    paypal: &PayPalClient,
+    virtfusion: Option<&VirtFusionClient>,
+    order_id: &str,
+) -> Result<WebhookOutcome, BillingError> {
+    let Some(order) = crate::orders::load(ledger, order_id).await? else {
+        return Ok(WebhookOutcome::Ignored);
+    };
+    if order.status != PaymentStatus::Created {
+        return Ok(WebhookOutcome::Processed);
+    }
+    let paypal_order = match paypal
+        .capture_order(order_id, &order.capture_request_id())
+        .await
+    {
+        Ok(paypal_order) => paypal_order,
+        Err(paypal::PayPalError::NotApproved) => return Ok(WebhookOutcome::Ignored),
+        Err(e) => {
+            return Err(BillingError::Upstream {
+                service: "PayPal",
+                transient: e.is_transient(),
+            });
+        }
+    };
+    match pick_capture(&paypal_order.captures) {
+        Some(capture) => settled_or_declined(settle(ledger, virtfusion, &order, capture).await),
+        None => Ok(WebhookOutcome::Ignored),
+    }
+}
+
+/// PayPal refunded (or reversed) a capture. If the capture's own COMPLETED
+/// event has not been processed yet, settle the order from PayPal's view
+/// first, so the end state does not depend on delivery order.
+async fn refund_reported(
+    ledger: &Ledger,
+    paypal: &PayPalClient,
+    virtfusion: Option<&VirtFusionClient>,
+    refund: &Refund,
+    reversal: bool,
+) -> Result<WebhookOutcome, BillingError> {
+    let order = match &refund.capture_id {
+        Some(capture_id) => follow_pointer(ledger, &capture_pointer(capture_id)).await?,
+        None => None,
+    };
+    let order = match order {
+        Some(order) => Some(order),
+        None => match &refund.invoice_id {
+            Some(invoice) => follow_pointer(ledger, &purchase_pointer(invoice)).await?,
+            None => None,
+        },
+    };
+    let Some(order) = order else {
+        tracing::warn!(refund_id = %refund.id, "refund for an order we do not know; ignored");
+        return Ok(WebhookOutcome::Ignored);
+    };
+    if order.status != PaymentStatus::Completed {
+        let paypal_order =
+            paypal
+                .get_order(&order.order_id)
+                .await
+                .map_err(|e| BillingError::Upstream {
+                    service: "PayPal",
+                    transient: e.is_transient(),
+                })?;
+        if let Some(capture) = pick_capture(&paypal_order.captures) {
+            settled_or_declined(settle(ledger, virtfusion, &order, capture).await)?;
+        }
+    }
+    apply_refund(
+        ledger,
+        virtfusion,
+        &order.order_id,
+        &refund.id,
+        refund.amount,
+        &RefundSource::PayPal { reversal },
+    )
+    .await?;
+    Ok(WebhookOutcome::Processed)
+}
+
+async fn find_order_of_capture(
+    ledger: &Ledger,
+    capture: &Capture,
+) -> Result<Option<OrderRecord>, BillingError> {
+    if let Some(order_id) = &capture.order_id
+        && let Some(order) = crate::orders::load(ledger, order_id).await?
+    {
+        return Ok(Some(order));
+    }
+    if let Some(order) = follow_pointer(ledger, &capture_pointer(&capture.id)).await? {
+        return Ok(Some(order));
+    }
+    match &capture.invoice_id {
+        Some(invoice) => follow_pointer(ledger, &purchase_pointer(invoice)).await,
+        None => Ok(None),
+    }
+}
+
+/// A declined payment is a fact to record, not a failure of the webhook.
+fn settled_or_declined(
+    result: Result<checkout::Settlement, BillingError>,
+) -> Result<WebhookOutcome, BillingError> {
+    match result {
+        Ok(_) => Ok(WebhookOutcome::Processed),
+        Err(BillingError::Conflict { code, .. }) => {
+            tracing::info!(code, "webhook settled without credit");
+            Ok(WebhookOutcome::Processed)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn mark_processed(
+    ledger: &Ledger,
+    marker: &OnceKey,
+    event_type: &str,
+) -> Result<(), BillingError> {
+    let result = ledger
+        .client()
+        .put_item()
+        .table_name(ledger.table())
+        .item("pk", AttributeValue::S(marker.pk()))
+        .item("sk", AttributeValue::S("ONCE".into()))
+        .item("eventType", AttributeValue::S(event_type.to_owned()))
+        .item("createdAt", AttributeValue::S(ledger::now_rfc3339()))
+        .condition_expression("attribute_not_exists(pk)")
+        .send()
+        .await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(err)
+            if err
+                .as_service_error()
+                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+        {
+            Ok(())
+        }
+        Err(err) => Err(LedgerError::dynamo("PutItem", &err).into()),
+    }
+}
