@@ -36,12 +36,17 @@ DEVSTACK_RELOAD=${DEVSTACK_RELOAD:-1}
 GATEWAY_PORT=${GATEWAY_PORT:-3000}
 EMULATOR_PORT=${EMULATOR_PORT:-9000}
 VIRTFUSION_PORT=${VIRTFUSION_PORT:-8091}
+PAYPAL_PORT=${PAYPAL_PORT:-8092}
 DYNAMODB_PORT=${DYNAMODB_PORT:-8000}
 
 export BILLING_TABLE=${BILLING_TABLE:-billing}
 export BILLING_JWT_SECRET=${BILLING_JWT_SECRET:-local-dev-secret}
 export VIRTFUSION_API_TOKEN=${VIRTFUSION_API_TOKEN:-local-virtfusion-token}
 export VIRTFUSION_BASE_URL="http://127.0.0.1:$VIRTFUSION_PORT"
+export PAYPAL_BASE_URL="http://127.0.0.1:$PAYPAL_PORT"
+export PAYPAL_CLIENT_ID=${PAYPAL_CLIENT_ID:-local-client}
+export PAYPAL_CLIENT_SECRET=${PAYPAL_CLIENT_SECRET:-local-secret}
+export PAYPAL_WEBHOOK_ID=${PAYPAL_WEBHOOK_ID:-local-webhook}
 # DynamoDB Local accepts any credentials; never use real ones here.
 export AWS_REGION=${AWS_REGION:-us-east-1}
 export AWS_ACCESS_KEY_ID=local
@@ -75,7 +80,7 @@ ensure_curl
 ensure_venv
 export PATH="$ROOT/.venv/bin:$PATH"
 have cargo || fail "cargo not found: install Rust (https://rustup.rs)"
-for port in "$GATEWAY_PORT" "$EMULATOR_PORT" "$VIRTFUSION_PORT"; do
+for port in "$GATEWAY_PORT" "$EMULATOR_PORT" "$VIRTFUSION_PORT" "$PAYPAL_PORT"; do
   if port_in_use "$port"; then
     fail "port $port is already in use (is another local stack running?)"
   fi
@@ -103,9 +108,17 @@ DEVSTACK="${CARGO_TARGET_DIR:-$ROOT/target}/debug/devstack"
 
 # 4. Tables and seed data.
 "$DEVSTACK" tables --endpoint "$DYNAMODB_ENDPOINT" --table "$BILLING_TABLE"
-"$DEVSTACK" seed
+"${CARGO_TARGET_DIR:-$ROOT/target}/debug/dns-seed" --seed-now
 
-# 5. Stand-ins. (The PayPal stand-in joins here.)
+# 5. Stand-ins. PayPal's delivers signed webhooks to the local webhook route
+# and keeps its orders in .local/ (so they persist between runs).
+log "starting the PayPal stand-in on :$PAYPAL_PORT"
+start_bg "PayPal stand-in" "$DEVSTACK_LOG_DIR/paypal.log" \
+  "$DEVSTACK" paypal --port "$PAYPAL_PORT" --webhook-target "http://127.0.0.1:$GATEWAY_PORT/webhooks/paypal" \
+  --state "$ROOT/.local/paypal-state.json"
+PAYPAL_PID=$LAST_PID
+wait_http "$PAYPAL_BASE_URL/" 30 "" "$PAYPAL_PID" || fail "the PayPal stand-in did not start (.local/logs/paypal.log)"
+
 log "starting the VirtFusion stand-in on :$VIRTFUSION_PORT"
 start_bg "VirtFusion stand-in" "$DEVSTACK_LOG_DIR/virtfusion.log" \
   "$DEVSTACK" virtfusion --port "$VIRTFUSION_PORT"
@@ -121,6 +134,10 @@ BILLING_TABLE=$BILLING_TABLE
 BILLING_JWT_SECRET=$BILLING_JWT_SECRET
 VIRTFUSION_BASE_URL=$VIRTFUSION_BASE_URL
 VIRTFUSION_API_TOKEN=$VIRTFUSION_API_TOKEN
+PAYPAL_BASE_URL=$PAYPAL_BASE_URL
+PAYPAL_CLIENT_ID=$PAYPAL_CLIENT_ID
+PAYPAL_CLIENT_SECRET=$PAYPAL_CLIENT_SECRET
+PAYPAL_WEBHOOK_ID=$PAYPAL_WEBHOOK_ID
 AWS_REGION=$AWS_REGION
 AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID
 AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY
@@ -140,7 +157,7 @@ wait_http "$EMULATOR_URL/" 120 "" "$EMULATOR_PID" || fail "the emulator did not 
 log "starting the local API gateway on :$GATEWAY_PORT"
 start_bg "local API gateway" "$DEVSTACK_LOG_DIR/gateway.log" \
   "$DEVSTACK" gateway --port "$GATEWAY_PORT" --emulator "$EMULATOR_URL" \
-  --check "dynamodb=$DYNAMODB_ENDPOINT" --check "virtfusion=$VIRTFUSION_BASE_URL/"
+  --check "dynamodb=$DYNAMODB_ENDPOINT" --check "virtfusion=$VIRTFUSION_BASE_URL/" --check "paypal=$PAYPAL_BASE_URL/"
 GATEWAY_PID=$LAST_PID
 API="http://127.0.0.1:$GATEWAY_PORT"
 if ! wait_http "$API/health" 120 200 "$GATEWAY_PID"; then
@@ -158,6 +175,7 @@ The local stack is running (Ctrl-C stops it):
   Lambda emulator           $EMULATOR_URL   e.g. cargo lambda invoke balance --data-file events/balance.get.json
   DynamoDB                  $DYNAMODB_ENDPOINT   table: $BILLING_TABLE
   VirtFusion stand-in       $VIRTFUSION_BASE_URL   token: $VIRTFUSION_API_TOKEN
+  PayPal stand-in           $PAYPAL_BASE_URL   (approveUrl: open it to approve, as a buyer)
   logs                      .local/logs/
 
 User token (sub 1001, 24 h):

@@ -508,3 +508,42 @@ async fn an_uncertain_delivery_goes_to_review_and_is_never_retried_blindly() {
     assert_eq!(listed.body["items"], json!([]));
     assert_eq!(api.virtfusion.credits().len(), 1);
 }
+
+#[tokio::test]
+async fn the_renewal_job_delivers_pending_tokens() {
+    let api = TestApi::new().await;
+    let user = new_user();
+    let token = api.token(user.as_str(), false);
+    let response = api
+        .send("POST", &format!("{TOKENS}/add"), &token, r#"{"amount": 4}"#)
+        .await;
+    let order_id = response.body["orderId"].as_str().unwrap().to_owned();
+    buyer_approves(response.body["approveUrl"].as_str().unwrap()).await;
+    api.virtfusion.set_failure(FailureMode::Refuse(None), None);
+    assert_eq!(
+        capture(&api, TOKENS, &token, &order_id).await.body["status"],
+        json!("pending")
+    );
+    api.virtfusion.clear_failure();
+
+    let client = virtfusion::VirtFusionClient::new(
+        &api.virtfusion.base_url(),
+        billing_config::SecretValue::new(integration_tests::api::VIRTFUSION_TOKEN),
+        Duration::from_secs(2),
+    )
+    .unwrap();
+    let deps = renewal_cron_fn::Deps::new(api.ledger()).with_virtfusion(client);
+    let event = json!({"detail-type": "Scheduled Event", "source": "aws.events", "time": ledger::now_rfc3339()});
+    let summary = renewal_cron_fn::handle(
+        &deps,
+        lambda_runtime::LambdaEvent::new(event, Default::default()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(summary["retried"], json!(1), "{summary}");
+    assert_eq!(api.virtfusion.balance(user.as_str()), 400);
+    assert_eq!(
+        capture(&api, TOKENS, &token, &order_id).await.body["status"],
+        json!("completed")
+    );
+}

@@ -533,7 +533,8 @@ async fn ten_thousand_subscriptions_hundred_due_reads_about_a_hundred() {
     assert_eq!(count(&summary, "read"), DUE as u64, "subscriptions read");
     let queries = calls.get("Query").copied().unwrap_or(0);
     let batch_gets = calls.get("BatchGetItem").copied().unwrap_or(0);
-    assert!(queries <= 3, "{calls:?}");
+    // Up to 3 pages of due renewals + 1 Query of the pending-deliveries partition.
+    assert!(queries <= 4, "{calls:?}");
     assert!(batch_gets <= 2, "{calls:?}");
     assert_eq!(
         calls.get("TransactWriteItems").copied(),

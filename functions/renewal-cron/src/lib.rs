@@ -23,6 +23,9 @@ pub struct Deps {
     /// An event `time` further than this ahead of the wall clock is refused:
     /// a wrong clock must not renew (charge) periods that have not started.
     pub max_clock_skew: time::Duration,
+    secrets: billing_config::Secrets,
+    /// Built at the first run that has pending deliveries to retry.
+    virtfusion: tokio::sync::OnceCell<virtfusion::VirtFusionClient>,
 }
 
 impl Deps {
@@ -40,7 +43,23 @@ impl Deps {
             options: RenewalOptions::default(),
             stop_margin: Duration::from_secs(10),
             max_clock_skew: time::Duration::minutes(15),
+            secrets: billing_config::Secrets::new(),
+            virtfusion: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// With a given VirtFusion client (tests).
+    pub fn with_virtfusion(mut self, client: virtfusion::VirtFusionClient) -> Deps {
+        self.virtfusion = tokio::sync::OnceCell::new_with(Some(client));
+        self
+    }
+
+    async fn virtfusion(&self) -> Option<&virtfusion::VirtFusionClient> {
+        self.virtfusion
+            .get_or_try_init(|| virtfusion::from_env(&self.secrets))
+            .await
+            .inspect_err(|e| tracing::error!(error = %e, "VirtFusion client not configured"))
+            .ok()
     }
 }
 
@@ -95,16 +114,39 @@ pub async fn handle(deps: &Deps, event: LambdaEvent<Value>) -> Result<Value, Err
     Ok(serde_json::to_value(&summary)?)
 }
 
-/// Hook for the VirtFusion tokens work: delivers pending token purchases
-/// exactly once (by the rules of that issue) and returns how many it
-/// retried. Not built yet: retries nothing.
+/// Retries pending VirtFusion token deliveries (at most
+/// [`MAX_DELIVERY_RETRIES`] per run, oldest first) with the rules of
+/// `billing::checkout`: delivered at most once; an uncertain outcome goes to
+/// review instead of being retried. Returns how many it retried.
 pub async fn retry_pending_virtfusion_deliveries(
-    _deps: &Deps,
+    deps: &Deps,
     _now: OffsetDateTime,
-    _deadline: Deadline,
+    deadline: Deadline,
 ) -> u64 {
-    0
+    let Some(client) = deps.virtfusion().await else {
+        return 0;
+    };
+    match billing::deliveries::retry_pending(
+        &deps.ledger,
+        Some(client),
+        MAX_DELIVERY_RETRIES,
+        deadline.soft.into_std(),
+    )
+    .await
+    {
+        Ok(summary) => {
+            tracing::info!(?summary, "pending VirtFusion deliveries retried");
+            u64::from(summary.attempted)
+        }
+        Err(error) => {
+            tracing::error!(%error, "retrying VirtFusion deliveries failed");
+            0
+        }
+    }
 }
+
+/// Bound on delivery retries per run (each is one VirtFusion call).
+pub const MAX_DELIVERY_RETRIES: u32 = 50;
 
 fn log_summary(summary: &RenewalSummary) {
     tracing::info!(

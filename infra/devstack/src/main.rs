@@ -31,7 +31,9 @@ commands:
              write a sample API Gateway v2 event per route: <function>.<method>.json
   token      [--sub 1001] [--admin] [--ttl-hours 24]
              print an HS256 JWT signed with $BILLING_JWT_SECRET (default local-dev-secret)
-  seed       load seed data (hook for the local stack)
+  paypal     [--port 8092] [--host 127.0.0.1] [--webhook-target URL] [--state FILE]
+             run the PayPal API stand-in (credentials: $PAYPAL_CLIENT_ID / $PAYPAL_CLIENT_SECRET,
+             webhook id $PAYPAL_WEBHOOK_ID); delivers signed webhooks to the target
 ";
 
 #[derive(Debug)]
@@ -137,7 +139,7 @@ fn run(args: Vec<String>) -> CliResult {
         "routes" => routes(options),
         "events" => events(options),
         "token" => token(options),
-        "seed" => seed(options),
+        "paypal" => paypal(options),
         "faultproxy" => faultproxy(options),
         "help" | "--help" | "-h" => {
             println!("{USAGE}{}", devstack::faultproxy::USAGE);
@@ -276,6 +278,39 @@ fn virtfusion(mut options: Options) -> CliResult {
     runtime()?.block_on(async {
         tokio::select! {
             served = devstack::virtfusion::serve_forever(addr, &token) => served,
+            () = gateway::shutdown_signal() => Ok(()),
+        }
+    })?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- paypal
+
+fn paypal(mut options: Options) -> CliResult {
+    let mut port = 8092;
+    let mut host = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let mut config = devstack::paypal::StandInConfig::new(
+        &env_or("PAYPAL_CLIENT_ID", "local-client"),
+        &env_or("PAYPAL_CLIENT_SECRET", "local-secret"),
+        &env_or("PAYPAL_WEBHOOK_ID", "local-webhook"),
+    );
+    while let Some((name, inline)) = options.next_option()? {
+        match name.as_str() {
+            "--port" => port = parse_port(&name, &options.value(&name, inline)?)?,
+            "--host" => host = parse_host(&options.value(&name, inline)?)?,
+            "--webhook-target" => {
+                config.webhook_target = Some(options.value(&name, inline)?);
+                config.auto_webhooks = true;
+            }
+            "--state" => config.state_file = Some(options.value(&name, inline)?.into()),
+            _ => return Err(unknown(&name)),
+        }
+    }
+    billing_config::init_tracing();
+    let addr = SocketAddr::new(host, port);
+    runtime()?.block_on(async {
+        tokio::select! {
+            served = devstack::paypal::serve_forever(addr, config) => served,
             () = gateway::shutdown_signal() => Ok(()),
         }
     })?;
@@ -597,12 +632,6 @@ fn sample_event(route: &RouteDef, index: usize, token: &str) -> Value {
 }
 
 // ---------------------------------------------------------------- seed
-
-fn seed(options: Options) -> CliResult {
-    expect_no_options(options)?;
-    println!("no seed data yet");
-    Ok(())
-}
 
 #[cfg(test)]
 mod tests {
