@@ -452,6 +452,13 @@ async fn concurrent_admin_removals_never_overdraw() {
 async fn sample_events_drive_their_functions() {
     let api = TestApi::new().await;
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events");
+    // The fixtures act on user 1001; fund it so the DELETE fixture can succeed.
+    let funding = ledger::Change::new(
+        ledger::UserId::parse("1001").unwrap(),
+        usd("100.00"),
+        ledger::EntryDetails::new(ledger::EntryKind::AdminCredit, "fixture funding"),
+    );
+    api.ledger().apply(funding).await.unwrap();
     let mut served = 0;
     for entry in std::fs::read_dir(&dir).expect("events/ exists") {
         let path = entry.unwrap().path();

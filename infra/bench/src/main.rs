@@ -56,7 +56,7 @@ async fn main() {
                     .unwrap_or_else(|e| fail(e)),
             ),
             1 => drop(ledger.balance(&user).await.unwrap_or_else(|e| fail(e))),
-            _ => drop(keyed_admin_add(&ledger, &user, "calls-key").await),
+            _ => keyed_admin_add(&ledger, &user, "calls-key").await,
         }
         println!("| {name} | {} | {:?} |", calls.total(), calls.snapshot());
     }

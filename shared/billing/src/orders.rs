@@ -282,6 +282,9 @@ pub async fn load(ledger: &Ledger, order_id: &str) -> Result<Option<OrderRecord>
     out.item.as_ref().map(OrderRecord::from_item).transpose()
 }
 
+type NamePair = (String, String);
+type ValuePair = (String, AttributeValue);
+
 /// A conditional update of an order as a transaction item:
 /// `SET <assignments>` (and `REMOVE <removals>`) `IF <condition>`.
 pub struct OrderUpdate {
@@ -323,7 +326,7 @@ impl OrderUpdate {
         self
     }
 
-    fn parts(&self) -> (String, Vec<(String, String)>, Vec<(String, AttributeValue)>) {
+    fn parts(&self) -> (String, Vec<NamePair>, Vec<ValuePair>) {
         let mut names = vec![
             ("#status".to_owned(), "status".to_owned()),
             ("#delivery".to_owned(), "delivery".to_owned()),
