@@ -17,6 +17,11 @@ DEVSTACK_LOG_DIR="${DEVSTACK_LOG_DIR:-$DEVSTACK_ROOT/.local/logs}"
 # Pinned so every machine runs the same tools; override to upgrade.
 CARGO_LAMBDA_VERSION="${CARGO_LAMBDA_VERSION:-1.9.2}"
 CFN_LINT_VERSION="${CFN_LINT_VERSION:-1.58.0}"
+# --- deploy tooling (issue 7): SAM CLI and zig for the arm64 Lambda build check.
+AWS_SAM_CLI_VERSION="${AWS_SAM_CLI_VERSION:-1.170.0}"
+ZIGLANG_VERSION="${ZIGLANG_VERSION:-0.17.1}"
+LAMBDA_RUST_TARGET="aarch64-unknown-linux-gnu"
+# --- end deploy tooling
 
 # Processes started by start_bg (each the leader of its own session), for stop_started.
 STARTED_PIDS=()
@@ -78,6 +83,37 @@ ensure_venv() {
   "$venv/bin/python" -m pip install --disable-pip-version-check --quiet $want
   printf '%s\n' "$want" >"$stamp"
 }
+
+# --- deploy tooling (issue 7) -------------------------------------------------
+# ensure_deploy_tools — aws-sam-cli and ziglang (zig is the cross linker
+# cargo-lambda uses for arm64) at the pinned versions in .venv, next to
+# cargo-lambda and cfn-lint (installed in one pip call so the resolver keeps all
+# four pins), and the Rust target of the Lambda arm64 binaries. Idempotent:
+# a second run only compares a stamp and lists the installed targets.
+# Only the test command and deploys need it; run.sh does not.
+ensure_deploy_tools() {
+  ensure_venv
+  local venv="$DEVSTACK_ROOT/.venv"
+  local want="aws-sam-cli==$AWS_SAM_CLI_VERSION ziglang==$ZIGLANG_VERSION cargo-lambda==$CARGO_LAMBDA_VERSION cfn-lint==$CFN_LINT_VERSION"
+  local stamp="$venv/.infra-deploy-requirements"
+  if ! { [ -x "$venv/bin/sam" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; }; then
+    log "pip install $want (.venv)"
+    # shellcheck disable=SC2086 # several requirement specifiers
+    "$venv/bin/python" -m pip install --disable-pip-version-check --quiet $want
+    printf '%s\n' "$want" >"$stamp"
+  fi
+  if ! rustup target list --installed 2>/dev/null | grep -qx "$LAMBDA_RUST_TARGET"; then
+    log "rustup target add $LAMBDA_RUST_TARGET"
+    rustup target add "$LAMBDA_RUST_TARGET"
+  fi
+}
+
+# with_venv_path COMMAND... — runs COMMAND with .venv/bin first on PATH, so
+# that sam finds cargo-lambda and cargo-lambda finds zig (python -m ziglang).
+with_venv_path() {
+  PATH="$DEVSTACK_ROOT/.venv/bin:$PATH" SAM_CLI_TELEMETRY=0 "$@"
+}
+# --- end deploy tooling --------------------------------------------------------
 
 # dynamodb_local_jar_dir — prints the directory holding DynamoDBLocal.jar.
 dynamodb_local_jar_dir() {

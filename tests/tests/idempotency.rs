@@ -224,3 +224,77 @@ async fn the_key_record_rides_in_the_money_transaction() {
         .as_secs() as i64;
     assert!(expires >= now + 24 * 3600);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_keyed_dns_purchase_charges_once_and_replays() {
+    let api = Arc::new(TestApi::new().await);
+    billing::dns::seed_default_plans(&api.ledger())
+        .await
+        .unwrap();
+    let user = new_user();
+    let admin = api.token("77", true);
+    api.send(
+        "POST",
+        &path(&user),
+        &admin,
+        r#"{"amount": 20, "reason": "dns"}"#,
+    )
+    .await;
+    let token = api.token(user.as_str(), false);
+    let mut tasks = JoinSet::new();
+    for _ in 0..4 {
+        let (api, token) = (api.clone(), token.clone());
+        tasks.spawn(async move {
+            api.call(
+                "POST",
+                "/api/dns/plans/basic/purchase",
+                Some(&token),
+                None,
+                &[("idempotency-key", "buy-basic")],
+            )
+            .await
+        });
+    }
+    let mut bodies = Vec::new();
+    while let Some(response) = tasks.join_next().await {
+        let response = response.unwrap();
+        assert!([200, 409].contains(&response.status), "{:?}", response.body);
+        if response.status == 200 {
+            bodies.push(response.body);
+        } else {
+            assert_eq!(response.body["code"], json!("idempotency_in_progress"));
+        }
+    }
+    let late = api
+        .call(
+            "POST",
+            "/api/dns/plans/basic/purchase",
+            Some(&token),
+            None,
+            &[("idempotency-key", "buy-basic")],
+        )
+        .await;
+    assert_eq!(late.status, 200, "a late retry replays: {:?}", late.body);
+    bodies.push(late.body);
+    assert!(
+        bodies.windows(2).all(|w| w[0] == w[1]),
+        "identical replays: {bodies:?}"
+    );
+    assert_eq!(bodies[0]["balance"], json!("15.00"));
+    assert_eq!(
+        assert_audit(&api.ledger(), &user).await,
+        usd("15.00"),
+        "charged once"
+    );
+    // Without the key, a second purchase is the contract's 409.
+    let again = api
+        .call(
+            "POST",
+            "/api/dns/plans/basic/purchase",
+            Some(&token),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(again.status, 409);
+}

@@ -221,8 +221,17 @@ where
                 ),
             }
         }
-        // Refusals change nothing and are not stored: a retry is judged afresh.
-        Err(e) => Err(refuse(e)),
+        Err(e) => {
+            // Refused — unless an earlier request with this key did the work
+            // (its effect is what made this one fail, e.g. "already subscribed").
+            if let Some(key) = key
+                && let Some(existing) = key.lookup(ledger).await?
+            {
+                return replay(existing);
+            }
+            // Refusals change nothing and are not stored: a retry is judged afresh.
+            Err(refuse(e))
+        }
     }
 }
 

@@ -22,5 +22,5 @@ pub use plans::{Plan, PlanId, default_plans, get_plan, list_active_plans, seed_d
 pub use renewal::{Deadline, RenewalOptions, RenewalSummary, run_renewals};
 pub use subscription::{
     PreparedPurchase, Purchased, Subscription, SubscriptionStatus, apply_purchase, cancel,
-    get_subscription, prepare_purchase, purchase,
+    get_subscription, prepare_purchase, purchase, purchase_refusal,
 };

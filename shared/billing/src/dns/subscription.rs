@@ -333,25 +333,30 @@ pub async fn apply_purchase(
             subscription: prepared.subscription,
             balance: outcome.into_applied().balance,
         }),
-        Err(LedgerError::InsufficientBalance { balance }) => {
-            Err(BillingError::InsufficientFunds { balance })
-        }
-        Err(LedgerError::ConditionFailed { index: 0, .. }) => Err(already_subscribed()),
-        Err(LedgerError::ConditionFailed { index: 1, existing }) => {
+        Err(e) => Err(purchase_refusal(e)),
+    }
+}
+
+/// What a refused purchase transaction means for the buyer.
+pub fn purchase_refusal(err: LedgerError) -> BillingError {
+    match err {
+        LedgerError::InsufficientBalance { balance } => BillingError::InsufficientFunds { balance },
+        LedgerError::ConditionFailed { index: 0, .. } => already_subscribed(),
+        LedgerError::ConditionFailed { index: 1, existing } => {
             let still_active = existing
                 .as_deref()
                 .and_then(|item| Plan::from_item(item).ok())
                 .is_some_and(|plan| plan.active);
             if still_active {
-                Err(BillingError::Conflict {
+                BillingError::Conflict {
                     message: "The plan's price changed; please review and retry".into(),
                     code: "plan_changed",
-                })
+                }
             } else {
-                Err(BillingError::NotFound("Plan"))
+                BillingError::NotFound("Plan")
             }
         }
-        Err(e) => Err(e.into()),
+        e => e.into(),
     }
 }
 
