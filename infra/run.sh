@@ -153,6 +153,20 @@ EMULATOR_PID=$LAST_PID
 EMULATOR_URL="http://127.0.0.1:$EMULATOR_PORT"
 wait_http "$EMULATOR_URL/" 120 "" "$EMULATOR_PID" || fail "the emulator did not start (.local/logs/emulator.log)"
 
+# 6b. Warm every function: the emulator builds/starts each one at its first
+# invocation, which can take a while; do it now so /health means "ready".
+# HTTP functions get an empty event (refused before any work); the job gets a
+# clock in the past (nothing is due then).
+log "warming the functions"
+for fn in $("$DEVSTACK" functions); do
+  case "$fn" in
+    renewal-cron) event='{"time": "2000-01-01T00:00:00Z"}' ;;
+    *) event='{}' ;;
+  esac
+  curl --noproxy '*' -s -o /dev/null --max-time 300 -X POST \
+    "$EMULATOR_URL/2015-03-31/functions/$fn/invocations" -d "$event" || log "warming $fn failed (it starts on first use)"
+done
+
 # 7. The local API gateway.
 log "starting the local API gateway on :$GATEWAY_PORT"
 start_bg "local API gateway" "$DEVSTACK_LOG_DIR/gateway.log" \

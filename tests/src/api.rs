@@ -173,7 +173,9 @@ impl TestApi {
     }
 
     /// Feeds a raw event (e.g. a file from `events/`) to the named function.
+    /// The response is checked against docs/openapi.yaml (see [`crate::openapi`]).
     pub async fn invoke(&self, function: &str, event_json: &str) -> TestResponse {
+        let route = self.event_route(event_json);
         let request =
             lambda_http::request::from_str(event_json).expect("event parses as lambda_http does");
         let response = match function {
@@ -217,17 +219,47 @@ impl TestApi {
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let body = match response.body() {
             lambda_http::Body::Text(text) => serde_json::from_str(text).expect("JSON body"),
             lambda_http::Body::Empty => Value::Null,
             lambda_http::Body::Binary(bytes) => serde_json::from_slice(bytes).expect("JSON body"),
             _ => Value::Null,
         };
+        if let Some((method, path)) = route {
+            crate::openapi::check_response(
+                &method,
+                &path,
+                status,
+                content_type.as_deref(),
+                request_id.as_deref(),
+                &body,
+            );
+        }
         TestResponse {
             status,
             body,
             request_id,
         }
+    }
+
+    /// The `(METHOD, template path)` an API Gateway v2 event was routed by:
+    /// its `routeKey`, or for a function URL (`$default`) the local route of
+    /// its path. None for an event that names no route of `template.yaml`.
+    fn event_route(&self, event_json: &str) -> Option<(String, String)> {
+        let event: Value = serde_json::from_str(event_json).ok()?;
+        let route_key = event["routeKey"].as_str().unwrap_or("$default");
+        if let Some((method, path)) = route_key.split_once(' ') {
+            return Some((method.to_owned(), path.to_owned()));
+        }
+        let method = event["requestContext"]["http"]["method"].as_str()?;
+        let raw_path = event["rawPath"].as_str()?;
+        devstack::gateway::match_route(&self.routes, method, raw_path)
+            .map(|route| (route.method.clone(), route.path.clone()))
     }
 }
 

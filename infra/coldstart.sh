@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Cold start proxy (not part of CI; results in docs/benchmarks.md, "Cold start
+# proxy"): for every function binary built in release, the time from process
+# start to the first event served and the peak RSS, side by side in one run
+# with a minimal Node.js 20 handler doing one DynamoDB GetItem with AWS SDK v3.
+#
+#   infra/coldstart.sh [RUNS]        # default 7 runs per function
+#
+# What it does: starts an in-memory DynamoDB Local and the VirtFusion and
+# PayPal stand-ins on spare ports, creates the table, seeds the DNS plans and
+# credits user 1001, then runs infra/coldstart/harness.py, which plays the
+# Lambda Runtime API on 127.0.0.1 and starts each binary once per run (see
+# its docstring for the method). Events: events/<fn>.*.json (a GET one when
+# there is one), else one written by `devstack events`.
+#
+# Binaries: target/release/<fn> (`cargo build --release --bins`, built here,
+# nice'd, when one is missing; COLDSTART_BUILD=1 rebuilds). The release
+# profile in effect is printed. Node: infra/coldstart/node (npm ci here).
+# Results: .local/coldstart/{table.md,results.json}, logs beside them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=infra/lib.sh
+source infra/lib.sh
+ROOT=$DEVSTACK_ROOT
+RUNS=${1:-7}
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+RELEASE=$TARGET_DIR/release
+OUT=$ROOT/.local/coldstart
+DDB_PORT=${COLDSTART_DYNAMODB_PORT:-8140}
+VF_PORT=${COLDSTART_VIRTFUSION_PORT:-8141}
+PP_PORT=${COLDSTART_PAYPAL_PORT:-8142}
+mkdir -p "$OUT"
+trap stop_started EXIT
+
+mapfile -t FUNCTIONS < <("$TARGET_DIR/debug/devstack" functions 2>/dev/null || "$RELEASE/devstack" functions)
+missing=0
+for fn in "${FUNCTIONS[@]}" devstack; do [ -x "$RELEASE/$fn" ] || missing=1; done
+if [ "$missing" = 1 ] || [ "${COLDSTART_BUILD:-0}" = 1 ]; then
+  log "cargo build --release --bins (nice'd; slow with fat LTO)"
+  nice -n 10 cargo build --release --bins
+fi
+log "release profile in effect (Cargo.toml):"
+sed -n '/^\[profile.release\]/,/^\[/p' Cargo.toml | grep -v '^\[profile\.[a-z-]*\]$' | grep -v '^$' | sed 's/^/    /' >&2
+log "binaries built: $(date -r "$RELEASE/balance" '+%F %T')"
+
+ensure_node_deps
+if [ ! -d infra/coldstart/node/node_modules/@aws-sdk/client-dynamodb ]; then
+  (cd infra/coldstart/node && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+for port in "$DDB_PORT" "$VF_PORT" "$PP_PORT"; do
+  port_in_use "$port" && { log "port $port is in use (set COLDSTART_*_PORT)"; exit 1; }
+done
+start_dynamodb_local "$DDB_PORT"
+
+cat >"$OUT/env" <<EOF
+DYNAMODB_ENDPOINT=http://127.0.0.1:$DDB_PORT
+BILLING_TABLE=coldstart
+BILLING_JWT_SECRET=local-dev-secret
+VIRTFUSION_BASE_URL=http://127.0.0.1:$VF_PORT
+VIRTFUSION_API_TOKEN=local-virtfusion-token
+PAYPAL_BASE_URL=http://127.0.0.1:$PP_PORT
+PAYPAL_CLIENT_ID=local-client
+PAYPAL_CLIENT_SECRET=local-secret
+PAYPAL_WEBHOOK_ID=local-webhook
+AWS_REGION=us-east-1
+AWS_DEFAULT_REGION=us-east-1
+AWS_ACCESS_KEY_ID=local
+AWS_SECRET_ACCESS_KEY=local
+AWS_SESSION_TOKEN=local
+AWS_LAMBDA_FUNCTION_MEMORY_SIZE=128
+RUST_LOG=info
+EOF
+set -a
+# shellcheck disable=SC1091
+source "$OUT/env"
+set +a
+
+"$RELEASE/devstack" tables --endpoint "$DYNAMODB_ENDPOINT" --table "$BILLING_TABLE"
+"$RELEASE/dns-seed" --seed-now >"$OUT/seed.log" 2>&1
+start_bg "VirtFusion stand-in" "$OUT/virtfusion.log" "$RELEASE/devstack" virtfusion --port "$VF_PORT"
+wait_http "$VIRTFUSION_BASE_URL/" 30 "" "$LAST_PID"
+start_bg "PayPal stand-in" "$OUT/paypal.log" "$RELEASE/devstack" paypal --port "$PP_PORT" \
+  --webhook-target "http://127.0.0.1:9/unused" --state "$OUT/paypal-state.json"
+wait_http "$PAYPAL_BASE_URL/" 30 "" "$LAST_PID"
+
+# Events: the repository's, else freshly generated ones (same token secret).
+rm -rf "$OUT/events" "$OUT/generated"
+mkdir -p "$OUT/events"
+"$RELEASE/devstack" events --out "$OUT/generated" >/dev/null
+pick_event() {
+  local fn=$1 dir f
+  for dir in events "$OUT/generated"; do
+    for f in "$dir/$fn.get.json" "$dir/$fn".*.json "$dir/$fn.json"; do
+      [ -f "$f" ] && { echo "$f"; return 0; }
+    done
+  done
+  return 1
+}
+cases=()
+for fn in "${FUNCTIONS[@]}"; do
+  src=$(pick_event "$fn") || { log "no event for $fn"; exit 1; }
+  # dns-seed answers CloudFormation at ResponseURL: point it back at the harness.
+  sed -E 's#"ResponseURL": *"[^"]*"#"ResponseURL": "http://{RUNTIME_API}/cloudformation-response"#' \
+    "$src" >"$OUT/events/$fn.json"
+  echo "$fn: ${src#"$ROOT"/}" >>"$OUT/events/SOURCES"
+  cases+=(--case "$fn|$OUT/events/$fn.json|$RELEASE/$fn")
+done
+cases+=(--case "node20-getitem|$OUT/events/balance.json|$(command -v node) $ROOT/infra/coldstart/node/bootstrap.mjs")
+
+# Give user 1001 an account (so every GetItem finds an item): one credit.
+python3 infra/coldstart/harness.py --runs 1 --env-file "$OUT/env" --logs "$OUT/seed" \
+  --case "admin-credits|$(pick_event admin-credits.post)|$RELEASE/admin-credits" >/dev/null
+
+log "measuring: $RUNS runs of ${#FUNCTIONS[@]} functions + Node (load: $(cut -d' ' -f1-3 /proc/loadavg))"
+python3 infra/coldstart/harness.py --runs "$RUNS" --env-file "$OUT/env" --logs "$OUT/logs" \
+  --reference node20-getitem --json "$OUT/results.json" --markdown "$OUT/table.md" "${cases[@]}"
+log "load after: $(cut -d' ' -f1-3 /proc/loadavg); table: ${OUT#"$ROOT"/}/table.md"
