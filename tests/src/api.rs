@@ -92,17 +92,17 @@ impl TestApi {
             .routes();
         TestApi {
             balance: balance_fn::Deps::new(core(), vf_client()),
-            transactions: transactions_fn::Deps { core: core() },
-            admin_credits: admin_credits_fn::Deps { core: core() },
-            dns_plans: dns_plans_fn::Deps { core: core() },
-            dns_purchase: dns_purchase_fn::Deps { core: core() },
-            dns_subscription: dns_subscription_fn::Deps { core: core() },
+            transactions: core(),
+            admin_credits: core(),
+            dns_plans: core(),
+            dns_purchase: core(),
+            dns_subscription: core(),
             checkout: billing_http::checkout::CheckoutDeps::new(
                 core(),
                 paypal_client,
                 Some(vf_client()),
             ),
-            admin_deliveries: admin_deliveries_fn::Deps { core: core() },
+            admin_deliveries: core(),
             routes,
             virtfusion,
             paypal,

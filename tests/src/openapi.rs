@@ -36,8 +36,8 @@ pub struct Spec {
 pub fn spec() -> &'static Spec {
     static SPEC: LazyLock<Spec> = LazyLock::new(|| {
         let path = spec_path();
-        let text = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         Spec::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
     });
     &SPEC
@@ -65,7 +65,10 @@ impl Spec {
     pub fn parse(yaml: &str) -> Result<Spec, String> {
         let document: Value =
             serde_yaml::from_str(yaml).map_err(|e| format!("not YAML/JSON: {e}"))?;
-        if !document["openapi"].as_str().is_some_and(|v| v.starts_with("3.1")) {
+        if !document["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.1"))
+        {
             return Err("not an OpenAPI 3.1 document".into());
         }
         let registry = jsonschema::Registry::new()

@@ -52,7 +52,11 @@ fn the_checker_refuses_what_the_contract_refuses() {
         "virtFusion": {"balance": 1250, "formatted": "1,250 Tokens", "available": true},
         "customCredits": {"balance": "12.50", "formatted": "$12.50"}
     });
-    assert!(check(200, good.clone()).is_empty(), "{:?}", check(200, good));
+    assert!(
+        check(200, good.clone()).is_empty(),
+        "{:?}",
+        check(200, good)
+    );
     let down = json!({
         "virtFusion": {"balance": null, "formatted": null, "available": false},
         "customCredits": {"balance": "0.00", "formatted": "$0.00"}
@@ -77,9 +81,18 @@ fn the_checker_refuses_what_the_contract_refuses() {
     extra["debug"] = json!("x");
     assert!(!check(200, extra).is_empty());
     // Errors: the error body, for documented statuses only.
-    assert!(check(401, json!({"error": "Missing bearer token", "code": "unauthorized"})).is_empty());
+    assert!(
+        check(
+            401,
+            json!({"error": "Missing bearer token", "code": "unauthorized"})
+        )
+        .is_empty()
+    );
     assert!(!check(401, json!({"message": "Unauthorized"})).is_empty());
-    assert!(!check(404, json!({"error": "x"})).is_empty(), "404 is not documented here");
+    assert!(
+        !check(404, json!({"error": "x"})).is_empty(),
+        "404 is not documented here"
+    );
     assert!(!check(418, json!({"error": "x"})).is_empty());
     // No request id, or not JSON: refused.
     assert!(

@@ -14,17 +14,8 @@ use ledger::{EntryCursor, UserId};
 use serde::Deserialize;
 use serde_json::json;
 
-pub struct Deps {
-    pub core: Core,
-}
-
-impl Deps {
-    pub async fn from_env() -> Deps {
-        Deps {
-            core: Core::from_env().await,
-        }
-    }
-}
+/// Everything this function needs is the shared core (built once per cold start).
+pub type Deps = Core;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -35,7 +26,7 @@ struct ChangeBody {
 
 pub async fn handle(deps: &Deps, req: Request) -> Result<Response<Body>, Error> {
     respond(&req, async {
-        let admin = deps.core.auth.admin(&req).await?;
+        let admin = deps.auth.admin(&req).await?;
         let target = path_param(&req, "id")
             .and_then(|id| UserId::parse(&id).ok())
             .ok_or_else(|| ApiError::bad_request("user id in the path is invalid"))?;
@@ -61,7 +52,7 @@ async fn read(deps: &Deps, req: &Request, target: &UserId) -> Result<ApiResponse
         ),
         None => None,
     };
-    let ledger = &deps.core.ledger;
+    let ledger = &deps.ledger;
     let (balance, page) = tokio::join!(
         ledger.balance(target),
         ledger.entries(target, limit, cursor)
@@ -103,6 +94,6 @@ async fn change(
             &change.canonical(),
         )
     });
-    let response = billing::admin::apply(&deps.core.ledger, &change, key.as_ref()).await?;
+    let response = billing::admin::apply(&deps.ledger, &change, key.as_ref()).await?;
     Ok(ApiResponse::with_status(response.status, response.body))
 }

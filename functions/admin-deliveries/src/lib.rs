@@ -12,17 +12,8 @@ use billing_http::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-pub struct Deps {
-    pub core: Core,
-}
-
-impl Deps {
-    pub async fn from_env() -> Deps {
-        Deps {
-            core: Core::from_env().await,
-        }
-    }
-}
+/// Everything this function needs is the shared core (built once per cold start).
+pub type Deps = Core;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -33,7 +24,7 @@ struct ResolveBody {
 
 pub async fn handle(deps: &Deps, req: Request) -> Result<Response<Body>, Error> {
     respond(&req, async {
-        let admin = deps.core.auth.admin(&req).await?;
+        let admin = deps.auth.admin(&req).await?;
         match path_param(&req, "orderId") {
             None => {
                 let state = match query_param(&req, "status").as_deref() {
@@ -45,7 +36,7 @@ pub async fn handle(deps: &Deps, req: Request) -> Result<Response<Body>, Error> 
                         ));
                     }
                 };
-                let orders = deliveries::list(&deps.core.ledger, state, 100).await?;
+                let orders = deliveries::list(&deps.ledger, state, 100).await?;
                 let items: Vec<Value> = orders.iter().map(view).collect();
                 Ok(ApiResponse::ok(json!({ "items": items })))
             }
@@ -54,7 +45,7 @@ pub async fn handle(deps: &Deps, req: Request) -> Result<Response<Body>, Error> 
                 let body: ResolveBody = json_body(&req)?;
                 let reason = Reason::parse(&body.reason)?;
                 let order = deliveries::resolve(
-                    &deps.core.ledger,
+                    &deps.ledger,
                     order_id,
                     body.delivered,
                     admin.user.as_str(),

@@ -10,22 +10,13 @@ use billing_http::{
 };
 use serde_json::json;
 
-pub struct Deps {
-    pub core: Core,
-}
-
-impl Deps {
-    pub async fn from_env() -> Deps {
-        Deps {
-            core: Core::from_env().await,
-        }
-    }
-}
+/// Everything this function needs is the shared core (built once per cold start).
+pub type Deps = Core;
 
 pub async fn handle(deps: &Deps, req: Request) -> Result<Response<Body>, Error> {
     respond(&req, async {
-        let caller = deps.core.auth.caller(&req).await?;
-        let ledger = &deps.core.ledger;
+        let caller = deps.auth.caller(&req).await?;
+        let ledger = &deps.ledger;
         // A malformed plan id names no plan: 404 like an unknown one.
         let plan_id = path_param(&req, "planId").unwrap_or_default();
         let key = idempotency_key(&req)?

@@ -7,21 +7,12 @@ use billing_http::{
 };
 use serde_json::json;
 
-pub struct Deps {
-    pub core: Core,
-}
-
-impl Deps {
-    pub async fn from_env() -> Deps {
-        Deps {
-            core: Core::from_env().await,
-        }
-    }
-}
+/// Everything this function needs is the shared core (built once per cold start).
+pub type Deps = Core;
 
 pub async fn handle(deps: &Deps, req: Request) -> Result<Response<Body>, Error> {
     respond(&req, async {
-        let caller = deps.core.auth.caller(&req).await?;
+        let caller = deps.auth.caller(&req).await?;
         let cancel = req.uri().path().trim_end_matches('/').ends_with("/cancel");
         match (req.method().as_str(), cancel) {
             ("GET", false) => read(deps, &caller).await,
@@ -37,7 +28,7 @@ pub async fn handle(deps: &Deps, req: Request) -> Result<Response<Body>, Error> 
 }
 
 async fn read(deps: &Deps, caller: &Caller) -> Result<ApiResponse, ApiError> {
-    let subscription = billing::dns::get_subscription(&deps.core.ledger, &caller.user).await?;
+    let subscription = billing::dns::get_subscription(&deps.ledger, &caller.user).await?;
     Ok(ApiResponse::ok(json!({
         "subscription": subscription.as_ref().map(views::dns_subscription),
     })))
@@ -45,7 +36,7 @@ async fn read(deps: &Deps, caller: &Caller) -> Result<ApiResponse, ApiError> {
 
 async fn cancel_subscription(deps: &Deps, caller: &Caller) -> Result<ApiResponse, ApiError> {
     let now = time::OffsetDateTime::now_utc();
-    let subscription = billing::dns::cancel(&deps.core.ledger, &caller.user, now).await?;
+    let subscription = billing::dns::cancel(&deps.ledger, &caller.user, now).await?;
     Ok(ApiResponse::ok(json!({
         "success": true,
         "subscription": views::dns_subscription(&subscription),

@@ -7,26 +7,17 @@ use billing_http::{
 };
 use serde_json::json;
 
-pub struct Deps {
-    pub core: Core,
-}
-
-impl Deps {
-    pub async fn from_env() -> Deps {
-        Deps {
-            core: Core::from_env().await,
-        }
-    }
-}
+/// Everything this function needs is the shared core (built once per cold start).
+pub type Deps = Core;
 
 pub async fn handle(deps: &Deps, req: Request) -> Result<Response<Body>, Error> {
     respond(&req, async {
-        let caller = deps.core.auth.caller(&req).await?;
+        let caller = deps.auth.caller(&req).await?;
         let limit = parse_limit(query_param(&req, "limit").as_deref())?;
         let cursor = query_param(&req, "cursor")
             .map(|c| HistoryCursor::decode(&c))
             .transpose()?;
-        let page = history(&deps.core.ledger, &caller.user, limit, cursor).await?;
+        let page = history(&deps.ledger, &caller.user, limit, cursor).await?;
         let items: Vec<_> = page.items.iter().map(views::history_item).collect();
         Ok::<_, ApiError>(ApiResponse::ok(json!({
             "items": items,
