@@ -547,3 +547,51 @@ async fn the_renewal_job_delivers_pending_tokens() {
         json!("completed")
     );
 }
+
+#[tokio::test]
+async fn a_delivery_claim_left_by_a_dead_lambda_goes_to_review() {
+    let api = TestApi::new().await;
+    let user = new_user();
+    let token = api.token(user.as_str(), false);
+    let response = api
+        .send("POST", &format!("{TOKENS}/add"), &token, r#"{"amount": 1}"#)
+        .await;
+    let order_id = response.body["orderId"].as_str().unwrap().to_owned();
+    buyer_approves(response.body["approveUrl"].as_str().unwrap()).await;
+    api.virtfusion.set_failure(FailureMode::Refuse(None), None);
+    assert_eq!(
+        capture(&api, TOKENS, &token, &order_id).await.body["status"],
+        json!("pending")
+    );
+    api.virtfusion.clear_failure();
+    // A caller claimed it ten minutes ago and never came back.
+    let ten_minutes_ago =
+        ledger::format_rfc3339(time::OffsetDateTime::now_utc() - time::Duration::minutes(10));
+    billing::orders::OrderUpdate::new(&order_id, "attribute_exists(pk)")
+        .set_s("delivery", "delivering")
+        .set_s("deliveryClaim", "dead-lambda")
+        .set_s("deliveryClaimedAt", &ten_minutes_ago)
+        .set_s("gsi1pk", billing::orders::DELIVERY_CLAIMED)
+        .set_s("gsi1sk", &format!("{ten_minutes_ago}#{order_id}"))
+        .run(&api.ledger())
+        .await
+        .unwrap();
+    let vf = api.checkout.virtfusion().await;
+    let summary = billing::deliveries::retry_pending(
+        &api.ledger(),
+        vf,
+        10,
+        Instant::now() + Duration::from_secs(20),
+    )
+    .await
+    .unwrap();
+    assert_eq!((summary.stale_to_review, summary.attempted), (1, 0));
+    assert_eq!(
+        capture(&api, TOKENS, &token, &order_id).await.body["status"],
+        json!("needs_review")
+    );
+    assert!(
+        api.virtfusion.credits().is_empty(),
+        "not redelivered blindly"
+    );
+}

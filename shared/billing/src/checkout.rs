@@ -17,8 +17,8 @@
 use crate::BillingError;
 use crate::idempotency::{Existing, IdempotencyKey, StoredResponse};
 use crate::orders::{
-    DELIVERY_PENDING, DELIVERY_REVIEW, Delivery, OrderRecord, OrderUpdate, PaymentStatus,
-    PurchaseKind,
+    DELIVERY_CLAIMED, DELIVERY_PENDING, DELIVERY_REVIEW, Delivery, OrderRecord, OrderUpdate,
+    PaymentStatus, PurchaseKind,
 };
 use crate::purchases::TokenPurchase;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
@@ -473,8 +473,10 @@ pub async fn deliver_tokens(
         .set_s("delivery", Delivery::Delivering.as_str())
         .set_s("deliveryClaim", &claim)
         .set_s("deliveryClaimedAt", &ledger::now_rfc3339())
-        .remove("gsi1pk")
-        .remove("gsi1sk")
+        // Indexed while claimed, so a claim whose Lambda died is found (see
+        // `deliveries::review_stale_claims`).
+        .set_s("gsi1pk", DELIVERY_CLAIMED)
+        .set_s("gsi1sk", &format!("{}#{order_id}", ledger::now_rfc3339()))
         .run(ledger)
         .await?;
     let order = crate::orders::load(ledger, order_id)
@@ -500,7 +502,9 @@ pub async fn deliver_tokens(
             Delivery::Delivered,
             "completed",
             base_release(order_id, &claim, Delivery::Delivered)
-                .set("creditId", AttributeValue::N(credit_id.get().to_string())),
+                .set("creditId", AttributeValue::N(credit_id.get().to_string()))
+                .remove("gsi1pk")
+                .remove("gsi1sk"),
         ),
         Err(e) if e.is_definitely_not_applied() => {
             tracing::warn!(order_id, error = %e, "VirtFusion delivery failed; will retry");

@@ -4,7 +4,9 @@
 
 use crate::BillingError;
 use crate::checkout::{Settlement, deliver_tokens};
-use crate::orders::{DELIVERY_PENDING, DELIVERY_REVIEW, Delivery, OrderRecord, OrderUpdate};
+use crate::orders::{
+    DELIVERY_CLAIMED, DELIVERY_PENDING, DELIVERY_REVIEW, Delivery, OrderRecord, OrderUpdate,
+};
 use aws_sdk_dynamodb::types::AttributeValue;
 use ledger::{Ledger, LedgerError};
 use std::time::Instant;
@@ -19,6 +21,7 @@ pub async fn list(
     let partition = match state {
         Delivery::Pending => DELIVERY_PENDING,
         Delivery::NeedsReview => DELIVERY_REVIEW,
+        Delivery::Delivering => DELIVERY_CLAIMED,
         _ => {
             return Err(BillingError::InvalidInput(
                 "status must be pending or needs_review".into(),
@@ -99,6 +102,8 @@ pub async fn resolve(
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RetrySummary {
+    /// Stale claims (a caller died mid-delivery) moved to review.
+    pub stale_to_review: u32,
     pub attempted: u32,
     pub delivered: u32,
     pub still_pending: u32,
@@ -106,13 +111,78 @@ pub struct RetrySummary {
 }
 
 /// Retries pending deliveries (oldest first) until `deadline` or `max`.
+/// A claim older than this belongs to a caller that died mid-call.
+pub const STALE_CLAIM_SECONDS: i64 = 300;
+
+/// Claims left by a Lambda that stopped while talking to VirtFusion: the
+/// outcome is unknown, so they go to review (never redelivered blindly).
+pub async fn review_stale_claims(
+    ledger: &Ledger,
+    now: time::OffsetDateTime,
+    max: u32,
+) -> Result<u32, BillingError> {
+    let cutoff = ledger::format_rfc3339(now - time::Duration::seconds(STALE_CLAIM_SECONDS));
+    let mut moved = 0;
+    for order in list(ledger, Delivery::Delivering, max).await? {
+        let claimed_at = claimed_at(ledger, &order.order_id).await?;
+        if claimed_at.as_deref().is_none_or(|at| at >= cutoff.as_str()) {
+            continue;
+        }
+        let moved_now = OrderUpdate::new(
+            &order.order_id,
+            "#delivery = :delivering AND deliveryClaimedAt = :at",
+        )
+        .value(
+            ":delivering",
+            AttributeValue::S(Delivery::Delivering.as_str().into()),
+        )
+        .value(":at", AttributeValue::S(claimed_at.unwrap_or_default()))
+        .set_s("delivery", Delivery::NeedsReview.as_str())
+        .set_s("gsi1pk", DELIVERY_REVIEW)
+        .set_s(
+            "gsi1sk",
+            &format!("{}#{}", order.created_at, order.order_id),
+        )
+        .run(ledger)
+        .await?;
+        if moved_now {
+            tracing::error!(order_id = %order.order_id, "stale VirtFusion delivery claim moved to review");
+            moved += 1;
+        }
+    }
+    Ok(moved)
+}
+
+async fn claimed_at(ledger: &Ledger, order_id: &str) -> Result<Option<String>, BillingError> {
+    let out = ledger
+        .client()
+        .get_item()
+        .table_name(ledger.table())
+        .key("pk", AttributeValue::S(OrderRecord::pk(order_id)))
+        .key("sk", AttributeValue::S(crate::orders::ORDER_SK.into()))
+        .projection_expression("deliveryClaimedAt")
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(|e| LedgerError::dynamo("GetItem", &e))?;
+    Ok(
+        match out.item.as_ref().and_then(|i| i.get("deliveryClaimedAt")) {
+            Some(AttributeValue::S(at)) => Some(at.clone()),
+            _ => None,
+        },
+    )
+}
+
 pub async fn retry_pending(
     ledger: &Ledger,
     virtfusion: Option<&VirtFusionClient>,
     max: u32,
     deadline: Instant,
 ) -> Result<RetrySummary, BillingError> {
-    let mut summary = RetrySummary::default();
+    let mut summary = RetrySummary {
+        stale_to_review: review_stale_claims(ledger, time::OffsetDateTime::now_utc(), max).await?,
+        ..RetrySummary::default()
+    };
     if virtfusion.is_none() {
         return Ok(summary);
     }

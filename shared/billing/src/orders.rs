@@ -14,6 +14,8 @@ pub const ORDER_SK: &str = "ORDER";
 /// Sparse index partitions (gsi1pk) for token deliveries the job or an admin must handle.
 pub const DELIVERY_PENDING: &str = "DELIVERY#pending";
 pub const DELIVERY_REVIEW: &str = "DELIVERY#needs_review";
+/// Claimed by a caller that is talking to VirtFusion right now.
+pub const DELIVERY_CLAIMED: &str = "DELIVERY#delivering";
 
 /// What an order buys.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
