@@ -115,7 +115,7 @@ DEVSTACK="${CARGO_TARGET_DIR:-$ROOT/target}/debug/devstack"
 log "starting the PayPal stand-in on :$PAYPAL_PORT"
 start_bg "PayPal stand-in" "$DEVSTACK_LOG_DIR/paypal.log" \
   "$DEVSTACK" paypal --port "$PAYPAL_PORT" --webhook-target "http://127.0.0.1:$GATEWAY_PORT/webhooks/paypal" \
-  --state "$ROOT/.local/paypal-state.json"
+  --state "${PAYPAL_STATE:-$ROOT/.local/paypal-state.json}"
 PAYPAL_PID=$LAST_PID
 wait_http "$PAYPAL_BASE_URL/" 30 "" "$PAYPAL_PID" || fail "the PayPal stand-in did not start (.local/logs/paypal.log)"
 

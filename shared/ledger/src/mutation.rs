@@ -193,8 +193,13 @@ impl Ledger {
         // attempt, not the change: an earlier write whose answer was lost must
         // still be looked for before anything is reported.
         let mut read_failure: Option<LedgerError> = None;
+        let started = std::time::Instant::now();
+        let budget = std::time::Duration::from_millis(self.retry.max_elapsed_ms);
         for attempt in 0..self.retry.max_attempts {
             if attempt > 0 {
+                if started.elapsed() >= budget {
+                    break;
+                }
                 tokio::time::sleep(self.retry.delay(attempt)).await;
             }
             let state = match self.read_account(&change.user).await {

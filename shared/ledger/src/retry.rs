@@ -7,16 +7,22 @@ pub struct RetryPolicy {
     pub max_attempts: u32,
     pub base_delay_ms: u64,
     pub max_delay_ms: u64,
+    /// No new attempt starts after this much time (keeps a change well
+    /// inside the Lambda timeout).
+    pub max_elapsed_ms: u64,
 }
 
 impl Default for RetryPolicy {
-    /// Sized so 64 writers on one hot account all finish (each round one wins)
-    /// while a stuck change still gives up within a few seconds.
+    /// Sized for a hot account: each round one writer wins, so the delay
+    /// ceiling grows (to 640 ms) until contenders spread out enough to win;
+    /// a change still gives up after 40 attempts or 6 s, well inside the
+    /// functions' 10 s timeout.
     fn default() -> Self {
         RetryPolicy {
             max_attempts: 40,
-            base_delay_ms: 4,
-            max_delay_ms: 160,
+            base_delay_ms: 5,
+            max_delay_ms: 640,
+            max_elapsed_ms: 6_000,
         }
     }
 }
