@@ -82,12 +82,10 @@ async fn main() {
                             .unwrap_or_else(|e| fail(e))
                     };
                     async move {
-                        drop(
-                            ledger
-                                .apply(credit(&user, one))
-                                .await
-                                .unwrap_or_else(|e| fail(e)),
-                        )
+                        // Under sustained contention a change may exhaust its retry budget (503).
+                        if ledger.apply(credit(&user, one)).await.is_err() {
+                            errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
                     }
                 }
             })
