@@ -20,6 +20,12 @@ pub async fn handle(deps: &CheckoutDeps, req: Request) -> Result<Response<Body>,
                 "Webhook body is missing or too large",
             ));
         }
+        // An event is a JSON object; anything else is malformed (400), not
+        // something to ask PayPal about (it refuses such a request, which
+        // must not read as "verification unavailable").
+        if !is_json_object(raw) {
+            return Err(ApiError::bad_request("Webhook body is not a JSON event"));
+        }
         let headers = WebhookHeaders::from_header_map(req.headers()).map_err(|_| {
             ApiError::bad_request("PayPal signature headers are missing or malformed")
         })?;
@@ -39,6 +45,15 @@ pub async fn handle(deps: &CheckoutDeps, req: Request) -> Result<Response<Body>,
             }
             Err(PayPalError::Invalid(_)) => {
                 return Err(ApiError::bad_request("Webhook body is not a JSON event"));
+            }
+            // PayPal refused to check this delivery (e.g. MISSING_REQUIRED_PARAMETER
+            // for unusable headers): malformed, and unverifiable; nothing was done.
+            Err(PayPalError::Rejected {
+                status: 400 | 422, ..
+            }) => {
+                return Err(ApiError::bad_request(
+                    "Webhook delivery is malformed and cannot be verified",
+                ));
             }
             Err(e) => {
                 // PayPal will redeliver; nothing was done.
@@ -62,4 +77,10 @@ pub async fn handle(deps: &CheckoutDeps, req: Request) -> Result<Response<Body>,
         ))
     })
     .await
+}
+
+/// Whether `raw` is one JSON object (syntax only; nothing is interpreted).
+fn is_json_object(raw: &[u8]) -> bool {
+    serde_json::from_slice::<&serde_json::value::RawValue>(raw)
+        .is_ok_and(|value| value.get().trim_start().starts_with('{'))
 }
