@@ -71,6 +71,7 @@ fi
 DEVSTACK="${CARGO_TARGET_DIR:-$ROOT/target}/debug/devstack"
 
 echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
+echo "== load average before: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine skews the numbers)"
 echo "== functions: debug builds in the cargo-lambda emulator (infra/run.sh), RUST_LOG=$RUST_LOG"
 
 # 1. wrk: fixed duration, one user (balance) / one target user (admin adds).
@@ -92,4 +93,5 @@ status=0
 "$LOADGEN" --api "$API" --table "$BILLING_TABLE" --requests "$LOAD_REQUESTS" \
   --concurrency "$LOAD_CONCURRENCY" --users "$LOAD_USERS" --purchases "$LOAD_PURCHASES" \
   --audit-user "$WRK_USER" || status=$?
+echo "== load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 exit "$status"

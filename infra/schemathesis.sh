@@ -14,15 +14,16 @@
 # Checks: not_a_server_error (no 5xx), status_code_conformance (every status
 # documented), content_type_conformance, response_schema_conformance (every
 # body matches), plus auth_is_refused (infra/schemathesis_hooks.py) in run 3.
-# Bounded: ST_MAX_EXAMPLES examples per operation (default 20) and a fixed seed
-# (ST_SEED) so a failure can be replayed. Stops the stack when done.
+# Bounded: ST_MAX_EXAMPLES examples per operation (default 50; ST_AUTH_EXAMPLES,
+# 10, in the token runs), each run at most ST_RUN_TIMEOUT seconds, and a fixed
+# seed (ST_SEED) so a failure can be replayed. Stops the stack when done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=infra/lib.sh
 source infra/lib.sh
 ROOT=$DEVSTACK_ROOT
 
-ST_MAX_EXAMPLES=${ST_MAX_EXAMPLES:-20}
+ST_MAX_EXAMPLES=${ST_MAX_EXAMPLES:-50}
 ST_SEED=${ST_SEED:-20261125}
 # One worker: Hypothesis is not thread-safe everywhere (seen: "AST constructor
 # recursion depth mismatch" with 2), and the debug stack is the bottleneck anyway.
@@ -98,11 +99,12 @@ st() {
   shift
   local run_started=$SECONDS
   echo "== schemathesis: $name"
-  if ! "$ROOT/.venv/bin/schemathesis" run "$SPEC" --url "$API" \
+  # From .local/schemathesis: schemathesis keeps its crash cache in ./.schemathesis.
+  if ! (cd "$REPORT_DIR" && timeout "${ST_RUN_TIMEOUT:-600}" "$ROOT/.venv/bin/schemathesis" run "$SPEC" --url "$API" \
     --seed "$ST_SEED" --workers "$ST_WORKERS" --no-color \
     --generation-database none --request-timeout 30 \
     --report junit --report-junit-path "$REPORT_DIR/$name.xml" \
-    "$@"; then
+    "$@"); then
     failed=1
     log "schemathesis run '$name' failed"
   fi
@@ -118,7 +120,7 @@ st admin --checks "$CHECKS" --max-examples "$ST_MAX_EXAMPLES" \
 export PYTHONPATH="$ROOT/infra${PYTHONPATH:+:$PYTHONPATH}"
 export SCHEMATHESIS_HOOKS=schemathesis_hooks
 AUTH_CHECKS="auth_is_refused,$CHECKS"
-AUTH_EXAMPLES=${ST_AUTH_EXAMPLES:-5}
+AUTH_EXAMPLES=${ST_AUTH_EXAMPLES:-10}
 st no-token --checks "$AUTH_CHECKS" --max-examples "$AUTH_EXAMPLES" \
   --include-path-regex '^/api/' --generation-with-security-parameters false
 st garbage-token --checks "$AUTH_CHECKS" --max-examples "$AUTH_EXAMPLES" \

@@ -46,3 +46,11 @@ if [ -z "${DYNAMODB_ENDPOINT:-}" ]; then
 fi
 echo "== tests against DynamoDB Local at $DYNAMODB_ENDPOINT"
 cargo test --workspace --no-fail-fast
+
+# --- schemathesis (docs/openapi.yaml against the local stack) -----------------
+# Starts infra/run.sh on free ports with its own table in the DynamoDB above,
+# fuzzes every route (valid user/admin tokens; missing/invalid/expired ones
+# must be 401/403), stops it. See the script for the bounds.
+echo "== schemathesis against the local stack"
+infra/schemathesis.sh
+# --- end schemathesis -----------------------------------------------------------

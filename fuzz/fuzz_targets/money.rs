@@ -34,7 +34,11 @@ fn check_usd(usd: Usd, source: &str) {
     let (_, places) = shown.split_once('.').expect("Display has a point");
     assert_eq!(places.len(), 2, "{source:?} displayed as {shown:?}");
     assert!(usd.cents().unsigned_abs() <= MAX_ABS_USD_CENTS as u64);
-    assert_eq!(parse_usd_literal(&shown), Ok(usd), "{shown:?} does not parse back");
+    assert_eq!(
+        parse_usd_literal(&shown),
+        Ok(usd),
+        "{shown:?} does not parse back"
+    );
     assert_eq!(usd.as_decimal().scale(), 2);
     assert_eq!(Usd::from_cents(usd.cents()), Ok(usd));
     assert_eq!(usd.to_tokens().get(), usd.cents());
@@ -74,7 +78,11 @@ fn check_json_literal(text: &str) {
     // Through serde: a JSON value read as its literal text, never a float.
     if let Ok(usd) = serde_json::from_str::<Usd>(text) {
         check_usd(usd, text);
-        assert_eq!(direct, Ok(usd), "serde and from_json_literal disagree on {text:?}");
+        assert_eq!(
+            direct,
+            Ok(usd),
+            "serde and from_json_literal disagree on {text:?}"
+        );
     }
 }
 

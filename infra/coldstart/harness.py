@@ -131,6 +131,16 @@ class Handler(BaseHTTPRequestHandler):
         self._reply(200, b"")
 
 
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        # A killed process resets its keep-alive connection: expected.
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
+
+
 def read_status_kb(pid: int, field: str) -> int | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -159,8 +169,7 @@ def one_run(name: str, event_path: Path, command: list[str], env: dict, log: Pat
     template = event_path.read_text()
     run = Run(b"", f"coldstart-{name}-{index}", name)
     handler = type("RunHandler", (Handler,), {"run": run})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
+    server = Server(("127.0.0.1", 0), handler)
     port = server.server_address[1]
     run.event = template.replace("{RUNTIME_API}", f"127.0.0.1:{port}").encode()
     thread = threading.Thread(target=server.serve_forever, daemon=True)

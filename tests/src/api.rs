@@ -1,7 +1,9 @@
 //! Drives the real function handlers the way API Gateway does: a request is
 //! matched against the routes of `template.yaml` and turned into an API
 //! Gateway v2 event by the local gateway's own event builder, then parsed by
-//! `lambda_http` exactly as in Lambda.
+//! `lambda_http` exactly as in Lambda. Every response is checked against
+//! docs/openapi.yaml (`crate::openapi`): an undocumented status or a body
+//! that does not match its schema fails the test.
 
 use crate::TestTable;
 use billing_http::jwt::{Claims, sign};

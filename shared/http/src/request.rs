@@ -45,6 +45,13 @@ pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
             ));
         }
     }
+    // Every body of the API is an object. serde's derived structs also read a
+    // JSON array positionally (`["O1"]` as `{"orderId": "O1"}`), past
+    // `deny_unknown_fields`: refuse anything but an object first (found by
+    // the request_body fuzz target).
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::bad_request("Request body must be a JSON object"));
+    }
     serde_json::from_slice(bytes)
         .map_err(|e| ApiError::bad_request(format!("Invalid request body: {e}")))
 }
@@ -73,4 +80,56 @@ pub fn idempotency_key(req: &Request) -> Result<Option<String>, ApiError> {
         return Err(invalid());
     }
     Ok(Some(text.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lambda_http::Body;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct CaptureBody {
+        #[serde(rename = "orderId")]
+        order_id: String,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct ResolveBody {
+        delivered: bool,
+        reason: String,
+    }
+
+    fn request(body: &[u8]) -> Request {
+        let mut req = Request::new(Body::from(body.to_vec()));
+        req.headers_mut()
+            .insert("content-type", "application/json".parse().unwrap());
+        req
+    }
+
+    /// Regression (fuzz/request_body, input `N[""]`): a JSON array was read
+    /// positionally into the struct, bypassing the field names.
+    #[test]
+    fn arrays_are_not_bodies() {
+        for body in [&br#"[""]"#[..], br#" ["O1"]"#, b"\n[\"O1\"]"] {
+            let err = json_body::<CaptureBody>(&request(body)).unwrap_err();
+            assert_eq!(err.status, 400, "{body:?}");
+        }
+        let err = json_body::<ResolveBody>(&request(br#"[true, "done"]"#)).unwrap_err();
+        assert_eq!(err.status, 400);
+        for body in ["\"O1\"", "1", "null", "true"] {
+            assert!(json_body::<CaptureBody>(&request(body.as_bytes())).is_err());
+        }
+    }
+
+    #[test]
+    fn objects_are_read() {
+        let body: CaptureBody = json_body(&request(b" \r\n{\"orderId\": \"O1\"}")).unwrap();
+        assert_eq!(body.order_id, "O1");
+        assert!(json_body::<CaptureBody>(&request(br#"{"orderId":"O1","x":1}"#)).is_err());
+    }
 }
