@@ -6,11 +6,13 @@
 //! that does not match its schema fails the test.
 
 use crate::TestTable;
+use crate::dispatch::Functions;
 use billing_http::jwt::{Claims, sign};
 use devstack::paypal::PayPalStandIn;
 use devstack::template::{RouteDef, Template};
 use devstack::virtfusion::VirtFusionStandIn;
 use serde_json::Value;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub const JWT_SECRET: &str = "test-secret";
@@ -23,15 +25,9 @@ pub struct TestApi {
     pub virtfusion: VirtFusionStandIn,
     pub paypal: PayPalStandIn,
     routes: Vec<RouteDef>,
-    /// The four checkout functions share one deps type.
-    pub checkout: billing_http::checkout::CheckoutDeps,
-    admin_deliveries: admin_deliveries_fn::Deps,
-    balance: balance_fn::Deps,
-    transactions: transactions_fn::Deps,
-    admin_credits: admin_credits_fn::Deps,
-    dns_plans: dns_plans_fn::Deps,
-    dns_purchase: dns_purchase_fn::Deps,
-    dns_subscription: dns_subscription_fn::Deps,
+    /// The checkout, refund and webhook functions share one deps value.
+    pub checkout: Arc<billing_http::checkout::CheckoutDeps>,
+    functions: Functions,
 }
 
 #[derive(Debug)]
@@ -92,19 +88,16 @@ impl TestApi {
         let routes = Template::load(&devstack::template_path())
             .expect("template")
             .routes();
+        let checkout = Arc::new(billing_http::checkout::CheckoutDeps::new(
+            core(),
+            paypal_client,
+            Some(vf_client()),
+        ));
+        let mut functions = Functions::default();
+        register_functions(&mut functions, &core, &vf_client, &checkout);
         TestApi {
-            balance: balance_fn::Deps::new(core(), vf_client()),
-            transactions: core(),
-            admin_credits: core(),
-            dns_plans: core(),
-            dns_purchase: core(),
-            dns_subscription: core(),
-            checkout: billing_http::checkout::CheckoutDeps::new(
-                core(),
-                paypal_client,
-                Some(vf_client()),
-            ),
-            admin_deliveries: core(),
+            checkout,
+            functions,
             routes,
             virtfusion,
             paypal,
@@ -180,41 +173,11 @@ impl TestApi {
         let route = self.event_route(event_json);
         let request =
             lambda_http::request::from_str(event_json).expect("event parses as lambda_http does");
-        let response = match function {
-            "balance" => Box::pin(balance_fn::handle(&self.balance, request)).await,
-            "transactions" => Box::pin(transactions_fn::handle(&self.transactions, request)).await,
-            "admin-credits" => {
-                Box::pin(admin_credits_fn::handle(&self.admin_credits, request)).await
-            }
-            "dns-plans" => Box::pin(dns_plans_fn::handle(&self.dns_plans, request)).await,
-            "dns-purchase" => Box::pin(dns_purchase_fn::handle(&self.dns_purchase, request)).await,
-            "dns-subscription" => {
-                dns_subscription_fn::handle(&self.dns_subscription, request).await
-            }
-            "custom-credits-add" => {
-                Box::pin(custom_credits_add_fn::handle(&self.checkout, request)).await
-            }
-            "custom-credits-capture" => {
-                Box::pin(custom_credits_capture_fn::handle(&self.checkout, request)).await
-            }
-            "virtfusion-tokens-add" => {
-                Box::pin(virtfusion_tokens_add_fn::handle(&self.checkout, request)).await
-            }
-            "virtfusion-tokens-capture" => {
-                Box::pin(virtfusion_tokens_capture_fn::handle(
-                    &self.checkout,
-                    request,
-                ))
-                .await
-            }
-            "admin-refunds" => Box::pin(admin_refunds_fn::handle(&self.checkout, request)).await,
-            "paypal-webhook" => Box::pin(paypal_webhook_fn::handle(&self.checkout, request)).await,
-            "admin-deliveries" => {
-                Box::pin(admin_deliveries_fn::handle(&self.admin_deliveries, request)).await
-            }
-            other => panic!("no test dispatch for function {other}"),
-        }
-        .expect("handlers answer every request with a response");
+        let response = self
+            .functions
+            .call(function, request)
+            .await
+            .expect("handlers answer every request with a response");
         let status = response.status().as_u16();
         let request_id = response
             .headers()
@@ -263,6 +226,31 @@ impl TestApi {
         devstack::gateway::match_route(&self.routes, method, raw_path)
             .map(|route| (route.method.clone(), route.path.clone()))
     }
+}
+
+/// The test dispatch: one line per HTTP function of template.yaml, with its
+/// name, its deps and its `handle`. A new function adds its line here (and its
+/// crate to tests/Cargo.toml).
+#[rustfmt::skip]
+fn register_functions(
+    f: &mut Functions,
+    core: &dyn Fn() -> billing_http::Core,
+    vf_client: &dyn Fn() -> virtfusion::VirtFusionClient,
+    checkout: &Arc<billing_http::checkout::CheckoutDeps>,
+) {
+    f.register("balance", balance_fn::Deps::new(core(), vf_client()), balance_fn::handle);
+    f.register("transactions", core(), transactions_fn::handle);
+    f.register("admin-credits", core(), admin_credits_fn::handle);
+    f.register("dns-plans", core(), dns_plans_fn::handle);
+    f.register("dns-purchase", core(), dns_purchase_fn::handle);
+    f.register("dns-subscription", core(), dns_subscription_fn::handle);
+    f.register("admin-deliveries", core(), admin_deliveries_fn::handle);
+    f.share("custom-credits-add", checkout, custom_credits_add_fn::handle);
+    f.share("custom-credits-capture", checkout, custom_credits_capture_fn::handle);
+    f.share("virtfusion-tokens-add", checkout, virtfusion_tokens_add_fn::handle);
+    f.share("virtfusion-tokens-capture", checkout, virtfusion_tokens_capture_fn::handle);
+    f.share("admin-refunds", checkout, admin_refunds_fn::handle);
+    f.share("paypal-webhook", checkout, paypal_webhook_fn::handle);
 }
 
 pub fn token_with(sub: &str, admin: bool, ttl_seconds: i64, secret: &str) -> String {

@@ -3,6 +3,7 @@
 //! parallel without sharing state.
 
 pub mod api;
+pub mod dispatch;
 pub mod openapi;
 
 use aws_sdk_dynamodb::Client;

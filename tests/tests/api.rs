@@ -1,5 +1,5 @@
-//! Every route of issue 3 and every error class of the contract, through
-//! the real handlers and DynamoDB Local.
+//! Every route and every error class of the contract (API.md), through the
+//! real handlers and DynamoDB Local.
 
 use billing::purchases::TokenPurchase;
 use billing_money::Tokens;

@@ -168,7 +168,9 @@ async fn conflicts_are_retried_to_the_same_outcome() {
     // the SDK does not retry cancellations, the ledger does.
     assert_eq!(stats.requests(TWI), 30 + conflicts);
     assert_eq!(stats.requests(GET), 30 + conflicts);
-    // Backoff is bounded: at most max_delay_ms (160 ms) per retry.
+    // Backoff is bounded: a change's n-th retry waits at most 5 ms × 2ⁿ
+    // (capped at 640 ms); with sequential changes n stays small, so 160 ms per
+    // conflict is generous.
     assert!(
         elapsed < Duration::from_millis(160 * conflicts + 5_000),
         "{elapsed:?}"
@@ -502,7 +504,7 @@ async fn after_the_budget_throttling_ends_transient_with_nothing_written() {
 }
 
 /// The hot-account scenario of docs/reliability.md. Budget: with
-/// `RetryPolicy::default()` (40 attempts, backoff ≤ 160 ms) no change may end
+/// `RetryPolicy::default()` (40 attempts or 6 s, backoff ≤ 640 ms) no change may end
 /// in anything but success or InsufficientBalance.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixty_four_debits_on_a_hot_account_under_conflicts_and_lost_acknowledgements() {

@@ -328,6 +328,14 @@ impl Ledger {
             reason: change.details.reason.clone(),
             reference: change.details.reference.clone(),
         };
+        // The ledger's invariants, asserted where the entry is written: it
+        // follows the account's last entry, and after = before + amount.
+        debug_assert_eq!(entry.seq, state.seq + 1, "entry seq follows the account's");
+        debug_assert_eq!(
+            entry.balance_before.checked_add(entry.amount).ok(),
+            Some(entry.balance_after),
+            "balance after = balance before + amount"
+        );
         let preview = Preview {
             seq: entry.seq,
             balance_before: entry.balance_before,

@@ -16,7 +16,7 @@ impl Default for RetryPolicy {
     /// Sized for a hot account: each round one writer wins, so the delay
     /// ceiling grows (to 640 ms) until contenders spread out enough to win;
     /// a change still gives up after 40 attempts or 6 s, well inside the
-    /// functions' 10 s timeout.
+    /// functions' shortest timeout (15 s, `Globals` in template.yaml).
     fn default() -> Self {
         RetryPolicy {
             max_attempts: 40,
