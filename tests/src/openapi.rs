@@ -64,7 +64,7 @@ fn fragment(pointer: &str) -> String {
 impl Spec {
     pub fn parse(yaml: &str) -> Result<Spec, String> {
         let document: Value =
-            serde_yaml::from_str(yaml).map_err(|e| format!("not YAML/JSON: {e}"))?;
+            serde_norway::from_str(yaml).map_err(|e| format!("not YAML/JSON: {e}"))?;
         if !document["openapi"]
             .as_str()
             .is_some_and(|v| v.starts_with("3.1"))

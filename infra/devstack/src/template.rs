@@ -2,7 +2,7 @@
 //! tables and HttpApi routes. CloudFormation tags (`!Ref`, `!If`, ...) are
 //! skipped where the local stack has its own value (names, protection flags).
 
-use serde_yaml::Value;
+use serde_norway::Value;
 use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
@@ -10,7 +10,7 @@ pub enum TemplateError {
     #[error("cannot read template: {0}")]
     Io(#[from] std::io::Error),
     #[error("cannot parse template: {0}")]
-    Yaml(#[from] serde_yaml::Error),
+    Yaml(#[from] serde_norway::Error),
     #[error("template: {0}")]
     Shape(String),
 }
@@ -61,7 +61,7 @@ impl Template {
 
     pub fn parse(text: &str) -> Result<Template, TemplateError> {
         Ok(Template {
-            root: serde_yaml::from_str(text)?,
+            root: serde_norway::from_str(text)?,
         })
     }
 
@@ -247,5 +247,51 @@ mod tests {
             path: "/api/billing/balance".into(),
             function: "balance".into(),
         }));
+    }
+
+    /// CloudFormation's short-form tags (`!Ref`, `!Sub`, `!If`, `!GetAtt`)
+    /// parse as tagged values and never hide the plain fields beside them.
+    #[test]
+    fn reads_through_cloudformation_tags() {
+        let template = Template::parse(
+            r#"
+Conditions:
+  IsProd: !Equals [!Ref Stage, prod]
+Resources:
+  Orders:
+    Type: AWS::DynamoDB::Table
+    Properties:
+      TableName: !Sub "${AWS::StackName}-orders"
+      DeletionProtectionEnabled: !If [IsProd, true, false]
+      AttributeDefinitions:
+        - { AttributeName: pk, AttributeType: S }
+      KeySchema:
+        - { AttributeName: pk, KeyType: HASH }
+  Fn:
+    Type: AWS::Serverless::Function
+    Metadata:
+      BuildProperties: { Binary: orders }
+    Properties:
+      Role: !GetAtt FnRole.Arn
+      Environment:
+        Variables: { TABLE: !Ref Orders }
+      Events:
+        Get:
+          Type: HttpApi
+          Properties: { Path: /orders, Method: get, ApiId: !Ref Api }
+"#,
+        )
+        .unwrap();
+        let table = template.table("Orders").unwrap();
+        assert_eq!(table.attributes, [("pk".to_owned(), "S".to_owned())]);
+        assert_eq!(template.functions(), ["orders"]);
+        assert_eq!(
+            template.routes(),
+            [RouteDef {
+                method: "GET".into(),
+                path: "/orders".into(),
+                function: "orders".into(),
+            }]
+        );
     }
 }
