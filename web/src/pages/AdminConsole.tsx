@@ -1,0 +1,336 @@
+// The admin console: find a user, add/remove credits with a reason, refunds
+// (optional note to the payer), token deliveries under review, reconciliation.
+import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
+import { useState } from "react";
+import { useServices } from "../App";
+import { describeError, optionalJson, unwrap } from "../api/client";
+import { useIntentKey, useSingleFlight } from "../api/queries";
+import { Skeleton } from "../components/Skeleton";
+import { TransactionTable, type AnyTransaction } from "../components/TransactionsTab";
+import { useToast } from "../components/Toasts";
+import { ADMIN_MAX_CENTS, ADMIN_MIN_CENTS, checkAmount, formatUsd } from "../money";
+
+export function AdminConsole() {
+  const [userId, setUserId] = useState<string | null>(null);
+  const [draft, setDraft] = useState("");
+  return (
+    <main className="page">
+      <h1>Billing admin console</h1>
+      <form
+        className="finder"
+        onSubmit={(e) => {
+          e.preventDefault();
+          if (draft.trim()) setUserId(draft.trim());
+        }}
+      >
+        <label>
+          User id
+          <input value={draft} onChange={(e) => setDraft(e.target.value)} placeholder="e.g. 1001" data-testid="admin-user" />
+        </label>
+        <button type="submit" className="primary" data-testid="admin-find">Find user</button>
+      </form>
+      {userId ? <UserCredits userId={userId} /> : null}
+      <div className="grid">
+        <Refunds />
+        <Deliveries />
+      </div>
+      <Reconciliation />
+    </main>
+  );
+}
+
+function UserCredits({ userId }: { userId: string }) {
+  const { api } = useServices();
+  const user = useQuery({
+    queryKey: ["admin", "user", userId],
+    queryFn: () => unwrap(api.GET("/api/admin/users/{id}/custom-credits", { params: { path: { id: userId } } })),
+  });
+  return (
+    <section className="panel" data-testid="admin-user-panel">
+      <h2>User {userId}</h2>
+      {user.isPending ? (
+        <Skeleton height={40} />
+      ) : user.isError ? (
+        <p className="error">{describeError(user.error)}</p>
+      ) : (
+        <>
+          <p>
+            Custom credits: <strong data-testid="admin-balance">{user.data.formatted}</strong>
+          </p>
+          <AdjustCredits userId={userId} />
+          <h3>Credit history</h3>
+          {user.data.transactions.length === 0 ? (
+            <p className="muted">No entries.</p>
+          ) : (
+            <TransactionTable items={user.data.transactions as AnyTransaction[]} />
+          )}
+        </>
+      )}
+    </section>
+  );
+}
+
+function AdjustCredits({ userId }: { userId: string }) {
+  const { api } = useServices();
+  const client = useQueryClient();
+  const toast = useToast();
+  const intent = useIntentKey();
+  const once = useSingleFlight();
+  const [amount, setAmount] = useState("");
+  const [reason, setReason] = useState("");
+  const check = checkAmount(amount, ADMIN_MIN_CENTS, ADMIN_MAX_CENTS);
+  const reasonOk = reason.trim().length > 0;
+  const change = useMutation({
+    mutationFn: (direction: "add" | "remove") => {
+      if (!check.ok) throw new Error(check.error);
+      const body = { amount: check.wire, reason: reason.trim() };
+      const params = {
+        path: { id: userId },
+        header: { "Idempotency-Key": intent.keyFor(`${direction}:${userId}:${body.amount}:${body.reason}`) },
+      };
+      return unwrap(
+        direction === "add"
+          ? api.POST("/api/admin/users/{id}/custom-credits", { params, body })
+          : api.DELETE("/api/admin/users/{id}/custom-credits", { params, body }),
+      );
+    },
+    onSuccess: (result, direction) => {
+      intent.done();
+      toast("success", `${direction === "add" ? "Added" : "Removed"}. Balance: ${formatUsd(result.balance)}.`);
+      setAmount("");
+      setReason("");
+    },
+    onError: (e) => toast("error", describeError(e)),
+    onSettled: () => client.invalidateQueries({ queryKey: ["admin", "user", userId] }),
+  });
+  const ready = check.ok && reasonOk && !change.isPending;
+  return (
+    <form className="inline-form" onSubmit={(e) => e.preventDefault()}>
+      <label>
+        Amount (USD)
+        <input value={amount} onChange={(e) => setAmount(e.target.value)} data-testid="admin-amount" inputMode="decimal" />
+      </label>
+      <label>
+        Reason (required, audited)
+        <input value={reason} onChange={(e) => setReason(e.target.value)} data-testid="admin-reason" />
+      </label>
+      <button type="button" className="primary" disabled={!ready} onClick={() => void once(() => change.mutateAsync("add")).catch(() => {})} data-testid="admin-add">
+        Add credits
+      </button>
+      <button type="button" disabled={!ready} onClick={() => void once(() => change.mutateAsync("remove")).catch(() => {})} data-testid="admin-remove">
+        Remove credits
+      </button>
+      {amount && !check.ok ? <p className="error">{check.error}</p> : null}
+      {change.isError ? <p className="error" role="alert">{describeError(change.error)}</p> : null}
+    </form>
+  );
+}
+
+function Refunds() {
+  const { api } = useServices();
+  const toast = useToast();
+  const intent = useIntentKey();
+  const [orderId, setOrderId] = useState("");
+  const [amount, setAmount] = useState("");
+  const [reason, setReason] = useState("");
+  const [note, setNote] = useState("");
+  const once = useSingleFlight();
+  const amountCheck = amount.trim() === "" ? null : checkAmount(amount, ADMIN_MIN_CENTS, ADMIN_MAX_CENTS);
+  const refund = useMutation({
+    mutationFn: () => {
+      const body: { orderId: string; reason: string; amount?: string; noteToPayer?: string } = {
+        orderId: orderId.trim(),
+        reason: reason.trim(),
+      };
+      if (amountCheck?.ok) body.amount = amountCheck.wire;
+      if (note.trim()) body.noteToPayer = note.trim();
+      // Required by the API: a retried refund must never become a second PayPal refund.
+      const key = intent.keyFor(JSON.stringify(body));
+      return unwrap(
+        api.POST("/api/admin/refunds", {
+          body: body as { orderId: string; reason: string; amount?: string },
+          params: { header: { "Idempotency-Key": key } },
+        }),
+      );
+    },
+    onSuccess: (result) => {
+      intent.done();
+      toast("success", `Refunded ${formatUsd(result.amount)} (refund ${result.refundId}).`);
+    },
+    onError: (e) => toast("error", describeError(e)),
+  });
+  const ready =
+    orderId.trim() && reason.trim() && (amountCheck === null || amountCheck.ok) && note.length <= 255 && !refund.isPending;
+  return (
+    <section className="panel">
+      <h2>Refund a PayPal payment</h2>
+      <form className="stack" onSubmit={(e) => e.preventDefault()}>
+        <label>
+          PayPal order id
+          <input value={orderId} onChange={(e) => setOrderId(e.target.value)} />
+        </label>
+        <label>
+          Amount (empty: the whole remaining capture)
+          <input value={amount} onChange={(e) => setAmount(e.target.value)} inputMode="decimal" />
+        </label>
+        {amountCheck && !amountCheck.ok ? <p className="error">{amountCheck.error}</p> : null}
+        <label>
+          Reason (internal, audited)
+          <input value={reason} onChange={(e) => setReason(e.target.value)} />
+        </label>
+        <label>
+          Note to the payer (optional, shown by PayPal; {255 - note.length} characters left)
+          <input value={note} maxLength={255} onChange={(e) => setNote(e.target.value)} />
+        </label>
+        <button type="button" className="primary" disabled={!ready} onClick={() => void once(() => refund.mutateAsync()).catch(() => {})}>
+          {refund.isPending ? <span className="spinner" aria-hidden /> : null}Refund
+        </button>
+        {refund.isError ? <p className="error" role="alert">{describeError(refund.error)}</p> : null}
+      </form>
+    </section>
+  );
+}
+
+function Deliveries() {
+  const { api } = useServices();
+  const client = useQueryClient();
+  const toast = useToast();
+  const list = useQuery({
+    queryKey: ["admin", "deliveries"],
+    queryFn: () =>
+      unwrap(api.GET("/api/admin/virtfusion-deliveries", { params: { query: { status: "needs_review" } } })),
+  });
+  const [reason, setReason] = useState("");
+  const resolve = useMutation({
+    mutationFn: ({ orderId, delivered }: { orderId: string; delivered: boolean }) =>
+      unwrap(
+        api.POST("/api/admin/virtfusion-deliveries/{orderId}/resolve", {
+          params: { path: { orderId } },
+          body: { delivered, reason: reason.trim() },
+        }),
+      ),
+    onSuccess: () => toast("success", "Delivery resolved."),
+    onError: (e) => toast("error", describeError(e)),
+    onSettled: () => client.invalidateQueries({ queryKey: ["admin", "deliveries"] }),
+  });
+  const items = (list.data as { items?: Array<{ orderId: string; userId: string; tokens: number | null; amount: string; createdAt: string }> } | undefined)?.items ?? [];
+  return (
+    <section className="panel" data-testid="deliveries">
+      <h2>Token deliveries under review</h2>
+      {list.isPending ? (
+        <Skeleton height={40} />
+      ) : list.isError ? (
+        <p className="error">{describeError(list.error)}</p>
+      ) : items.length === 0 ? (
+        <p className="muted">Nothing to review.</p>
+      ) : (
+        <>
+          <label>
+            Reason for the resolution
+            <input value={reason} onChange={(e) => setReason(e.target.value)} />
+          </label>
+          <table>
+            <thead>
+              <tr><th>Order</th><th>User</th><th>Tokens</th><th>Paid</th><th /></tr>
+            </thead>
+            <tbody>
+              {items.map((d) => (
+                <tr key={d.orderId}>
+                  <td>{d.orderId}</td>
+                  <td>{d.userId}</td>
+                  <td>{d.tokens ?? "—"}</td>
+                  <td>{formatUsd(d.amount)}</td>
+                  <td>
+                    <button type="button" disabled={!reason.trim() || resolve.isPending} onClick={() => resolve.mutate({ orderId: d.orderId, delivered: true })}>
+                      Was delivered
+                    </button>{" "}
+                    <button type="button" disabled={!reason.trim() || resolve.isPending} onClick={() => resolve.mutate({ orderId: d.orderId, delivered: false })}>
+                      Not delivered
+                    </button>
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </>
+      )}
+    </section>
+  );
+}
+
+interface Mismatch {
+  id?: string;
+  mismatchId?: string;
+  kind?: string;
+  orderId?: string;
+  description?: string;
+  detectedAt?: string;
+}
+
+function Reconciliation() {
+  const { config, token } = useServices();
+  const client = useQueryClient();
+  const toast = useToast();
+  const report = useQuery({
+    queryKey: ["admin", "reconciliation"],
+    queryFn: () =>
+      optionalJson<{ runs: Array<Record<string, unknown>>; openMismatches: Mismatch[] }>(
+        config.apiBaseUrl,
+        token,
+        "/api/admin/reconciliation",
+      ),
+  });
+  const [reason, setReason] = useState("");
+  const resolve = useMutation({
+    mutationFn: (id: string) =>
+      optionalJson(config.apiBaseUrl, token, `/api/admin/reconciliation/${encodeURIComponent(id)}/resolve`, {
+        method: "POST",
+        body: JSON.stringify({ reason: reason.trim() }),
+      }),
+    onSuccess: () => toast("success", "Mismatch resolved."),
+    onError: (e) => toast("error", describeError(e)),
+    onSettled: () => client.invalidateQueries({ queryKey: ["admin", "reconciliation"] }),
+  });
+  if (report.isPending) return <Skeleton height={40} />;
+  if (report.isError) return <p className="error">{describeError(report.error)}</p>;
+  if (report.data === null) {
+    return (
+      <section className="panel">
+        <h2>Reconciliation</h2>
+        <p className="muted">This deployment has no reconciliation report yet.</p>
+      </section>
+    );
+  }
+  const last = report.data.runs[0];
+  return (
+    <section className="panel" data-testid="reconciliation">
+      <h2>Reconciliation</h2>
+      <p className="muted">
+        {last ? `Last run ${String(last.startedAt ?? "")}: ${String(last.checked ?? 0)} checked, ${String(last.healed ?? 0)} healed.` : "No run yet."}
+      </p>
+      {report.data.openMismatches.length === 0 ? (
+        <p>No open mismatches.</p>
+      ) : (
+        <>
+          <label>
+            Reason for the resolution
+            <input value={reason} onChange={(e) => setReason(e.target.value)} />
+          </label>
+          <ul>
+            {report.data.openMismatches.map((m) => {
+              const id = m.mismatchId ?? m.id ?? "";
+              return (
+                <li key={id}>
+                  {m.kind ?? "mismatch"} {m.orderId ?? ""} {m.description ?? ""}{" "}
+                  <button type="button" disabled={!reason.trim() || resolve.isPending} onClick={() => resolve.mutate(id)}>
+                    Resolve
+                  </button>
+                </li>
+              );
+            })}
+          </ul>
+        </>
+      )}
+    </section>
+  );
+}
