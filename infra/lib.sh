@@ -309,3 +309,40 @@ start_dynamodb_local() {
     return 1
   fi
 }
+
+# --- the billing page (issue 20; web/) ------------------------------------------
+# ensure_web_deps — `npm ci` in web/ (the committed package-lock.json) unless
+# node_modules already matches it.
+ensure_web_deps() {
+  local dir="$DEVSTACK_ROOT/web"
+  local stamp="$dir/node_modules/.package-lock.json"
+  if [ -f "$stamp" ] && [ "$stamp" -nt "$dir/package-lock.json" ]; then
+    return 0
+  fi
+  have npm || ensure_apt_packages nodejs npm
+  log "npm ci (web/)"
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+  touch "$stamp"
+}
+
+# ensure_web_build — builds web/dist (typecheck + vite) when a source is newer
+# than the last build (or there is none).
+ensure_web_build() {
+  local dir="$DEVSTACK_ROOT/web"
+  ensure_web_deps
+  if [ -f "$dir/dist/index.html" ] && [ -z "$(find "$dir/src" "$dir/index.html" "$dir/package-lock.json" "$dir/vite.config.ts" -newer "$dir/dist/index.html" -print -quit)" ]; then
+    return 0
+  fi
+  log "building the billing page (web/dist)"
+  (cd "$dir" && npm run --silent build)
+}
+
+# ensure_chromium — Debian's chromium for the browser tests (Playwright's own
+# browser download does not work everywhere; playwright-core drives this one).
+ensure_chromium() {
+  if [ -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ]; then
+    return 0
+  fi
+  ensure_apt_packages chromium
+}
+# --- end the billing page ---------------------------------------------------------

@@ -6,6 +6,8 @@
 #   VirtFusion stand-in  http://127.0.0.1:8091
 #   cargo-lambda emulator http://127.0.0.1:9000 (every function; `cargo lambda invoke` works)
 #   local API gateway    http://127.0.0.1:3000  (the routes of template.yaml; GET /health)
+#   the billing page     http://127.0.0.1:5173  (web/, built here; its own origin, as
+#                        deployed: the gateway allows it through template.yaml's CORS)
 #
 # Installs what it needs first (npm in infra/, .venv with cargo-lambda), builds
 # the workspace, creates the tables and seed data, then prints example tokens
@@ -38,6 +40,9 @@ EMULATOR_PORT=${EMULATOR_PORT:-9000}
 VIRTFUSION_PORT=${VIRTFUSION_PORT:-8091}
 PAYPAL_PORT=${PAYPAL_PORT:-8092}
 DYNAMODB_PORT=${DYNAMODB_PORT:-8000}
+WEB_PORT=${WEB_PORT:-5173}
+# WEB=0: no page (API only).
+WEB=${WEB:-1}
 
 export BILLING_TABLE=${BILLING_TABLE:-billing}
 export BILLING_JWT_SECRET=${BILLING_JWT_SECRET:-local-dev-secret}
@@ -80,7 +85,12 @@ ensure_curl
 ensure_venv
 export PATH="$ROOT/.venv/bin:$PATH"
 have cargo || fail "cargo not found: install Rust (https://rustup.rs)"
-for port in "$GATEWAY_PORT" "$EMULATOR_PORT" "$VIRTFUSION_PORT" "$PAYPAL_PORT"; do
+if [ "$WEB" = 1 ]; then
+  ensure_web_build || fail "the billing page did not build (web/; WEB=0 skips it)"
+fi
+ports=("$GATEWAY_PORT" "$EMULATOR_PORT" "$VIRTFUSION_PORT" "$PAYPAL_PORT")
+if [ "$WEB" = 1 ]; then ports+=("$WEB_PORT"); fi
+for port in "${ports[@]}"; do
   if port_in_use "$port"; then
     fail "port $port is already in use (is another local stack running?)"
   fi
@@ -167,10 +177,13 @@ for fn in $("$DEVSTACK" functions); do
     "$EMULATOR_URL/2015-03-31/functions/$fn/invocations" -d "$event" || log "warming $fn failed (it starts on first use)"
 done
 
-# 7. The local API gateway.
+# 7. The local API gateway, with the HttpApi's CORS for the page's origin
+# (template.yaml's FrontendOrigin parameter, overridden as a deploy would).
+WEB_ORIGIN="http://127.0.0.1:$WEB_PORT"
 log "starting the local API gateway on :$GATEWAY_PORT"
 start_bg "local API gateway" "$DEVSTACK_LOG_DIR/gateway.log" \
   "$DEVSTACK" gateway --port "$GATEWAY_PORT" --emulator "$EMULATOR_URL" \
+  --parameter "FrontendOrigin=${FRONTEND_ORIGIN:-$WEB_ORIGIN}" \
   --check "dynamodb=$DYNAMODB_ENDPOINT" --check "virtfusion=$VIRTFUSION_BASE_URL/" --check "paypal=$PAYPAL_BASE_URL/"
 GATEWAY_PID=$LAST_PID
 API="http://127.0.0.1:$GATEWAY_PORT"
@@ -182,6 +195,20 @@ fi
 USER_TOKEN=$("$DEVSTACK" token --sub 1001)
 ADMIN_TOKEN=$("$DEVSTACK" token --sub 1 --admin)
 
+# 8. The billing page (web/dist), on its own origin; its runtime config
+# points it at this API and at the PayPal stand-in's approval page.
+PAGE_LINES="  billing page              (WEB=0: not served)"
+if [ "$WEB" = 1 ]; then
+  WEB_CONFIG="$ROOT/.local/web-config.json"
+  printf '{"apiBaseUrl": "%s", "paypal": {"mode": "standin"}}\n' "$API" >"$WEB_CONFIG"
+  log "serving the billing page on :$WEB_PORT"
+  start_bg "billing page" "$DEVSTACK_LOG_DIR/web.log" \
+    "$DEVSTACK" web --port "$WEB_PORT" --dir "$ROOT/web/dist" --config "$WEB_CONFIG"
+  wait_http "$WEB_ORIGIN/" 30 200 "$LAST_PID" || fail "the billing page did not start (.local/logs/web.log)"
+  PAGE_LINES="  billing page (user 1001)  $WEB_ORIGIN/#token=$USER_TOKEN
+  admin console (admin 1)   $WEB_ORIGIN/admin#token=$ADMIN_TOKEN"
+fi
+
 cat <<EOF
 
 The local stack is running (Ctrl-C stops it):
@@ -191,6 +218,9 @@ The local stack is running (Ctrl-C stops it):
   VirtFusion stand-in       $VIRTFUSION_BASE_URL   token: $VIRTFUSION_API_TOKEN
   PayPal stand-in           $PAYPAL_BASE_URL   (approveUrl: open it to approve, as a buyer)
   logs                      .local/logs/
+
+Open in a browser (the token rides in the URL fragment; buy with the PayPal stand-in's page):
+$PAGE_LINES
 
 User token (sub 1001, 24 h):
 USER_TOKEN=$USER_TOKEN

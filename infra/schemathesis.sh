@@ -42,6 +42,7 @@ export GATEWAY_PORT=${ST_GATEWAY_PORT:-$(free_port)}
 export EMULATOR_PORT=${ST_EMULATOR_PORT:-$(free_port)}
 export VIRTFUSION_PORT=${ST_VIRTFUSION_PORT:-$(free_port)}
 export PAYPAL_PORT=${ST_PAYPAL_PORT:-$(free_port)}
+export WEB_PORT=${ST_WEB_PORT:-$(free_port)}
 export DEVSTACK_RELOAD=0
 export BILLING_TABLE="schemathesis-$(date +%s)-$$"
 export BILLING_JWT_SECRET=${BILLING_JWT_SECRET:-local-dev-secret}
@@ -132,6 +133,15 @@ st expired-token --checks "$AUTH_CHECKS" --max-examples "$AUTH_EXAMPLES" \
 unset SCHEMATHESIS_HOOKS
 
 log "schemathesis: $((SECONDS - started)) s in all (stack start included)"
+
+# ST_THEN: a command run against this same stack before it stops (infra/test.sh
+# runs the browser tests, infra/e2e.sh, this way: one stack start for both).
+if [ -n "${ST_THEN:-}" ]; then
+  if ! API="$API" WEB_URL="http://127.0.0.1:$WEB_PORT" $ST_THEN; then
+    failed=1
+    log "'$ST_THEN' failed"
+  fi
+fi
 if [ "$failed" != 0 ]; then
   log "schemathesis found responses that break docs/openapi.yaml or 5xx (reports: $REPORT_DIR, logs: $DEVSTACK_LOG_DIR)"
   exit 1

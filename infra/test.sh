@@ -50,6 +50,18 @@ else
 fi
 # --- end deploy checks ------------------------------------------------------------
 
+# --- the billing page (issue 20) ------------------------------------------------
+# npm ci (committed lock), the typed client regenerated from docs/openapi.yaml
+# and diffed with the committed one, typecheck + unit tests + vite build;
+# Debian's chromium for the browser tests that run on the schemathesis stack.
+echo "== web: typed client in sync, unit tests, build"
+web_started=$SECONDS
+ensure_web_deps
+(cd web && npm run --silent check:api && npx vitest run && npm run --silent build)
+ensure_chromium
+log "web: $((SECONDS - web_started)) s"
+# --- end the billing page ---------------------------------------------------------
+
 if [ -z "${DYNAMODB_ENDPOINT:-}" ]; then
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   start_dynamodb_local "$port"
@@ -63,6 +75,6 @@ cargo test --workspace --no-fail-fast
 # Starts infra/run.sh on free ports with its own table in the DynamoDB above,
 # fuzzes every route (valid user/admin tokens; missing/invalid/expired ones
 # must be 401/403), stops it. See the script for the bounds.
-echo "== schemathesis against the local stack"
-infra/schemathesis.sh
+echo "== schemathesis against the local stack, then the browser tests on it"
+ST_THEN=infra/e2e.sh infra/schemathesis.sh
 # --- end schemathesis -----------------------------------------------------------

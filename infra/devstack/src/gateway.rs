@@ -651,9 +651,11 @@ pub async fn serve(
     routes: Vec<RouteDef>,
     invoker: Emulator,
     health: HealthChecks,
+    cors: Option<crate::cors::CorsConfig>,
 ) -> Result<(), GatewayError> {
     let count = routes.len();
-    let app = router(routes, invoker, health)?;
+    // The HttpApi's CorsConfiguration (preflights, headers): see cors.rs.
+    let app = crate::cors::apply(router(routes, invoker, health)?, cors);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, routes = count, "local API gateway listening");
     axum::serve(

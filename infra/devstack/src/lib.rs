@@ -2,12 +2,14 @@
 //! reading `template.yaml` (tables and routes, declared once), creating the
 //! tables in DynamoDB Local, the VirtFusion stand-in and the local gateway.
 
+pub mod cors;
 pub mod faultproxy;
 pub mod gateway;
 pub mod paypal;
 pub mod tables;
 pub mod template;
 pub mod virtfusion;
+pub mod webpage;
 
 use std::path::PathBuf;
 

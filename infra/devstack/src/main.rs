@@ -21,8 +21,11 @@ commands:
              endpoint: $DYNAMODB_ENDPOINT or http://127.0.0.1:8000,
              BillingTable's name: $BILLING_TABLE or billing
   gateway    [--port 3000] [--host 127.0.0.1] [--emulator http://127.0.0.1:9000]
-             [--check [NAME=]URL ...] [--invoke-timeout SECONDS]
-             serve the HttpApi routes of template.yaml through the cargo-lambda emulator
+             [--check [NAME=]URL ...] [--invoke-timeout SECONDS] [--parameter NAME=VALUE ...]
+             serve the HttpApi routes of template.yaml through the cargo-lambda emulator,
+             with the HttpApi's CorsConfiguration (template parameters: defaults or --parameter)
+  web        [--port 5173] [--host 127.0.0.1] [--dir web/dist] [--config FILE]
+             serve the built billing page (index.html for unknown paths; FILE at /config.json)
   virtfusion [--port 8091] [--host 127.0.0.1]
              run the VirtFusion API stand-in (token: $VIRTFUSION_API_TOKEN)
   functions  print the function binaries of template.yaml, one per line
@@ -140,6 +143,7 @@ fn run(args: Vec<String>) -> CliResult {
         "events" => events(options),
         "token" => token(options),
         "paypal" => paypal(options),
+        "web" => web_command(options),
         "faultproxy" => faultproxy(options),
         "help" | "--help" | "-h" => {
             println!("{USAGE}{}", devstack::faultproxy::USAGE);
@@ -211,6 +215,28 @@ fn tables(mut options: Options) -> CliResult {
     })
 }
 
+// ---------------------------------------------------------------- web
+
+fn web_command(mut options: Options) -> CliResult {
+    let mut port = 5173;
+    let mut host = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let mut dir = PathBuf::from("web/dist");
+    let mut config = None;
+    while let Some((name, inline)) = options.next_option()? {
+        match name.as_str() {
+            "--port" => port = parse_port(&name, &options.value(&name, inline)?)?,
+            "--host" => host = parse_host(&options.value(&name, inline)?)?,
+            "--dir" => dir = PathBuf::from(options.value(&name, inline)?),
+            "--config" => config = Some(PathBuf::from(options.value(&name, inline)?)),
+            _ => return Err(unknown(&name)),
+        }
+    }
+    billing_config::init_tracing();
+    let site = devstack::webpage::Site::new(dir, config)?;
+    runtime()?.block_on(devstack::webpage::serve(SocketAddr::new(host, port), site))?;
+    Ok(())
+}
+
 // ---------------------------------------------------------------- gateway
 
 fn gateway_command(mut options: Options) -> CliResult {
@@ -219,8 +245,15 @@ fn gateway_command(mut options: Options) -> CliResult {
     let mut emulator = env_or("LAMBDA_EMULATOR_URL", "http://127.0.0.1:9000");
     let mut checks = Vec::new();
     let mut invoke_timeout = 120;
+    let mut parameters = std::collections::BTreeMap::new();
     while let Some((name, inline)) = options.next_option()? {
         match name.as_str() {
+            "--parameter" => {
+                let spec = options.value(&name, inline)?;
+                let (key, value) = devstack::cors::parse_override(&spec)
+                    .ok_or_else(|| CliError::Usage(format!("{name}: expected NAME=VALUE")))?;
+                parameters.insert(key, value);
+            }
             "--port" => port = parse_port(&name, &options.value(&name, inline)?)?,
             "--host" => host = parse_host(&options.value(&name, inline)?)?,
             "--emulator" => emulator = options.value(&name, inline)?,
@@ -242,6 +275,11 @@ fn gateway_command(mut options: Options) -> CliResult {
     if routes.is_empty() {
         return Err(CliError::Failed("template.yaml declares no routes".into()));
     }
+    let template_text = std::fs::read_to_string(devstack::template_path())?;
+    let cors = devstack::cors::CorsConfig::from_template(&template_text, &parameters)?;
+    if let Some(cors) = &cors {
+        eprintln!("CORS: origins {:?}", cors.allow_origins);
+    }
     billing_config::init_tracing();
     let invoker = Emulator::new(&emulator, Duration::from_secs(invoke_timeout))?;
     let addr = SocketAddr::new(host, port);
@@ -256,6 +294,7 @@ fn gateway_command(mut options: Options) -> CliResult {
         routes,
         invoker,
         HealthChecks::new(checks),
+        cors,
     ))?;
     Ok(())
 }
