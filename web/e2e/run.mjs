@@ -4,9 +4,8 @@
 // schemathesis') does not matter. Env: API, WEB_URL, BILLING_JWT_SECRET,
 // CHROMIUM_PATH, E2E_OUT (screenshots), E2E_ONLY (a test name filter).
 import { createHmac } from "node:crypto";
-import { mkdirSync, rmSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { tmpdir } from "node:os";
 import { chromium } from "playwright-core";
 
 const API = required("API");
@@ -64,12 +63,11 @@ function equal(actual, expected, message) {
   }
 }
 
-const profile = join(tmpdir(), `billing-e2e-${process.pid}`);
+// Playwright gives every launch a new empty profile (its own --user-data-dir).
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
   headless: true,
   args: [
-    "--headless",
     "--no-sandbox",
     "--disable-gpu",
     "--disable-quic",
@@ -77,7 +75,6 @@ const browser = await chromium.launch({
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
-    `--user-data-dir=${profile}`,
   ],
 });
 
@@ -111,16 +108,38 @@ test("credits purchase through the stand-in's approval page pays once after a do
   assert(await purchase.isDisabled(), "an out-of-range amount cannot be bought");
   await page.getByTestId("credits-amount").fill("25");
 
+  // The network loses the answer to the first /add (the server did create
+  // the order); the user clicks again, then double-clicks. Every attempt of
+  // this intent must carry the same Idempotency-Key and get the same order.
+  const attempts = [];
+  await page.route("**/api/billing/custom-credits/add", async (route) => {
+    if (route.request().method() !== "POST") return route.continue();
+    const response = await route.fetch();
+    const body = await response.json();
+    attempts.push({ key: route.request().headers()["idempotency-key"], orderId: body.orderId });
+    if (attempts.length === 1) return route.abort("connectionreset");
+    return route.fulfill({ response });
+  });
+  await purchase.click();
+  await page.getByTestId("credits-error").getByText("cannot be reached").waitFor();
+
   let popups = 0;
   context.on("page", () => (popups += 1));
   const popupPromise = page.waitForEvent("popup");
-  await purchase.dblclick();
+  // Two clicks in one task: before React can re-render a disabled button.
+  await purchase.evaluate((button) => {
+    button.click();
+    button.click();
+  });
   const popup = await popupPromise;
   await popup.waitForLoadState();
   assert((await popup.content()).includes("Payment approved"), "the stand-in approved the order");
   await popup.close();
   await page.getByTestId("toast-success").filter({ hasText: "$25.00 added" }).waitFor();
   await credits.getByText("$25.00").waitFor();
+  equal(attempts.length, 2, "one /add for the retry, none for the second click of the double click");
+  assert(attempts[0].key && attempts[0].key === attempts[1].key, "the retry reuses the intent's Idempotency-Key");
+  equal(attempts[1].orderId, attempts[0].orderId, "the API replayed the first order");
   equal(popups, 1, "one approval window (one order) for the double click");
 
   // The API agrees: credited once, one purchase in the history.
@@ -131,7 +150,6 @@ test("credits purchase through the stand-in's approval page pays once after a do
   equal(purchases.length, 1, "purchase entries");
   // "Complete purchase" again (a retry) does not pay twice either.
   await page.getByTestId("credits-purchase").waitFor();
-  await page.screenshot({ path: join(OUT, "billing-page.png"), fullPage: true });
   await context.close();
 });
 
@@ -174,6 +192,7 @@ test("DNS plan: 402 on a short balance, bought after an admin adds credits with 
   equal(bought.body.customCredits.balance, "15.00", "one DNS purchase for the double click");
   await page.getByTestId("dns-cancel").click();
   await page.getByTestId("dns-subscription").getByText("auto-renew off").waitFor();
+  await page.screenshot({ path: join(OUT, "billing-page.png"), fullPage: true });
   await context.close();
 });
 
@@ -237,9 +256,11 @@ test("CORS: the page's origin gets through (preflight, exposed x-request-id); an
 
 const only = process.env.E2E_ONLY;
 let failed = 0;
+let ran = 0;
 const started = Date.now();
 for (const t of tests) {
   if (only && !t.name.includes(only)) continue;
+  ran += 1;
   const t0 = Date.now();
   try {
     await t.body();
@@ -250,6 +271,5 @@ for (const t of tests) {
   }
 }
 await browser.close();
-rmSync(profile, { recursive: true, force: true });
-console.log(`${tests.length - failed} passed, ${failed} failed in ${Date.now() - started} ms; screenshots in ${OUT}`);
+console.log(`${ran - failed} passed, ${failed} failed in ${Date.now() - started} ms; screenshots in ${OUT}`);
 process.exit(failed ? 1 : 0);
