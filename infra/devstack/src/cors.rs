@@ -24,14 +24,14 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use serde_yaml::Value;
+use serde_norway::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CorsError {
     #[error("cannot parse template: {0}")]
-    Yaml(#[from] serde_yaml::Error),
+    Yaml(#[from] serde_norway::Error),
     #[error("CorsConfiguration: {0}")]
     Shape(String),
 }
@@ -56,7 +56,7 @@ impl CorsConfig {
         text: &str,
         overrides: &BTreeMap<String, String>,
     ) -> Result<Option<CorsConfig>, CorsError> {
-        let root: Value = serde_yaml::from_str(text)?;
+        let root: Value = serde_norway::from_str(text)?;
         let Some(resources) = root.get("Resources").and_then(Value::as_mapping) else {
             return Ok(None);
         };
