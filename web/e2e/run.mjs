@@ -99,7 +99,7 @@ test("credits purchase through the stand-in's approval page pays once after a do
   await credits.getByText("$0.00").waitFor();
   await page.getByText("For VPS services only").waitFor();
   await page.getByText("For DNS plans and other services").waitFor();
-  await page.getByRole("button", { name: "$25" }).click();
+  await page.getByRole("button", { name: "$25", exact: true }).click();
   const purchase = page.getByTestId("credits-purchase");
   equal(await purchase.textContent(), "Purchase $25.00 in Credits", "button label");
   // Client-side validation mirrors the server's.
@@ -193,6 +193,25 @@ test("DNS plan: 402 on a short balance, bought after an admin adds credits with 
   await page.getByTestId("dns-cancel").click();
   await page.getByTestId("dns-subscription").getByText("auto-renew off").waitFor();
   await page.screenshot({ path: join(OUT, "billing-page.png"), fullPage: true });
+  await context.close();
+});
+
+test("VirtFusion tokens purchase through the stand-in's approval page", async () => {
+  const user = freshUser();
+  const { context, page } = await openPage("/", user.token);
+  await page.getByRole("tab", { name: "VirtFusion Tokens" }).click();
+  await page.getByRole("button", { name: "$5", exact: true }).click();
+  const purchase = page.getByTestId("tokens-purchase");
+  equal(await purchase.textContent(), "Purchase 500 Tokens for $5.00", "button label");
+  const popupPromise = page.waitForEvent("popup");
+  await purchase.click();
+  const popup = await popupPromise;
+  await popup.waitForLoadState();
+  await popup.close();
+  await page.getByTestId("toast-success").filter({ hasText: "500 Tokens" }).waitFor();
+  const history = await api(user.token, "GET", "/api/billing/transactions");
+  const tokens = history.body.items.filter((t) => t.system === "virtfusion");
+  equal(tokens.map((t) => t.amount), [500], "one token purchase of 500");
   await context.close();
 });
 
