@@ -21,6 +21,8 @@
 //!   (no body or no `amount`: what remains; `amount`: partial) → 201 refund;
 //!   422 `REFUND_AMOUNT_EXCEEDED` beyond what remains, 422
 //!   `CAPTURE_FULLY_REFUNDED` when nothing remains.
+//! - `GET /v1/reporting/transactions` (Transaction Search over the book, see
+//!   `paypal_reporting.rs`);
 //! - `POST /v1/notifications/verify-webhook-signature` →
 //!   `{"verification_status": "SUCCESS" | "FAILURE"}`.
 //!
@@ -66,6 +68,7 @@
 //!   builds, signs and delivers one event now (`"times": 2` delivers it twice);
 //! - `POST /_control/webhooks/flush {"reverse": true}` delivers held events;
 //! - `POST /_control/tokens/expire` revokes every access token;
+//! - `POST /_control/reporting {"delayMs": N}` — Transaction Search lags by N ms;
 //! - `GET /_control/state`; `POST /_control/reset`.
 //!
 //! State is in memory, and also in a JSON file when
@@ -112,6 +115,11 @@ const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_TEXT_CHARS: usize = 127;
 /// Largest amount accepted, in cents ($10,000,000).
 const MAX_AMOUNT_CENTS: i64 = 1_000_000_000;
+
+// Transaction Search over the book (`GET /v1/reporting/transactions`).
+#[path = "paypal_reporting.rs"]
+mod reporting;
+pub use reporting::{SeedOrder, SeededOrder};
 
 // ------------------------------------------------------------ public types
 
@@ -458,6 +466,7 @@ struct Shared {
     token_requests: AtomicU64,
     phase: watch::Sender<Phase>,
     http: reqwest::Client,
+    reporting: reporting::Settings,
 }
 
 impl Shared {
@@ -763,6 +772,7 @@ impl PayPalStandIn {
             token_requests: AtomicU64::new(0),
             phase,
             http,
+            reporting: reporting::Settings::default(),
         });
         tokio::spawn(supervise(shared.clone(), listener, router(shared.clone())));
         Ok(PayPalStandIn { shared, addr })
@@ -1074,6 +1084,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/v2/checkout/orders/{id}/capture", post(capture_order))
         .route("/v2/payments/captures/{id}", get(get_capture))
         .route("/v2/payments/captures/{id}/refund", post(refund_capture))
+        .route("/v1/reporting/transactions", get(reporting::search))
         .route(
             "/v1/notifications/verify-webhook-signature",
             post(verify_webhook),
@@ -1096,6 +1107,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/_control/webhooks/send", post(control_webhooks_send))
         .route("/_control/webhooks/flush", post(control_webhooks_flush))
         .route("/_control/tokens/expire", post(control_expire_tokens))
+        .route("/_control/reporting", post(reporting::control))
         .route("/_control/reset", post(control_reset));
     Router::new()
         .route("/", get(root))

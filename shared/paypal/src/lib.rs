@@ -23,10 +23,15 @@
 
 mod error;
 mod model;
+mod reporting;
 mod webhook;
 
 pub use error::{ConfigError, PayPalError};
 pub use model::{Capture, CaptureStatus, Order, OrderStatus, Refund, RefundStatus};
+pub use reporting::{
+    MAX_PAGE_SIZE as REPORTING_MAX_PAGE_SIZE, ReportedTransaction, TransactionKind,
+    TransactionPage, TransactionQuery, TransactionStatus,
+};
 pub use webhook::{
     HEADER_AUTH_ALGO, HEADER_CERT_URL, HEADER_TRANSMISSION_ID, HEADER_TRANSMISSION_SIG,
     HEADER_TRANSMISSION_TIME, WebhookEvent, WebhookHeaders, WebhookResource, parse_webhook_event,
