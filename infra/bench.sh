@@ -13,4 +13,8 @@ if [ -z "${DYNAMODB_ENDPOINT:-}" ]; then
   trap 'stop_started' EXIT
   export DYNAMODB_ENDPOINT="http://127.0.0.1:$port"
 fi
-cargo run --quiet -p ledger-bench --profile bench-local
+# `./infra/bench.sh reconcile`: the reconciliation bench instead of the ledger's.
+case "${1:-ledger}" in
+  reconcile) cargo run --quiet -p ledger-bench --bin reconcile --profile bench-local ;;
+  *) cargo run --quiet -p ledger-bench --profile bench-local ;;
+esac

@@ -152,6 +152,7 @@ AWS_REGION=$AWS_REGION
 AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID
 AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY
 RUST_LOG=$RUST_LOG
+RECONCILE_MAX_CLOCK_SKEW_SECONDS=off
 EOF
 log "starting the cargo-lambda emulator on :$EMULATOR_PORT ($("$DEVSTACK" functions | tr '\n' ' '))"
 watch_args=(--invoke-address "$EMULATOR_BIND" --invoke-port "$EMULATOR_PORT" --env-file "$FUNCTIONS_ENV")
@@ -171,6 +172,7 @@ log "warming the functions"
 for fn in $("$DEVSTACK" functions); do
   case "$fn" in
     renewal-cron) event='{"time": "2000-01-01T00:00:00Z"}' ;;
+    reconcile-cron) event='{"time": "2000-01-02T00:00:00Z", "detail": {"windowDays": 1}}' ;;
     *) event='{}' ;;
   esac
   curl --noproxy '*' -s -o /dev/null --max-time 300 -X POST \

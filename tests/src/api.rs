@@ -245,6 +245,7 @@ fn register_functions(
     f.register("dns-purchase", core(), dns_purchase_fn::handle);
     f.register("dns-subscription", core(), dns_subscription_fn::handle);
     f.register("admin-deliveries", core(), admin_deliveries_fn::handle);
+    f.register("admin-reconciliation", core(), admin_reconciliation_fn::handle);
     f.share("custom-credits-add", checkout, custom_credits_add_fn::handle);
     f.share("custom-credits-capture", checkout, custom_credits_capture_fn::handle);
     f.share("virtfusion-tokens-add", checkout, virtfusion_tokens_add_fn::handle);

@@ -548,6 +548,7 @@ fn sample_path(route: &RouteDef) -> String {
             |segment| match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
                 Some("planId") => "basic".to_owned(),
                 Some("orderId") => SAMPLE_ORDER_ID.to_owned(),
+                Some("mismatchId") => "3C679366HH908993F-amount".to_owned(),
                 Some(_) => "1001".to_owned(),
                 None => segment.to_owned(),
             },
@@ -575,6 +576,8 @@ fn sample_body(route: &RouteDef) -> Option<Value> {
         Some(json!({"orderId": SAMPLE_ORDER_ID}))
     } else if path.ends_with("/refunds") {
         Some(json!({"orderId": SAMPLE_ORDER_ID, "amount": "5.00", "reason": "customer request"}))
+    } else if path.starts_with("/api/admin/reconciliation/") {
+        Some(json!({"reason": "difference refunded by hand in PayPal"}))
     } else if path.ends_with("/resolve") {
         Some(json!({"delivered": true, "reason": "credit found in the VirtFusion panel"}))
     } else if path.starts_with("/webhooks/") {

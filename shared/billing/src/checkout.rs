@@ -372,9 +372,9 @@ async fn credit_capture(
         .set(
             "capturedAmount",
             AttributeValue::N(capture.amount.to_string()),
-        )
-        .set_s("settledAt", &ledger::now_rfc3339())
-        .item(ledger.table())?;
+        );
+    let completes =
+        settled_index(completes, &order.order_id, &ledger::now_rfc3339()).item(ledger.table())?;
     let change = Change::new(
         order.user.clone(),
         capture.amount,
@@ -407,6 +407,16 @@ async fn credit_capture(
     }
 }
 
+/// `settledAt` and the settlement index `gsi2` (`SETTLED#<day>`,
+/// `<settledAt>#<orderId>`): how reconciliation lists the purchases of a
+/// window without a Scan.
+fn settled_index(update: OrderUpdate, order_id: &str, settled_at: &str) -> OrderUpdate {
+    update
+        .set_s("settledAt", settled_at)
+        .set_s("gsi2pk", &crate::reconcile::settled_partition(settled_at))
+        .set_s("gsi2sk", &format!("{settled_at}#{order_id}"))
+}
+
 /// Records a paid token order once: status completed, delivery owed, marker, history line.
 async fn record_token_payment(
     ledger: &Ledger,
@@ -437,10 +447,9 @@ async fn record_token_payment(
         .set("tokens", AttributeValue::N(tokens.get().to_string()))
         .set_s("delivery", Delivery::Pending.as_str())
         .set_s("historySk", &history.sort_key)
-        .set_s("settledAt", &now)
         .set_s("gsi1pk", DELIVERY_PENDING)
-        .set_s("gsi1sk", &format!("{now}#{}", order.order_id))
-        .item(ledger.table())?;
+        .set_s("gsi1sk", &format!("{now}#{}", order.order_id));
+    let owes = settled_index(owes, &order.order_id, &now).item(ledger.table())?;
     let history_put = Put::builder()
         .table_name(ledger.table())
         .set_item(Some(history.to_item(&order.user)))

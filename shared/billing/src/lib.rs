@@ -12,6 +12,7 @@ pub mod idempotency;
 pub mod orders;
 pub mod purchases;
 mod reason;
+pub mod reconcile;
 pub mod refunds;
 pub mod webhook;
 

@@ -110,7 +110,7 @@ async fn capture_abandoned(
 /// PayPal refunded (or reversed) a capture. If the capture's own COMPLETED
 /// event has not been processed yet, settle the order from PayPal's view
 /// first, so the end state does not depend on delivery order.
-async fn refund_reported(
+pub(crate) async fn refund_reported(
     ledger: &Ledger,
     paypal: &PayPalClient,
     virtfusion: Option<&VirtFusionClient>,
