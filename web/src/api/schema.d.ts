@@ -283,6 +283,53 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/admin/reconciliation": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Reconciliation with PayPal - latest runs and open mismatches (role admin)
+         * @description `runs`: the 10 latest runs of `reconcile-cron`, newest first.
+         *     `openMismatches`: up to 100 open mismatches, oldest first - drift the
+         *     job could not heal (PayPal and the ledger disagree on an amount, a
+         *     currency or a user; a PayPal payment for no order we know; a purchase
+         *     in the ledger PayPal does not know). Nothing was moved for them.
+         */
+        get: operations["adminReconciliation"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/reconciliation/{mismatchId}/resolve": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Close an open mismatch after settling it by hand (role admin)
+         * @description Records the admin's id and reason; moves no money (an admin credit or
+         *     refund does that, in its own audited entry). Once: resolving a
+         *     resolved mismatch answers 409 `not_open`. A resolved mismatch is not
+         *     reopened by later runs.
+         */
+        post: operations["adminResolveMismatch"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/webhooks/paypal": {
         parameters: {
             query?: never;
@@ -488,6 +535,63 @@ export interface components {
             captureId: string | null;
             status: ("pending" | "delivering" | "delivered" | "needs_review" | "refunded") | null;
             createdAt: components["schemas"]["Timestamp"];
+        };
+        /** @description The PayPal capture, refund or reversal id and the kind (`5TY05013RG002845M-amount`) */
+        MismatchId: string;
+        /** @description Drift between PayPal and the ledger that reconciliation did not heal */
+        Mismatch: {
+            id: components["schemas"]["MismatchId"];
+            /** @enum {string} */
+            kind: "amount_differs" | "currency_differs" | "user_differs" | "unknown_payment" | "unknown_to_paypal" | "status_differs";
+            /** @description The PayPal capture, refund or reversal id */
+            transactionId: string;
+            orderId: string | null;
+            /** @description The order's user (or PayPal's custom_id when no order is known) */
+            user: string | null;
+            paypalAmount: components["schemas"]["Money"] | null;
+            ledgerAmount: components["schemas"]["Money"] | null;
+            currency: string | null;
+            detail: string;
+            /** @enum {string} */
+            status: "open" | "resolved";
+            detectedAt: components["schemas"]["Timestamp"];
+            lastSeenAt: components["schemas"]["Timestamp"];
+            runId: string;
+            resolvedBy: string | null;
+            resolution: string | null;
+            resolvedAt: components["schemas"]["Timestamp"] | null;
+        };
+        /** @description One run of reconcile-cron (counts are of PayPal lines unless named otherwise) */
+        ReconciliationRun: {
+            runId: string;
+            startedAt: components["schemas"]["Timestamp"];
+            window: {
+                start: components["schemas"]["Timestamp"];
+                end: components["schemas"]["Timestamp"];
+            };
+            /** @description PayPal's report is complete up to this time */
+            paypalRefreshedAt: string | null;
+            pages: number;
+            checked: number;
+            captures: number;
+            refunds: number;
+            reversals: number;
+            pending: number;
+            ignored: number;
+            unreadable: number;
+            healed: number;
+            healedCaptures: number;
+            healedRefunds: number;
+            /** @description Open mismatches this run found (new or still open) */
+            mismatches: number;
+            newMismatches: number;
+            /** @description Heals that failed this run (retried by the next) */
+            errors: number;
+            /** @description Per-order PayPal reads confirming purchases the report did not list */
+            ordersRead: number;
+            dynamoItemsRead: number;
+            complete: boolean;
+            elapsedMs: number;
         };
     };
     responses: {
@@ -1173,6 +1277,74 @@ export interface operations {
                         /** @constant */
                         success: true;
                         delivery: components["schemas"]["Delivery"];
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    adminReconciliation: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Runs and open mismatches */
+            200: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        runs: components["schemas"]["ReconciliationRun"][];
+                        openMismatches: components["schemas"]["Mismatch"][];
+                    };
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    adminResolveMismatch: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                mismatchId: components["schemas"]["MismatchId"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    reason: components["schemas"]["Reason"];
+                };
+            };
+        };
+        responses: {
+            /** @description Resolved */
+            200: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @constant */
+                        success: true;
+                        mismatch: components["schemas"]["Mismatch"];
                     };
                 };
             };
