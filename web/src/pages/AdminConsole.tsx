@@ -3,7 +3,7 @@
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useState } from "react";
 import { useServices } from "../App";
-import { describeError, optionalJson, unwrap } from "../api/client";
+import { ApiError, describeError, unwrap } from "../api/client";
 import { useIntentKey, useSingleFlight } from "../api/queries";
 import { Skeleton } from "../components/Skeleton";
 import { TransactionTable, type AnyTransaction } from "../components/TransactionsTab";
@@ -258,77 +258,80 @@ function Deliveries() {
   );
 }
 
-interface Mismatch {
-  id?: string;
-  mismatchId?: string;
-  kind?: string;
-  orderId?: string;
-  description?: string;
-  detectedAt?: string;
-}
-
 function Reconciliation() {
-  const { config, token } = useServices();
+  const { api } = useServices();
   const client = useQueryClient();
   const toast = useToast();
   const report = useQuery({
     queryKey: ["admin", "reconciliation"],
-    queryFn: () =>
-      optionalJson<{ runs: Array<Record<string, unknown>>; openMismatches: Mismatch[] }>(
-        config.apiBaseUrl,
-        token,
-        "/api/admin/reconciliation",
-      ),
+    queryFn: () => unwrap(api.GET("/api/admin/reconciliation")),
   });
   const [reason, setReason] = useState("");
+  const once = useSingleFlight();
   const resolve = useMutation({
-    mutationFn: (id: string) =>
-      optionalJson(config.apiBaseUrl, token, `/api/admin/reconciliation/${encodeURIComponent(id)}/resolve`, {
-        method: "POST",
-        body: JSON.stringify({ reason: reason.trim() }),
-      }),
+    mutationFn: (mismatchId: string) =>
+      unwrap(
+        api.POST("/api/admin/reconciliation/{mismatchId}/resolve", {
+          params: { path: { mismatchId } },
+          body: { reason: reason.trim() },
+        }),
+      ),
     onSuccess: () => toast("success", "Mismatch resolved."),
     onError: (e) => toast("error", describeError(e)),
     onSettled: () => client.invalidateQueries({ queryKey: ["admin", "reconciliation"] }),
   });
   if (report.isPending) return <Skeleton height={40} />;
-  if (report.isError) return <p className="error">{describeError(report.error)}</p>;
-  if (report.data === null) {
+  if (report.isError) {
+    const missing = report.error instanceof ApiError && report.error.status === 404;
     return (
       <section className="panel">
         <h2>Reconciliation</h2>
-        <p className="muted">This deployment has no reconciliation report yet.</p>
+        <p className={missing ? "muted" : "error"}>
+          {missing ? "This deployment has no reconciliation report yet." : describeError(report.error)}
+        </p>
       </section>
     );
   }
   const last = report.data.runs[0];
+  const open = report.data.openMismatches;
   return (
     <section className="panel" data-testid="reconciliation">
       <h2>Reconciliation</h2>
       <p className="muted">
-        {last ? `Last run ${String(last.startedAt ?? "")}: ${String(last.checked ?? 0)} checked, ${String(last.healed ?? 0)} healed.` : "No run yet."}
+        {last
+          ? `Last run ${new Date(last.startedAt).toLocaleString()}: ${last.checked} checked, ${last.healed} healed, ${last.mismatches} open mismatches${last.complete ? "" : " (incomplete)"}.`
+          : "No run yet."}
       </p>
-      {report.data.openMismatches.length === 0 ? (
+      {open.length === 0 ? (
         <p>No open mismatches.</p>
       ) : (
         <>
           <label>
-            Reason for the resolution
+            Reason for the resolution (audited)
             <input value={reason} onChange={(e) => setReason(e.target.value)} />
           </label>
-          <ul>
-            {report.data.openMismatches.map((m) => {
-              const id = m.mismatchId ?? m.id ?? "";
-              return (
-                <li key={id}>
-                  {m.kind ?? "mismatch"} {m.orderId ?? ""} {m.description ?? ""}{" "}
-                  <button type="button" disabled={!reason.trim() || resolve.isPending} onClick={() => resolve.mutate(id)}>
-                    Resolve
-                  </button>
-                </li>
-              );
-            })}
-          </ul>
+          <table>
+            <thead>
+              <tr><th>Detected</th><th>Kind</th><th>Order / user</th><th className="num">PayPal</th><th className="num">Ledger</th><th>Detail</th><th /></tr>
+            </thead>
+            <tbody>
+              {open.map((m) => (
+                <tr key={m.id}>
+                  <td>{new Date(m.detectedAt).toLocaleString()}</td>
+                  <td>{m.kind.replace(/_/g, " ")}</td>
+                  <td>{m.orderId ?? "—"} / {m.user ?? "—"}</td>
+                  <td className="num">{m.paypalAmount ? formatUsd(m.paypalAmount) : "—"}</td>
+                  <td className="num">{m.ledgerAmount ? formatUsd(m.ledgerAmount) : "—"}</td>
+                  <td>{m.detail}</td>
+                  <td>
+                    <button type="button" disabled={!reason.trim() || resolve.isPending} onClick={() => void once(() => resolve.mutateAsync(m.id)).catch(() => {})}>
+                      Resolve
+                    </button>
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
         </>
       )}
     </section>
