@@ -2,6 +2,9 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use clap::error::ErrorKind;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use devstack::faultproxy::FaultConfig;
 use devstack::gateway::{self, Emulator, HealthCheck, HealthChecks};
 use devstack::template::{RouteDef, Template};
 use hmac::{Hmac, Mac};
@@ -12,36 +15,181 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-const USAGE: &str = "\
-usage: devstack <command> [options]
+/// The local stack's tools: tables, stand-ins, gateway, fault proxy, tokens,
+/// sample events (infra/run.sh starts them).
+#[derive(Debug, Parser)]
+#[command(name = "devstack")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-commands:
-  tables     [--endpoint URL] [--table NAME]
-             create the tables of template.yaml in DynamoDB (idempotent);
-             endpoint: $DYNAMODB_ENDPOINT or http://127.0.0.1:8000,
-             BillingTable's name: $BILLING_TABLE or billing
-  gateway    [--port 3000] [--host 127.0.0.1] [--emulator http://127.0.0.1:9000]
-             [--check [NAME=]URL ...] [--invoke-timeout SECONDS] [--parameter NAME=VALUE ...]
-             serve the HttpApi routes of template.yaml through the cargo-lambda emulator,
-             with the HttpApi's CorsConfiguration (template parameters: defaults or --parameter)
-  web        [--port 5173] [--host 127.0.0.1] [--dir web/dist] [--config FILE]
-             serve the built billing page (index.html for unknown paths; FILE at /config.json)
-  virtfusion [--port 8091] [--host 127.0.0.1]
-             run the VirtFusion API stand-in (token: $VIRTFUSION_API_TOKEN)
-  functions  print the function binaries of template.yaml, one per line
-  routes     print the routes of template.yaml (METHOD PATH FUNCTION)
-  events     [--out events/] [--token JWT] [--admin-token JWT]
-             write a sample API Gateway v2 event per route: <function>.<method>.json
-  token      [--sub 1001] [--admin] [--ttl-hours 24]
-             print an HS256 JWT signed with $BILLING_JWT_SECRET (default local-dev-secret)
-  paypal     [--port 8092] [--host 127.0.0.1] [--webhook-target URL] [--state FILE]
-             run the PayPal API stand-in (credentials: $PAYPAL_CLIENT_ID / $PAYPAL_CLIENT_SECRET,
-             webhook id $PAYPAL_WEBHOOK_ID); delivers signed webhooks to the target
-";
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create the tables of template.yaml in DynamoDB (idempotent)
+    Tables(TablesArgs),
+    /// Serve the HttpApi routes of template.yaml through the cargo-lambda emulator,
+    /// with the HttpApi's CorsConfiguration (template parameters: defaults or --parameter)
+    Gateway(GatewayArgs),
+    /// Serve the built billing page (index.html for unknown paths; --config FILE at /config.json)
+    Web(WebArgs),
+    /// Run the VirtFusion API stand-in (token: $VIRTFUSION_API_TOKEN)
+    Virtfusion(VirtFusionArgs),
+    /// Print the function binaries of template.yaml, one per line
+    Functions,
+    /// Print the routes of template.yaml (METHOD PATH FUNCTION)
+    Routes,
+    /// Write a sample API Gateway v2 event per route: <function>.<method>.json
+    Events(EventsArgs),
+    /// Print an HS256 JWT signed with $BILLING_JWT_SECRET (default local-dev-secret)
+    Token(TokenArgs),
+    /// Run the PayPal API stand-in (credentials: $PAYPAL_CLIENT_ID /
+    /// $PAYPAL_CLIENT_SECRET, webhook id $PAYPAL_WEBHOOK_ID); delivers signed
+    /// webhooks to --webhook-target
+    Paypal(PayPalArgs),
+    /// Run the DynamoDB fault-injecting proxy in front of --upstream
+    /// (flags: see devstack::faultproxy; OPS: operation names or *)
+    Faultproxy(FaultProxyArgs),
+}
+
+#[derive(Debug, Args)]
+struct TablesArgs {
+    /// DynamoDB endpoint [default: $DYNAMODB_ENDPOINT or http://127.0.0.1:8000]
+    #[arg(long, value_name = "URL")]
+    endpoint: Option<String>,
+    /// BillingTable's name [default: $BILLING_TABLE or billing]
+    #[arg(long, value_name = "NAME")]
+    table: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct GatewayArgs {
+    #[arg(long, default_value_t = 3000)]
+    port: u16,
+    #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+    host: IpAddr,
+    /// The cargo-lambda emulator [default: $LAMBDA_EMULATOR_URL or http://127.0.0.1:9000]
+    #[arg(long, value_name = "URL")]
+    emulator: Option<String>,
+    /// A dependency /health checks, repeatable
+    #[arg(long, value_name = "[NAME=]URL")]
+    check: Vec<String>,
+    /// Seconds an invocation may take
+    #[arg(long, value_name = "SECONDS", default_value_t = 120,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    invoke_timeout: u64,
+    /// A template parameter for the CORS configuration, repeatable
+    #[arg(long, value_name = "NAME=VALUE")]
+    parameter: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct WebArgs {
+    #[arg(long, default_value_t = 5173)]
+    port: u16,
+    #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+    host: IpAddr,
+    #[arg(long, value_name = "DIR", default_value = "web/dist")]
+    dir: PathBuf,
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct VirtFusionArgs {
+    #[arg(long, default_value_t = 8091)]
+    port: u16,
+    #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+    host: IpAddr,
+}
+
+#[derive(Debug, Args)]
+struct PayPalArgs {
+    #[arg(long, default_value_t = 8092)]
+    port: u16,
+    #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+    host: IpAddr,
+    /// Where signed webhooks are delivered (turns automatic webhooks on)
+    #[arg(long, value_name = "URL")]
+    webhook_target: Option<String>,
+    /// File the stand-in keeps its orders in (between runs)
+    #[arg(long, value_name = "FILE")]
+    state: Option<PathBuf>,
+}
+
+/// The fault flags, in the order [`FaultConfig::apply_flag`] reads them; the
+/// rules keep their command-line order (it decides which fault a draw picks).
+const FAULT_FLAGS: [(&str, &str); 7] = [
+    ("conflict", "--conflict"),
+    ("throttle", "--throttle"),
+    ("throughput", "--throughput"),
+    ("internal_error", "--internal-error"),
+    ("drop_ack", "--drop-ack"),
+    ("error_after_write", "--error-after-write"),
+    ("latency", "--latency"),
+];
+
+#[derive(Debug, Args)]
+struct FaultProxyArgs {
+    #[arg(long, default_value_t = devstack::faultproxy::DEFAULT_PORT)]
+    port: u16,
+    #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+    host: IpAddr,
+    /// DynamoDB behind the proxy [default: $DYNAMODB_ENDPOINT or http://127.0.0.1:8123]
+    #[arg(long, value_name = "URL")]
+    upstream: Option<String>,
+    #[arg(long, value_name = "N")]
+    seed: Option<u64>,
+    /// TransactionCanceledException (default ops: TransactWriteItems)
+    #[arg(long, value_name = "RATE[@OPS]")]
+    conflict: Vec<String>,
+    /// ThrottlingException (default ops: all)
+    #[arg(long, value_name = "RATE[@OPS]")]
+    throttle: Vec<String>,
+    /// ProvisionedThroughputExceededException (default ops: all)
+    #[arg(long, value_name = "RATE[@OPS]")]
+    throughput: Vec<String>,
+    /// 500 without forwarding (default ops: all)
+    #[arg(long, value_name = "RATE[@OPS]")]
+    internal_error: Vec<String>,
+    /// Forward, then reset the connection (default ops: TransactWriteItems)
+    #[arg(long, value_name = "RATE[@OPS]")]
+    drop_ack: Vec<String>,
+    /// Forward, then answer 500 (default ops: TransactWriteItems)
+    #[arg(long, value_name = "RATE[@OPS]")]
+    error_after_write: Vec<String>,
+    /// Delay answers (default: every request of all ops)
+    #[arg(long, value_name = "MS[:RATE][@OPS]")]
+    latency: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct EventsArgs {
+    #[arg(long, value_name = "DIR", default_value = "events")]
+    out: PathBuf,
+    /// The user token in the events [default: a sample one for user 1001]
+    #[arg(long, value_name = "JWT")]
+    token: Option<String>,
+    /// The admin token in the events [default: a sample one for admin 1]
+    #[arg(long, value_name = "JWT")]
+    admin_token: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct TokenArgs {
+    #[arg(long, default_value = "1001")]
+    sub: String,
+    #[arg(long)]
+    admin: bool,
+    #[arg(long, default_value_t = 24,
+          value_parser = clap::value_parser!(i64).range(1..=24 * 366 * 10))]
+    ttl_hours: i64,
+}
 
 #[derive(Debug)]
 enum CliError {
-    Usage(String),
+    /// A usage error found after parsing (printed with the usage, exit 2).
+    Usage(clap::Error),
     Failed(String),
 }
 
@@ -53,17 +201,16 @@ impl<E: std::fmt::Display> From<E> for CliError {
 
 type CliResult = Result<(), CliError>;
 
+fn usage_error(message: String) -> CliError {
+    CliError::Usage(Cli::command().error(ErrorKind::ValueValidation, message))
+}
+
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match run(args) {
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    match run(cli.command, &matches) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(CliError::Usage(message)) => {
-            eprintln!(
-                "devstack: {message}\n\n{USAGE}{}",
-                devstack::faultproxy::USAGE
-            );
-            ExitCode::from(2)
-        }
+        Err(CliError::Usage(error)) => error.exit(),
         Err(CliError::Failed(message)) => {
             eprintln!("devstack: {message}");
             ExitCode::FAILURE
@@ -71,85 +218,24 @@ fn main() -> ExitCode {
     }
 }
 
-/// Hand-rolled option parsing: `--name value` / `--name=value` and flags.
-struct Options {
-    args: std::vec::IntoIter<String>,
-}
-
-impl Options {
-    fn new(args: Vec<String>) -> Options {
-        Options {
-            args: args.into_iter(),
+fn run(command: Command, matches: &ArgMatches) -> CliResult {
+    match command {
+        Command::Tables(args) => tables(args),
+        Command::Gateway(args) => gateway_command(args),
+        Command::Web(args) => web_command(args),
+        Command::Virtfusion(args) => virtfusion(args),
+        Command::Functions => functions(),
+        Command::Routes => routes(),
+        Command::Events(args) => events(args),
+        Command::Token(args) => token(args),
+        Command::Paypal(args) => paypal(args),
+        Command::Faultproxy(args) => {
+            let flags = matches
+                .subcommand_matches("faultproxy")
+                .map(fault_flags)
+                .unwrap_or_default();
+            faultproxy(args, &flags)
         }
-    }
-
-    /// The next option: (name, inline value if `--name=value`).
-    fn next_option(&mut self) -> Result<Option<(String, Option<String>)>, CliError> {
-        let Some(arg) = self.args.next() else {
-            return Ok(None);
-        };
-        if !arg.starts_with("--") {
-            return Err(CliError::Usage(format!("unexpected argument {arg:?}")));
-        }
-        Ok(Some(match arg.split_once('=') {
-            Some((name, value)) => (name.to_owned(), Some(value.to_owned())),
-            None => (arg, None),
-        }))
-    }
-
-    fn value(&mut self, name: &str, inline: Option<String>) -> Result<String, CliError> {
-        match inline.or_else(|| self.args.next()) {
-            Some(value) => Ok(value),
-            None => Err(CliError::Usage(format!("{name} needs a value"))),
-        }
-    }
-}
-
-fn no_inline(name: &str, inline: Option<String>) -> CliResult {
-    match inline {
-        Some(_) => Err(CliError::Usage(format!("{name} takes no value"))),
-        None => Ok(()),
-    }
-}
-
-fn parse_port(name: &str, value: &str) -> Result<u16, CliError> {
-    value
-        .parse::<u16>()
-        .map_err(|_| CliError::Usage(format!("{name}: not a port: {value:?}")))
-}
-
-fn parse_host(value: &str) -> Result<IpAddr, CliError> {
-    value
-        .parse::<IpAddr>()
-        .map_err(|_| CliError::Usage(format!("--host: not an IP address: {value:?}")))
-}
-
-fn unknown(name: &str) -> CliError {
-    CliError::Usage(format!("unknown option {name}"))
-}
-
-fn run(args: Vec<String>) -> CliResult {
-    let mut args = args.into_iter();
-    let Some(command) = args.next() else {
-        return Err(CliError::Usage("no command".into()));
-    };
-    let options = Options::new(args.collect());
-    match command.as_str() {
-        "tables" => tables(options),
-        "gateway" => gateway_command(options),
-        "virtfusion" => virtfusion(options),
-        "functions" => functions(options),
-        "routes" => routes(options),
-        "events" => events(options),
-        "token" => token(options),
-        "paypal" => paypal(options),
-        "web" => web_command(options),
-        "faultproxy" => faultproxy(options),
-        "help" | "--help" | "-h" => {
-            println!("{USAGE}{}", devstack::faultproxy::USAGE);
-            Ok(())
-        }
-        other => Err(CliError::Usage(format!("unknown command {other:?}"))),
     }
 }
 
@@ -164,31 +250,19 @@ fn load_template() -> Result<Template, CliError> {
     Template::load(&path).map_err(|e| CliError::Failed(format!("{}: {e}", path.display())))
 }
 
-fn expect_no_options(mut options: Options) -> CliResult {
-    match options.next_option()? {
-        Some((name, _)) => Err(unknown(&name)),
-        None => Ok(()),
-    }
-}
-
 fn env_or(name: &str, default: &str) -> String {
     billing_config::env_or(name, default)
 }
 
 // ---------------------------------------------------------------- tables
 
-fn tables(mut options: Options) -> CliResult {
-    let mut endpoint = None;
-    let mut table = None;
-    while let Some((name, inline)) = options.next_option()? {
-        match name.as_str() {
-            "--endpoint" => endpoint = Some(options.value(&name, inline)?),
-            "--table" => table = Some(options.value(&name, inline)?),
-            _ => return Err(unknown(&name)),
-        }
-    }
-    let endpoint = endpoint.unwrap_or_else(|| env_or("DYNAMODB_ENDPOINT", "http://127.0.0.1:8000"));
-    let billing_table = table.unwrap_or_else(|| env_or("BILLING_TABLE", "billing"));
+fn tables(args: TablesArgs) -> CliResult {
+    let endpoint = args
+        .endpoint
+        .unwrap_or_else(|| env_or("DYNAMODB_ENDPOINT", "http://127.0.0.1:8000"));
+    let billing_table = args
+        .table
+        .unwrap_or_else(|| env_or("BILLING_TABLE", "billing"));
     let template = load_template()?;
     let defs = template.tables()?;
     // SAFETY of set_var: single-threaded here, before any runtime or client exists.
@@ -217,59 +291,28 @@ fn tables(mut options: Options) -> CliResult {
 
 // ---------------------------------------------------------------- web
 
-fn web_command(mut options: Options) -> CliResult {
-    let mut port = 5173;
-    let mut host = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    let mut dir = PathBuf::from("web/dist");
-    let mut config = None;
-    while let Some((name, inline)) = options.next_option()? {
-        match name.as_str() {
-            "--port" => port = parse_port(&name, &options.value(&name, inline)?)?,
-            "--host" => host = parse_host(&options.value(&name, inline)?)?,
-            "--dir" => dir = PathBuf::from(options.value(&name, inline)?),
-            "--config" => config = Some(PathBuf::from(options.value(&name, inline)?)),
-            _ => return Err(unknown(&name)),
-        }
-    }
+fn web_command(args: WebArgs) -> CliResult {
     billing_config::init_tracing();
-    let site = devstack::webpage::Site::new(dir, config)?;
-    runtime()?.block_on(devstack::webpage::serve(SocketAddr::new(host, port), site))?;
+    let site = devstack::webpage::Site::new(args.dir, args.config)?;
+    runtime()?.block_on(devstack::webpage::serve(
+        SocketAddr::new(args.host, args.port),
+        site,
+    ))?;
     Ok(())
 }
 
 // ---------------------------------------------------------------- gateway
 
-fn gateway_command(mut options: Options) -> CliResult {
-    let mut port = 3000;
-    let mut host = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    let mut emulator = env_or("LAMBDA_EMULATOR_URL", "http://127.0.0.1:9000");
-    let mut checks = Vec::new();
-    let mut invoke_timeout = 120;
+fn gateway_command(args: GatewayArgs) -> CliResult {
+    let emulator = args
+        .emulator
+        .unwrap_or_else(|| env_or("LAMBDA_EMULATOR_URL", "http://127.0.0.1:9000"));
+    let checks = args.check.iter().map(|c| HealthCheck::parse(c)).collect();
     let mut parameters = std::collections::BTreeMap::new();
-    while let Some((name, inline)) = options.next_option()? {
-        match name.as_str() {
-            "--parameter" => {
-                let spec = options.value(&name, inline)?;
-                let (key, value) = devstack::cors::parse_override(&spec)
-                    .ok_or_else(|| CliError::Usage(format!("{name}: expected NAME=VALUE")))?;
-                parameters.insert(key, value);
-            }
-            "--port" => port = parse_port(&name, &options.value(&name, inline)?)?,
-            "--host" => host = parse_host(&options.value(&name, inline)?)?,
-            "--emulator" => emulator = options.value(&name, inline)?,
-            "--check" => checks.push(HealthCheck::parse(&options.value(&name, inline)?)),
-            "--invoke-timeout" => {
-                let value = options.value(&name, inline)?;
-                invoke_timeout = value
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|s| *s > 0)
-                    .ok_or_else(|| {
-                        CliError::Usage(format!("{name}: not a number of seconds: {value:?}"))
-                    })?;
-            }
-            _ => return Err(unknown(&name)),
-        }
+    for spec in &args.parameter {
+        let (key, value) = devstack::cors::parse_override(spec)
+            .ok_or_else(|| usage_error(format!("--parameter: expected NAME=VALUE: {spec:?}")))?;
+        parameters.insert(key, value);
     }
     let routes = load_template()?.routes();
     if routes.is_empty() {
@@ -281,8 +324,8 @@ fn gateway_command(mut options: Options) -> CliResult {
         eprintln!("CORS: origins {:?}", cors.allow_origins);
     }
     billing_config::init_tracing();
-    let invoker = Emulator::new(&emulator, Duration::from_secs(invoke_timeout))?;
-    let addr = SocketAddr::new(host, port);
+    let invoker = Emulator::new(&emulator, Duration::from_secs(args.invoke_timeout))?;
+    let addr = SocketAddr::new(args.host, args.port);
     for route in &routes {
         eprintln!(
             "route {} {} -> {}",
@@ -301,19 +344,10 @@ fn gateway_command(mut options: Options) -> CliResult {
 
 // ---------------------------------------------------------------- virtfusion
 
-fn virtfusion(mut options: Options) -> CliResult {
-    let mut port = 8091;
-    let mut host = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    while let Some((name, inline)) = options.next_option()? {
-        match name.as_str() {
-            "--port" => port = parse_port(&name, &options.value(&name, inline)?)?,
-            "--host" => host = parse_host(&options.value(&name, inline)?)?,
-            _ => return Err(unknown(&name)),
-        }
-    }
+fn virtfusion(args: VirtFusionArgs) -> CliResult {
     let token = env_or("VIRTFUSION_API_TOKEN", "local-virtfusion-token");
     billing_config::init_tracing();
-    let addr = SocketAddr::new(host, port);
+    let addr = SocketAddr::new(args.host, args.port);
     runtime()?.block_on(async {
         tokio::select! {
             served = devstack::virtfusion::serve_forever(addr, &token) => served,
@@ -325,28 +359,21 @@ fn virtfusion(mut options: Options) -> CliResult {
 
 // ---------------------------------------------------------------- paypal
 
-fn paypal(mut options: Options) -> CliResult {
-    let mut port = 8092;
-    let mut host = IpAddr::V4(Ipv4Addr::LOCALHOST);
+fn paypal(args: PayPalArgs) -> CliResult {
     let mut config = devstack::paypal::StandInConfig::new(
         &env_or("PAYPAL_CLIENT_ID", "local-client"),
         &env_or("PAYPAL_CLIENT_SECRET", "local-secret"),
         &env_or("PAYPAL_WEBHOOK_ID", "local-webhook"),
     );
-    while let Some((name, inline)) = options.next_option()? {
-        match name.as_str() {
-            "--port" => port = parse_port(&name, &options.value(&name, inline)?)?,
-            "--host" => host = parse_host(&options.value(&name, inline)?)?,
-            "--webhook-target" => {
-                config.webhook_target = Some(options.value(&name, inline)?);
-                config.auto_webhooks = true;
-            }
-            "--state" => config.state_file = Some(options.value(&name, inline)?.into()),
-            _ => return Err(unknown(&name)),
-        }
+    if let Some(target) = args.webhook_target {
+        config.webhook_target = Some(target);
+        config.auto_webhooks = true;
+    }
+    if let Some(state) = args.state {
+        config.state_file = Some(state);
     }
     billing_config::init_tracing();
-    let addr = SocketAddr::new(host, port);
+    let addr = SocketAddr::new(args.host, args.port);
     runtime()?.block_on(async {
         tokio::select! {
             served = devstack::paypal::serve_forever(addr, config) => served,
@@ -358,26 +385,39 @@ fn paypal(mut options: Options) -> CliResult {
 
 // ---------------------------------------------------------------- faultproxy
 
-fn faultproxy(mut options: Options) -> CliResult {
-    let mut port = 8124;
-    let mut host = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    let mut upstream = env_or("DYNAMODB_ENDPOINT", "http://127.0.0.1:8123");
-    let mut config = devstack::faultproxy::FaultConfig::none();
-    while let Some((name, inline)) = options.next_option()? {
-        match name.as_str() {
-            "--port" => port = parse_port(&name, &options.value(&name, inline)?)?,
-            "--host" => host = parse_host(&options.value(&name, inline)?)?,
-            "--upstream" => upstream = options.value(&name, inline)?,
-            _ => {
-                let value = options.value(&name, inline)?;
-                if !config.apply_flag(&name, &value).map_err(CliError::Usage)? {
-                    return Err(unknown(&name));
-                }
-            }
-        }
+/// The fault flags given, as `(--flag, value)` in command-line order.
+fn fault_flags(matches: &ArgMatches) -> Vec<(&'static str, String)> {
+    let mut given: Vec<(usize, &'static str, String)> = Vec::new();
+    for (id, flag) in FAULT_FLAGS {
+        let (Some(values), Some(indices)) =
+            (matches.get_many::<String>(id), matches.indices_of(id))
+        else {
+            continue;
+        };
+        given.extend(indices.zip(values).map(|(i, v)| (i, flag, v.clone())));
     }
+    given.sort_by_key(|(index, _, _)| *index);
+    given
+        .into_iter()
+        .map(|(_, flag, value)| (flag, value))
+        .collect()
+}
+
+fn fault_config(seed: Option<u64>, flags: &[(&str, String)]) -> Result<FaultConfig, CliError> {
+    let mut config = FaultConfig::seeded(seed.unwrap_or(0));
+    for (flag, value) in flags {
+        config.apply_flag(flag, value).map_err(usage_error)?;
+    }
+    Ok(config)
+}
+
+fn faultproxy(args: FaultProxyArgs, flags: &[(&str, String)]) -> CliResult {
+    let upstream = args
+        .upstream
+        .unwrap_or_else(|| env_or("DYNAMODB_ENDPOINT", "http://127.0.0.1:8123"));
+    let config = fault_config(args.seed, flags)?;
     billing_config::init_tracing();
-    let addr = SocketAddr::new(host, port);
+    let addr = SocketAddr::new(args.host, args.port);
     runtime()?.block_on(async {
         tokio::select! {
             served = devstack::faultproxy::serve_forever(addr, upstream, config) => served,
@@ -389,16 +429,14 @@ fn faultproxy(mut options: Options) -> CliResult {
 
 // ---------------------------------------------------------------- functions / routes
 
-fn functions(options: Options) -> CliResult {
-    expect_no_options(options)?;
+fn functions() -> CliResult {
     for function in load_template()?.functions() {
         println!("{function}");
     }
     Ok(())
 }
 
-fn routes(options: Options) -> CliResult {
-    expect_no_options(options)?;
+fn routes() -> CliResult {
     for route in load_template()?.routes() {
         println!("{} {} {}", route.method, route.path, route.function);
     }
@@ -407,39 +445,16 @@ fn routes(options: Options) -> CliResult {
 
 // ---------------------------------------------------------------- token
 
-fn token(mut options: Options) -> CliResult {
-    let mut sub = "1001".to_owned();
-    let mut admin = false;
-    let mut ttl_hours: i64 = 24;
-    while let Some((name, inline)) = options.next_option()? {
-        match name.as_str() {
-            "--sub" => sub = options.value(&name, inline)?,
-            "--admin" => {
-                no_inline(&name, inline)?;
-                admin = true;
-            }
-            "--ttl-hours" => {
-                let value = options.value(&name, inline)?;
-                ttl_hours = value
-                    .parse::<i64>()
-                    .ok()
-                    .filter(|h| (1..=24 * 366 * 10).contains(h))
-                    .ok_or_else(|| {
-                        CliError::Usage(format!("{name}: hours from 1 to 87840: {value:?}"))
-                    })?;
-            }
-            _ => return Err(unknown(&name)),
-        }
-    }
-    if sub.trim().is_empty() {
-        return Err(CliError::Usage("--sub must not be empty".into()));
+fn token(args: TokenArgs) -> CliResult {
+    if args.sub.trim().is_empty() {
+        return Err(usage_error("--sub must not be empty".into()));
     }
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let claims = json!({
-        "sub": sub,
-        "roles": roles(admin),
+        "sub": args.sub,
+        "roles": roles(args.admin),
         "iat": now,
-        "exp": now + ttl_hours * 3600,
+        "exp": now + args.ttl_hours * 3600,
     });
     println!("{}", sign_jwt(&jwt_secret(), &claims)?);
     Ok(())
@@ -478,18 +493,12 @@ const EVENT_TOKEN_EXP: i64 = 4_102_444_800;
 const EVENT_HOST: &str = "local.execute-api.us-east-1.amazonaws.com";
 const SAMPLE_ORDER_ID: &str = "5O190127TN364715T";
 
-fn events(mut options: Options) -> CliResult {
-    let mut out = PathBuf::from("events");
-    let mut user_token = None;
-    let mut admin_token = None;
-    while let Some((name, inline)) = options.next_option()? {
-        match name.as_str() {
-            "--out" => out = PathBuf::from(options.value(&name, inline)?),
-            "--token" => user_token = Some(options.value(&name, inline)?),
-            "--admin-token" => admin_token = Some(options.value(&name, inline)?),
-            _ => return Err(unknown(&name)),
-        }
-    }
+fn events(args: EventsArgs) -> CliResult {
+    let EventsArgs {
+        out,
+        token: user_token,
+        admin_token,
+    } = args;
     let secret = jwt_secret();
     let user_token = match user_token {
         Some(token) => token,
@@ -712,17 +721,132 @@ mod tests {
         assert_eq!(event["requestContext"]["time"], EVENT_TIME);
     }
 
+    fn parse(args: &[&str]) -> Result<Command, clap::Error> {
+        Cli::try_parse_from(std::iter::once("devstack").chain(args.iter().copied()))
+            .map(|cli| cli.command)
+    }
+
     #[test]
-    fn options_parse() {
-        let mut options = Options::new(vec!["--port=1".into(), "--check".into(), "x".into()]);
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    /// Every invocation of infra/*.sh parses, with the values given.
+    #[test]
+    fn the_scripts_invocations_parse() {
+        let Command::Tables(tables) = parse(&[
+            "tables",
+            "--endpoint",
+            "http://127.0.0.1:8000",
+            "--table",
+            "b",
+        ])
+        .unwrap() else {
+            panic!("tables")
+        };
+        assert_eq!(tables.endpoint.as_deref(), Some("http://127.0.0.1:8000"));
+        assert_eq!(tables.table.as_deref(), Some("b"));
+        let Command::Paypal(paypal) = parse(&[
+            "paypal",
+            "--port=8192",
+            "--webhook-target",
+            "http://127.0.0.1:3000/webhooks/paypal",
+            "--state",
+            ".local/paypal-state.json",
+        ])
+        .unwrap() else {
+            panic!("paypal")
+        };
+        assert_eq!(paypal.port, 8192);
+        assert_eq!(paypal.host, IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert!(paypal.webhook_target.is_some() && paypal.state.is_some());
+        let Command::Gateway(gateway) = parse(&[
+            "gateway",
+            "--port",
+            "3001",
+            "--emulator",
+            "http://127.0.0.1:9000",
+            "--check",
+            "dynamodb=http://127.0.0.1:8000",
+            "--check",
+            "virtfusion=http://127.0.0.1:8091/",
+        ])
+        .unwrap() else {
+            panic!("gateway")
+        };
+        assert_eq!(gateway.check.len(), 2);
+        assert_eq!(gateway.invoke_timeout, 120);
+        let Command::Token(token) = parse(&["token", "--sub", "1", "--admin"]).unwrap() else {
+            panic!("token")
+        };
+        assert!(token.admin);
+        assert_eq!((token.sub.as_str(), token.ttl_hours), ("1", 24));
+        assert!(matches!(
+            parse(&["virtfusion", "--port", "8091"]),
+            Ok(Command::Virtfusion(_))
+        ));
+        assert!(matches!(parse(&["functions"]), Ok(Command::Functions)));
+        assert!(matches!(
+            parse(&["events", "--out", "x"]),
+            Ok(Command::Events(_))
+        ));
+    }
+
+    #[test]
+    fn bad_command_lines_are_refused() {
+        for args in [
+            &["tables", "stray"][..],
+            &["virtfusion", "--port", "70000"],
+            &["gateway", "--host", "localhost"],
+            &["gateway", "--invoke-timeout", "0"],
+            &["token", "--ttl-hours", "0"],
+            &["token", "--admin=yes"],
+            &["functions", "--x"],
+            &["nope"],
+            &[],
+        ] {
+            assert!(parse(args).is_err(), "{args:?}");
+        }
+    }
+
+    /// Fault rules keep their command-line order (it decides which fault a
+    /// draw picks), whatever flags they come from.
+    #[test]
+    fn fault_flags_keep_their_order() {
+        let matches = Cli::command()
+            .try_get_matches_from([
+                "devstack",
+                "faultproxy",
+                "--drop-ack",
+                "0.1",
+                "--seed",
+                "7",
+                "--conflict",
+                "0.3",
+                "--drop-ack=0.2@GetItem",
+            ])
+            .unwrap();
+        let flags = fault_flags(matches.subcommand_matches("faultproxy").unwrap());
         assert_eq!(
-            options.next_option().unwrap(),
-            Some(("--port".into(), Some("1".into())))
+            flags,
+            [
+                ("--drop-ack", "0.1".to_owned()),
+                ("--conflict", "0.3".to_owned()),
+                ("--drop-ack", "0.2@GetItem".to_owned()),
+            ]
         );
-        let (name, inline) = options.next_option().unwrap().unwrap();
-        assert_eq!(options.value(&name, inline).unwrap(), "x");
-        assert!(options.next_option().unwrap().is_none());
-        let mut bad = Options::new(vec!["stray".into()]);
-        assert!(bad.next_option().is_err());
+        let config = fault_config(Some(7), &flags).unwrap();
+        assert_eq!(config.seed, 7);
+        let faults: Vec<_> = config.rules.iter().map(|r| r.fault).collect();
+        use devstack::faultproxy::Fault;
+        assert_eq!(
+            faults,
+            [
+                Fault::DropAfterForward,
+                Fault::Conflict,
+                Fault::DropAfterForward
+            ]
+        );
+        assert!(fault_config(None, &[("--conflict", "2".to_owned())]).is_err());
     }
 }
