@@ -768,6 +768,8 @@ mod tests {
             "http://127.0.0.1:9000",
             "--check",
             "dynamodb=http://127.0.0.1:8000",
+            "--parameter",
+            "FrontendOrigin=http://127.0.0.1:5173",
             "--check",
             "virtfusion=http://127.0.0.1:8091/",
         ])
@@ -775,7 +777,22 @@ mod tests {
             panic!("gateway")
         };
         assert_eq!(gateway.check.len(), 2);
+        assert_eq!(gateway.parameter, ["FrontendOrigin=http://127.0.0.1:5173"]);
         assert_eq!(gateway.invoke_timeout, 120);
+        let Command::Web(web) = parse(&[
+            "web",
+            "--port",
+            "5173",
+            "--dir",
+            "web/dist",
+            "--config",
+            ".local/web-config.json",
+        ])
+        .unwrap() else {
+            panic!("web")
+        };
+        assert_eq!((web.port, web.dir.as_path()), (5173, Path::new("web/dist")));
+        assert!(web.config.is_some());
         let Command::Token(token) = parse(&["token", "--sub", "1", "--admin"]).unwrap() else {
             panic!("token")
         };
