@@ -172,6 +172,8 @@ test("DNS plan: 402 on a short balance, bought after an admin adds credits with 
   await admin.page.getByTestId("admin-add").dblclick();
   await admin.page.getByTestId("admin-balance").filter({ hasText: "$20.00" }).waitFor();
   await admin.page.getByText("Credits added by admin: e2e goodwill").first().waitFor();
+  // The reconciliation report (GET /api/admin/reconciliation) rendered.
+  await admin.page.getByTestId("reconciliation").waitFor();
   await admin.page.screenshot({ path: join(OUT, "admin-console.png"), fullPage: true });
   await admin.context.close();
   const credited = await api(user.token, "GET", "/api/billing/balance");
