@@ -330,6 +330,7 @@ async fn transactions_merge_both_systems_and_page_without_duplicates() {
             let purchase = TokenPurchase {
                 sort_key: TokenPurchase::sort_key_for(&created_at, &order_id),
                 order_id,
+                kind: "purchase".into(),
                 tokens: Tokens::new(100 * i),
                 status: "completed".into(),
                 description: "VirtFusion tokens".into(),

@@ -400,17 +400,17 @@ async fn virtfusion_down_leaves_tokens_pending_until_the_job_delivers_them_once(
     let vf = api.checkout.virtfusion().await;
     // While VirtFusion stays down, the job leaves it pending.
     let deadline = Instant::now() + Duration::from_secs(20);
-    let summary = billing::deliveries::retry_pending(&ledger, vf, 10, deadline)
+    let summary = billing::deliveries::retry_pending(&ledger, vf, 10, an_hour_later(), deadline)
         .await
         .unwrap();
     assert_eq!((summary.attempted, summary.still_pending), (1, 1));
 
     api.virtfusion.clear_failure();
-    let summary = billing::deliveries::retry_pending(&ledger, vf, 10, deadline)
+    let summary = billing::deliveries::retry_pending(&ledger, vf, 10, an_hour_later(), deadline)
         .await
         .unwrap();
     assert_eq!(summary.delivered, 1);
-    let again = billing::deliveries::retry_pending(&ledger, vf, 10, deadline)
+    let again = billing::deliveries::retry_pending(&ledger, vf, 10, an_hour_later(), deadline)
         .await
         .unwrap();
     assert_eq!(again.attempted, 0, "nothing left to deliver");
@@ -441,9 +441,10 @@ async fn an_uncertain_delivery_goes_to_review_and_is_never_retried_blindly() {
     api.virtfusion.clear_failure();
     let vf = api.checkout.virtfusion().await;
     let deadline = Instant::now() + Duration::from_secs(20);
-    let summary = billing::deliveries::retry_pending(&api.ledger(), vf, 10, deadline)
-        .await
-        .unwrap();
+    let summary =
+        billing::deliveries::retry_pending(&api.ledger(), vf, 10, an_hour_later(), deadline)
+            .await
+            .unwrap();
     assert_eq!(summary.attempted, 0, "needs_review is not retried");
     assert_eq!(
         capture(&api, TOKENS, &token, &order_id).await.body["status"],
@@ -533,7 +534,11 @@ async fn the_renewal_job_delivers_pending_tokens() {
     )
     .unwrap();
     let deps = renewal_cron_fn::Deps::new(api.ledger()).with_virtfusion(client);
-    let event = json!({"detail-type": "Scheduled Event", "source": "aws.events", "time": ledger::now_rfc3339()});
+    // The job's next run, ten minutes on: the failed delivery backs off
+    // (first retry due five minutes after the failure).
+    let next_run =
+        ledger::format_rfc3339(time::OffsetDateTime::now_utc() + time::Duration::minutes(10));
+    let event = json!({"detail-type": "Scheduled Event", "source": "aws.events", "time": next_run});
     let summary = renewal_cron_fn::handle(
         &deps,
         lambda_runtime::LambdaEvent::new(event, Default::default()),
@@ -581,6 +586,7 @@ async fn a_delivery_claim_left_by_a_dead_lambda_goes_to_review() {
         &api.ledger(),
         vf,
         10,
+        an_hour_later(),
         Instant::now() + Duration::from_secs(20),
     )
     .await
@@ -594,4 +600,10 @@ async fn a_delivery_claim_left_by_a_dead_lambda_goes_to_review() {
         api.virtfusion.credits().is_empty(),
         "not redelivered blindly"
     );
+}
+
+/// The job's clock an hour from now: failed deliveries back off (minutes),
+/// so a retry "now" would find nothing due.
+fn an_hour_later() -> time::OffsetDateTime {
+    time::OffsetDateTime::now_utc() + time::Duration::hours(1)
 }

@@ -650,3 +650,94 @@ async fn the_admin_route_answers_503_with_nothing_written_after_the_budget() {
         "credited once"
     );
 }
+
+#[tokio::test]
+async fn a_retry_at_an_unchanged_seq_is_a_new_transaction_not_a_token_mismatch() {
+    // Issue 13 point 10. Two keyed admin adds lose their first attempts to
+    // conflicts; the ledger's next attempt finds the account unchanged. Its
+    // idempotency record is rebuilt (fresh createdAt/expiresAt), so reusing
+    // the ClientRequestToken would be IdempotentParameterMismatch on real
+    // DynamoDB (the proxy checks tokens as DynamoDB does) and a 500 here.
+    let proxy = start_proxy().await;
+    let (client, _) = proxied_client(&proxy).await;
+    let api = TestApi::with_client(client, budget(4)).await;
+    let user = new_user();
+    let admin = api.token("77", true);
+    let body = r#"{"amount": 5, "reason": "goodwill"}"#;
+    proxy.set_faults(
+        FaultConfig::seeded(31)
+            .with_rule(FaultRule {
+                operation: TWI.into(),
+                fault: Fault::Conflict,
+                rate: 1.0,
+                skip: 0,
+                max: Some(2),
+            })
+            .with_rule(FaultRule {
+                operation: TWI.into(),
+                fault: Fault::Latency { ms: 15 },
+                rate: 1.0,
+                skip: 0,
+                max: Some(2),
+            }),
+    );
+    let response = admin_add(&api, &user, &admin, body, "same-seq-1").await;
+    let stats = proxy.stats();
+    println!(
+        "two conflicts then a retry at the same seq: {} {}; {}; token mismatches {}",
+        response.status,
+        response.body,
+        summary(&stats),
+        stats.token_mismatches
+    );
+    assert_eq!(response.status, 200, "{:?}", response.body);
+    assert_eq!(stats.fault("conflict", TWI), 2);
+    assert_eq!(stats.token_mismatches, 0);
+    assert_eq!(assert_audit(&api.ledger(), &user).await, usd("5.00"));
+    assert_eq!(api.ledger().audit(&user).await.unwrap().entries, 1);
+}
+
+#[tokio::test]
+async fn a_lost_answer_that_cannot_be_verified_is_outcome_unknown_not_nothing_changed() {
+    // Issue 13 point 9. The only write lands but every answer is lost (the
+    // SDK's 3 sends); the verification read is throttled through all of the
+    // SDK's attempts. The ledger cannot say "nothing was changed".
+    let config = FaultConfig::seeded(32)
+        .with_rule(FaultRule {
+            operation: TWI.into(),
+            fault: Fault::DropAfterForward,
+            rate: 1.0,
+            skip: 0,
+            max: Some(3),
+        })
+        .with_rule(FaultRule {
+            operation: GET.into(),
+            fault: Fault::Throttling,
+            rate: 1.0,
+            skip: 1,
+            max: Some(3),
+        });
+    let env = faulty(config).await;
+    let user = new_user();
+    let result = env.ledger(budget(1)).apply(credit(&user, "6.00")).await;
+    println!(
+        "write unacknowledged, verification unreadable: {result:?}; {}",
+        summary(&env.proxy.stats())
+    );
+    assert!(
+        matches!(result, Err(LedgerError::OutcomeUnknown { .. })),
+        "{result:?}"
+    );
+    let api_error = billing_http::ApiError::from(result.unwrap_err());
+    assert_eq!(
+        (api_error.status, api_error.code),
+        (503, Some("outcome_unknown"))
+    );
+    assert!(
+        !api_error.message.contains("nothing was changed"),
+        "{}",
+        api_error.message
+    );
+    // It did happen, once; a retry with the same once-key or key finds it.
+    assert_eq!(assert_audit(&env.direct(), &user).await, usd("6.00"));
+}

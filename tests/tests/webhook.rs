@@ -211,6 +211,23 @@ async fn unknown_event_types_are_ignored_with_200() {
     assert_eq!(response.body["outcome"], json!("ignored"));
 }
 
+/// `POST /api/admin/refunds` with a fresh Idempotency-Key (required).
+async fn keyed_refund(api: &TestApi, admin: &str, body: &str) -> TestResponse {
+    let key = uuid::Uuid::new_v4().simple().to_string();
+    let headers = [
+        ("content-type", "application/json"),
+        ("idempotency-key", key.as_str()),
+    ];
+    Box::pin(api.call(
+        "POST",
+        "/api/admin/refunds",
+        Some(admin),
+        Some(body),
+        &headers,
+    ))
+    .await
+}
+
 async fn paid_credits(api: &TestApi, amount: &str) -> (String, UserId, String) {
     let (order_id, user, token) = approved_order(api, amount).await;
     let response = api
@@ -235,7 +252,7 @@ async fn partial_refunds_add_up_to_the_capture_and_no_further() {
             r#"{{"orderId": "{order_id}", "amount": "{amount}", "reason": "customer asked"}}"#
         );
         let (api, admin) = (&api, admin.clone());
-        async move { api.send("POST", "/api/admin/refunds", &admin, &body).await }
+        async move { keyed_refund(&api, &admin, &body).await }
     };
     let first = refund("10.00").await;
     assert_eq!(first.status, 200, "{:?}", first.body);
@@ -272,15 +289,13 @@ async fn spent_credits_are_refunded_only_with_force_and_recorded_as_debt() {
     )
     .await;
     let body = format!(r#"{{"orderId": "{order_id}", "reason": "chargeback threat"}}"#);
-    let refused = api.send("POST", "/api/admin/refunds", &admin, &body).await;
+    let refused = keyed_refund(&api, &admin, &body).await;
     assert_eq!(refused.status, 409);
     assert_eq!(refused.body["code"], json!("credits_spent"));
     assert!(api.paypal.refunds().is_empty(), "PayPal not called");
     let forced =
         format!(r#"{{"orderId": "{order_id}", "reason": "chargeback threat", "force": true}}"#);
-    let response = api
-        .send("POST", "/api/admin/refunds", &admin, &forced)
-        .await;
+    let response = keyed_refund(&api, &admin, &forced).await;
     assert_eq!(response.status, 200, "{:?}", response.body);
     assert_eq!(response.body["balance"], json!("-8.00"));
     assert_eq!(assert_audit(&api.ledger(), &user).await, usd("-8.00"));
@@ -292,7 +307,7 @@ async fn an_admin_refund_and_its_refunded_webhook_debit_once() {
     let admin = api.token("900", true);
     let (order_id, user, _) = paid_credits(&api, "12").await;
     let body = format!(r#"{{"orderId": "{order_id}", "amount": 4, "reason": "partial"}}"#);
-    let response = api.send("POST", "/api/admin/refunds", &admin, &body).await;
+    let response = keyed_refund(&api, &admin, &body).await;
     let refund_id = response.body["refundId"].as_str().unwrap().to_owned();
     let event = api
         .paypal
@@ -352,19 +367,12 @@ async fn a_token_refund_removes_the_virtfusion_credit() {
     assert_eq!(captured.body["status"], json!("completed"));
     assert_eq!(api.virtfusion.balance(user.as_str()), 500);
 
-    let partial = format!(r#"{{"orderId": "{order_id}", "amount": 1, "reason": "partial"}}"#);
-    assert_eq!(
-        api.send("POST", "/api/admin/refunds", &admin, &partial)
-            .await
-            .status,
-        400
-    );
     let full = format!(r#"{{"orderId": "{order_id}", "reason": "not needed"}}"#);
-    let refunded = api.send("POST", "/api/admin/refunds", &admin, &full).await;
+    let refunded = keyed_refund(&api, &admin, &full).await;
     assert_eq!(refunded.status, 200, "{:?}", refunded.body);
     assert_eq!(refunded.body["tokensRevoked"], json!(true));
     assert_eq!(api.virtfusion.balance(user.as_str()), 0);
-    let again = api.send("POST", "/api/admin/refunds", &admin, &full).await;
+    let again = keyed_refund(&api, &admin, &full).await;
     assert_eq!(again.status, 400, "nothing left: {:?}", again.body);
 }
 
@@ -381,21 +389,12 @@ async fn refunds_validate_their_input() {
         r#"{"orderId": "bad/id", "reason": "r"}"#.to_owned(),
     ] {
         assert_eq!(
-            api.send("POST", "/api/admin/refunds", &admin, &body)
-                .await
-                .status,
+            keyed_refund(&api, &admin, &body).await.status,
             400,
             "{body}"
         );
     }
-    let unknown = api
-        .send(
-            "POST",
-            "/api/admin/refunds",
-            &admin,
-            r#"{"orderId": "NOPE", "reason": "r"}"#,
-        )
-        .await;
+    let unknown = keyed_refund(&api, &admin, r#"{"orderId": "NOPE", "reason": "r"}"#).await;
     assert_eq!(unknown.status, 404);
     let not_admin = api
         .send(

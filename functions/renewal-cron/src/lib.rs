@@ -115,12 +115,13 @@ pub async fn handle(deps: &Deps, event: LambdaEvent<Value>) -> Result<Value, Err
 }
 
 /// Retries pending VirtFusion token deliveries (at most
-/// [`MAX_DELIVERY_RETRIES`] per run, oldest first) with the rules of
+/// [`MAX_DELIVERY_RETRIES`] per run, those due at the job's clock, soonest
+/// due first; a refused delivery backs off) with the rules of
 /// `billing::checkout`: delivered at most once; an uncertain outcome goes to
 /// review instead of being retried. Returns how many it retried.
 pub async fn retry_pending_virtfusion_deliveries(
     deps: &Deps,
-    _now: OffsetDateTime,
+    now: OffsetDateTime,
     deadline: Deadline,
 ) -> u64 {
     let Some(client) = deps.virtfusion().await else {
@@ -130,6 +131,7 @@ pub async fn retry_pending_virtfusion_deliveries(
         &deps.ledger,
         Some(client),
         MAX_DELIVERY_RETRIES,
+        now,
         deadline.soft.into_std(),
     )
     .await

@@ -75,6 +75,10 @@
 //! [`StandInConfig::state_file`] is set (orders, captures, refunds and
 //! request ids survive a restart; switches and tokens do not).
 
+#[path = "paypal_after.rs"]
+mod after;
+pub use after::RefundSettlement;
+
 use axum::body::Bytes;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -437,6 +441,8 @@ struct Data {
     webhook_mode: WebhookMode,
     held: Vec<SignedEvent>,
     deliveries: Vec<Delivery>,
+    /// After-purchase switches (pending refunds), see `paypal_after.rs`.
+    after: after::AfterState,
 }
 
 impl Data {
@@ -454,6 +460,7 @@ impl Data {
             webhook_mode: WebhookMode::Normal,
             held: Vec::new(),
             deliveries: Vec::new(),
+            after: after::AfterState::default(),
         }
     }
 }
@@ -1285,11 +1292,14 @@ fn refund_json(refund: &RefundRecord, base: &str) -> Value {
     if let Some(note) = &refund.note {
         out["note_to_payer"] = json!(note);
     }
-    if let Some(custom_id) = &refund.custom_id {
-        out["custom_id"] = json!(custom_id);
-    }
-    if let Some(invoice_id) = &refund.invoice_id {
-        out["invoice_id"] = json!(invoice_id);
+    // PayPal's REVERSED resource carries neither (see paypal_after.rs).
+    if !refund.reversal {
+        if let Some(custom_id) = &refund.custom_id {
+            out["custom_id"] = json!(custom_id);
+        }
+        if let Some(invoice_id) = &refund.invoice_id {
+            out["invoice_id"] = json!(invoice_id);
+        }
     }
     out
 }
@@ -1958,6 +1968,7 @@ async fn refund_capture(
             );
         }
         let refund_id = record_refund(&mut data, &capture, amount, note, false);
+        let pending = after::take_pending(&mut data, &refund_id);
         let Some(refund) = data.book.refunds.get(&refund_id) else {
             return (not_found("refund_id"), Vec::new());
         };
@@ -1971,7 +1982,10 @@ async fn refund_capture(
         }
         let events = data
             .auto_webhooks
-            .then(|| shared.event_for(&data, EventType::CaptureRefunded, &refund_id))
+            .then(|| match pending {
+                true => after::refund_event(shared, &data, "PAYMENT.REFUND.PENDING", &refund_id),
+                false => shared.event_for(&data, EventType::CaptureRefunded, &refund_id),
+            })
             .flatten()
             .into_iter()
             .collect();

@@ -116,6 +116,8 @@ struct Data {
     next_credit_id: u64,
     failure: ActiveFailure,
     tokens_format: TokensFormat,
+    /// Users VirtFusion does not know: adding tokens to them is 404.
+    unknown_users: std::collections::BTreeSet<String>,
 }
 
 impl Data {
@@ -126,6 +128,7 @@ impl Data {
             next_credit_id: 1001,
             failure: ActiveFailure::NONE,
             tokens_format: TokensFormat::Number,
+            unknown_users: std::collections::BTreeSet::new(),
         }
     }
 }
@@ -290,6 +293,12 @@ impl VirtFusionStandIn {
 
     pub fn set_balance(&self, user: &str, tokens: i64) {
         self.shared.lock().balances.insert(user.to_owned(), tokens);
+    }
+
+    /// VirtFusion does not know `user` (deleted account): adding tokens to
+    /// them answers 404, for good.
+    pub fn forget_user(&self, user: &str) {
+        self.shared.lock().unknown_users.insert(user.to_owned());
     }
 
     /// The credits that exist (not deleted), by id.
@@ -536,6 +545,9 @@ async fn add_credit(
         Some(_) => return unprocessable("reference_2 must be a string"),
     };
     let mut data = shared.lock();
+    if data.unknown_users.contains(&user) {
+        return error(StatusCode::NOT_FOUND, "user not found");
+    }
     let balance = data.balances.get(&user).copied().unwrap_or(0);
     let Some(new_balance) = balance.checked_add(tokens) else {
         return unprocessable("tokens out of range");

@@ -162,6 +162,9 @@ pub async fn start_order(
         delivery: None,
         credit_id: None,
         created_at: ledger::now_rfc3339(),
+        reversal_id: None,
+        review_reason: None,
+        delivery_attempts: 0,
     };
     let mut items = vec![
         record.create_item(ledger.table())?,
@@ -427,6 +430,7 @@ async fn record_token_payment(
     let tokens = capture.amount.to_tokens();
     let history = TokenPurchase {
         order_id: order.order_id.clone(),
+        kind: "purchase".into(),
         tokens,
         status: "pending".into(),
         description: format!(
@@ -506,7 +510,7 @@ pub async fn deliver_tokens(
         }
         None => Err(virtfusion::VirtFusionError::NotSent),
     };
-    let (delivery, history_status, update) = match outcome {
+    let (delivery, history_status, update) = match &outcome {
         Ok(credit_id) => (
             Delivery::Delivered,
             "completed",
@@ -516,14 +520,35 @@ pub async fn deliver_tokens(
                 .remove("gsi1sk"),
         ),
         Err(e) if e.is_definitely_not_applied() => {
-            tracing::warn!(order_id, error = %e, "VirtFusion delivery failed; will retry");
-            (
-                Delivery::Pending,
-                "pending",
-                base_release(order_id, &claim, Delivery::Pending)
-                    .set_s("gsi1pk", DELIVERY_PENDING)
-                    .set_s("gsi1sk", &format!("{}#{order_id}", order.created_at)),
-            )
+            let attempts = order.delivery_attempts.saturating_add(1);
+            if crate::deliveries::is_refusal(e)
+                && attempts >= crate::deliveries::MAX_DEFINITE_REFUSALS
+            {
+                tracing::error!(order_id, error = %e, attempts, "VirtFusion keeps refusing the delivery; to review");
+                (
+                    Delivery::NeedsReview,
+                    "needs_review",
+                    base_release(order_id, &claim, Delivery::NeedsReview)
+                        .set("deliveryAttempts", AttributeValue::N(attempts.to_string()))
+                        .set_s("reviewReason", "refused")
+                        .set_s("gsi1pk", DELIVERY_REVIEW)
+                        .set_s("gsi1sk", &format!("{}#{order_id}", order.created_at)),
+                )
+            } else {
+                let next =
+                    crate::deliveries::next_attempt_at(time::OffsetDateTime::now_utc(), attempts);
+                tracing::warn!(order_id, error = %e, attempts, next_attempt_at = %next, "VirtFusion delivery failed; will retry");
+                (
+                    Delivery::Pending,
+                    "pending",
+                    base_release(order_id, &claim, Delivery::Pending)
+                        .set("deliveryAttempts", AttributeValue::N(attempts.to_string()))
+                        .set_s("nextAttemptAt", &next)
+                        .set_s("gsi1pk", DELIVERY_PENDING)
+                        // Ordered by when it is due: a refused order never blocks newer ones.
+                        .set_s("gsi1sk", &format!("{next}#{order_id}")),
+                )
+            }
         }
         Err(e) => {
             tracing::error!(order_id, error = %e, "VirtFusion delivery outcome unknown; needs review");
@@ -531,6 +556,7 @@ pub async fn deliver_tokens(
                 Delivery::NeedsReview,
                 "needs_review",
                 base_release(order_id, &claim, Delivery::NeedsReview)
+                    .set_s("reviewReason", "uncertain_outcome")
                     .set_s("gsi1pk", DELIVERY_REVIEW)
                     .set_s("gsi1sk", &format!("{}#{order_id}", order.created_at)),
             )
@@ -540,8 +566,47 @@ pub async fn deliver_tokens(
     if let Some(history) = history_status_item(ledger, order_id, &order, history_status).await? {
         items.push(history);
     }
-    write_together(ledger, items).await?;
+    if write_together(ledger, items).await?.is_some() {
+        // The claim was taken from us while VirtFusion was called (a refund
+        // sent the purchase to review, or the stale-claim sweep did).
+        return claim_lost(ledger, order_id, outcome.ok()).await;
+    }
     Ok(Settlement::Tokens { tokens, delivery })
+}
+
+/// The release of a delivery claim failed. If VirtFusion credited the
+/// tokens, its credit id is stored anyway (or nothing could ever revoke
+/// them) and the purchase stays on / goes to the review list: never a
+/// silent "completed".
+async fn claim_lost(
+    ledger: &Ledger,
+    order_id: &str,
+    credit_id: Option<virtfusion::CreditId>,
+) -> Result<Settlement, BillingError> {
+    let order = crate::orders::load(ledger, order_id)
+        .await?
+        .ok_or(BillingError::NotFound("Order"))?;
+    if let Some(credit_id) = credit_id {
+        tracing::error!(
+            order_id,
+            "VirtFusion credited a delivery whose claim was lost; to review"
+        );
+        let mut update = OrderUpdate::new(order_id, "attribute_exists(pk)")
+            .set("creditId", AttributeValue::N(credit_id.get().to_string()))
+            .set_s("deliveredAfterClaimLost", &ledger::now_rfc3339())
+            .set_s("delivery", Delivery::NeedsReview.as_str())
+            .set_s("gsi1pk", DELIVERY_REVIEW)
+            .set_s("gsi1sk", &format!("{}#{order_id}", order.created_at));
+        if order.review_reason.is_none() {
+            update = update.set_s("reviewReason", "delivered_after_claim_lost");
+        }
+        update.run(ledger).await?;
+        return Ok(Settlement::Tokens {
+            tokens: order.tokens.unwrap_or_else(|| order.amount.to_tokens()),
+            delivery: Delivery::NeedsReview,
+        });
+    }
+    settled(ledger, None, &order).await
 }
 
 fn base_release(order_id: &str, claim: &str, delivery: Delivery) -> OrderUpdate {

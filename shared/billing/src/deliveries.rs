@@ -12,6 +12,80 @@ use ledger::{Ledger, LedgerError};
 use std::time::Instant;
 use virtfusion::VirtFusionClient;
 
+/// Definite VirtFusion refusals (4xx other than 429) after which a delivery
+/// goes to review instead of being retried again.
+pub const MAX_DEFINITE_REFUSALS: u32 = 5;
+/// First retry delay after a failed delivery; doubles per attempt.
+pub const RETRY_BASE_SECONDS: i64 = 300;
+/// Longest wait between two retries.
+pub const RETRY_MAX_SECONDS: i64 = 6 * 3600;
+
+/// A refusal that will not change by itself (VirtFusion answered 4xx, not
+/// 429; or the request itself is unusable), as opposed to "not reachable".
+pub fn is_refusal(error: &virtfusion::VirtFusionError) -> bool {
+    match error {
+        virtfusion::VirtFusionError::Rejected { status } => *status != 429,
+        virtfusion::VirtFusionError::Invalid(_) => true,
+        _ => false,
+    }
+}
+
+/// When the `attempts`-th failed delivery is next due: exponential backoff
+/// from [`RETRY_BASE_SECONDS`], capped at [`RETRY_MAX_SECONDS`].
+pub fn next_attempt_at(now: time::OffsetDateTime, attempts: u32) -> String {
+    let shift = attempts.saturating_sub(1).min(16);
+    let delay = (RETRY_BASE_SECONDS << shift).min(RETRY_MAX_SECONDS);
+    ledger::format_rfc3339(now + time::Duration::seconds(delay))
+}
+
+/// Pending deliveries due at `now` (their next attempt time has come),
+/// soonest due first: a delivery VirtFusion keeps refusing waits longer and
+/// longer and never holds up newer ones.
+pub async fn list_due(
+    ledger: &Ledger,
+    now: time::OffsetDateTime,
+    limit: u32,
+) -> Result<Vec<OrderRecord>, BillingError> {
+    // '~' sorts after '#' and every digit: everything due up to `now` inclusive.
+    let upper = format!("{}~", ledger::format_rfc3339(now));
+    let out = ledger
+        .client()
+        .query()
+        .table_name(ledger.table())
+        .index_name("gsi1")
+        .key_condition_expression("gsi1pk = :p AND gsi1sk <= :due")
+        .expression_attribute_values(":p", AttributeValue::S(DELIVERY_PENDING.into()))
+        .expression_attribute_values(":due", AttributeValue::S(upper))
+        .limit(limit.clamp(1, 100) as i32)
+        .send()
+        .await
+        .map_err(|e| LedgerError::dynamo("Query", &e))?;
+    reread(ledger, out.items(), Delivery::Pending).await
+}
+
+async fn reread(
+    ledger: &Ledger,
+    keys: &[std::collections::HashMap<String, AttributeValue>],
+    state: Delivery,
+) -> Result<Vec<OrderRecord>, BillingError> {
+    let mut orders = Vec::new();
+    for key in keys {
+        let Some(AttributeValue::S(pk)) = key.get("pk") else {
+            continue;
+        };
+        let Some(order_id) = pk.strip_prefix("ORDER#") else {
+            continue;
+        };
+        // The index is eventually consistent: re-read and keep what is still in that state.
+        if let Some(order) = crate::orders::load(ledger, order_id).await?
+            && order.delivery == Some(state)
+        {
+            orders.push(order);
+        }
+    }
+    Ok(orders)
+}
+
 /// Orders whose delivery is `state` (pending or needs_review), oldest first.
 pub async fn list(
     ledger: &Ledger,
@@ -39,22 +113,7 @@ pub async fn list(
         .send()
         .await
         .map_err(|e| LedgerError::dynamo("Query", &e))?;
-    let mut orders = Vec::new();
-    for key in out.items() {
-        let Some(AttributeValue::S(pk)) = key.get("pk") else {
-            continue;
-        };
-        let Some(order_id) = pk.strip_prefix("ORDER#") else {
-            continue;
-        };
-        // The index is eventually consistent: re-read and keep what is still in that state.
-        if let Some(order) = crate::orders::load(ledger, order_id).await?
-            && order.delivery == Some(state)
-        {
-            orders.push(order);
-        }
-    }
-    Ok(orders)
+    reread(ledger, out.items(), state).await
 }
 
 /// An admin settles a `needs_review` delivery after checking VirtFusion:
@@ -110,7 +169,6 @@ pub struct RetrySummary {
     pub needs_review: u32,
 }
 
-/// Retries pending deliveries (oldest first) until `deadline` or `max`.
 /// A claim older than this belongs to a caller that died mid-call.
 pub const STALE_CLAIM_SECONDS: i64 = 300;
 
@@ -173,10 +231,14 @@ async fn claimed_at(ledger: &Ledger, order_id: &str) -> Result<Option<String>, B
     )
 }
 
+/// Retries the pending deliveries due at `now` (the job's clock), soonest
+/// due first, until `deadline` or `max`.
+#[tracing::instrument(skip_all, fields(max))]
 pub async fn retry_pending(
     ledger: &Ledger,
     virtfusion: Option<&VirtFusionClient>,
     max: u32,
+    now: time::OffsetDateTime,
     deadline: Instant,
 ) -> Result<RetrySummary, BillingError> {
     let mut summary = RetrySummary {
@@ -186,7 +248,7 @@ pub async fn retry_pending(
     if virtfusion.is_none() {
         return Ok(summary);
     }
-    for order in list(ledger, Delivery::Pending, max).await? {
+    for order in list_due(ledger, now, max).await? {
         if Instant::now() >= deadline {
             break;
         }

@@ -2,6 +2,7 @@
 //! function: what a balance is, how history merges, what an admin may change.
 
 pub mod admin;
+pub mod after_webhook;
 pub mod balance;
 pub mod checkout;
 pub mod deliveries;
@@ -13,6 +14,7 @@ pub mod orders;
 pub mod purchases;
 mod reason;
 pub mod reconcile;
+pub mod refund_store;
 pub mod refunds;
 pub mod webhook;
 

@@ -136,6 +136,15 @@ pub struct OrderRecord {
     pub delivery: Option<Delivery>,
     pub credit_id: Option<u64>,
     pub created_at: String,
+    /// The last reversal (chargeback) applied, so the dispute's outcome can
+    /// find what to restore.
+    pub reversal_id: Option<String>,
+    /// Token deliveries under review: why (uncertain outcome, partial refund,
+    /// refund during delivery, ...).
+    pub review_reason: Option<String>,
+    /// Definite VirtFusion refusals so far (deliveries back off and go to
+    /// review after [`crate::deliveries::MAX_DEFINITE_REFUSALS`]).
+    pub delivery_attempts: u32,
 }
 
 impl OrderRecord {
@@ -172,6 +181,18 @@ impl OrderRecord {
         }
         if let Some(credit_id) = self.credit_id {
             item.insert("creditId".into(), n(credit_id.to_string()));
+        }
+        if let Some(reversal_id) = &self.reversal_id {
+            item.insert("reversalId".into(), s(reversal_id));
+        }
+        if let Some(reason) = &self.review_reason {
+            item.insert("reviewReason".into(), s(reason));
+        }
+        if self.delivery_attempts > 0 {
+            item.insert(
+                "deliveryAttempts".into(),
+                n(self.delivery_attempts.to_string()),
+            );
         }
         item
     }
@@ -240,6 +261,12 @@ impl OrderRecord {
             created_at: text("createdAt")
                 .ok_or_else(|| bad("createdAt"))?
                 .to_owned(),
+            reversal_id: text("reversalId").map(str::to_owned),
+            review_reason: text("reviewReason").map(str::to_owned),
+            delivery_attempts: match num("deliveryAttempts") {
+                Some(a) => a.parse().map_err(|_| bad("deliveryAttempts"))?,
+                None => 0,
+            },
         })
     }
 

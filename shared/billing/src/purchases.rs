@@ -14,6 +14,9 @@ pub const TOKEN_PURCHASE_SK_PREFIX: &str = "TOKENBUY#";
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TokenPurchase {
     pub order_id: String,
+    /// `purchase`, or `refund` / `reversal` (negative tokens) for what a
+    /// PayPal refund or chargeback of a purchase took back.
+    pub kind: String,
     pub tokens: Tokens,
     /// `pending`, `completed`, `needs_review`, `refunded`, `failed`.
     pub status: String,
@@ -38,6 +41,9 @@ impl TokenPurchase {
             AttributeValue::N(self.tokens.get().to_string()),
         );
         item.insert("status".into(), AttributeValue::S(self.status.clone()));
+        if self.kind != "purchase" {
+            item.insert("type".into(), AttributeValue::S(self.kind.clone()));
+        }
         item.insert(
             "description".into(),
             AttributeValue::S(self.description.clone()),
@@ -63,6 +69,7 @@ impl TokenPurchase {
         }?;
         Ok(TokenPurchase {
             order_id: text("orderId")?,
+            kind: text("type").unwrap_or_else(|_| "purchase".into()),
             tokens,
             status: text("status")?,
             description: text("description")?,

@@ -1,26 +1,43 @@
-//! Refunds of PayPal purchases, for both money systems, exactly once per
-//! PayPal refund id — whether an admin asked for it here or PayPal reports
-//! it by webhook (`PAYMENT.CAPTURE.REFUNDED` / `.REVERSED`).
+//! After the purchase: refunds, reversals (chargebacks) and won disputes,
+//! for both money systems, each applied exactly once per PayPal id, whoever
+//! reports it first (the admin route, a webhook, reconciliation).
 //!
-//! Policy:
-//! - Several partial refunds may add up to the captured total; more is 400.
-//! - Custom credits: the refunded amount is taken back from the balance. If
-//!   the user already spent it, an admin refund is refused with 409 unless
-//!   `force` is set; then the balance goes negative and is recorded as debt.
-//!   A refund or reversal done at PayPal (webhook) is always recorded, as debt
-//!   if need be: PayPal has already returned the money.
-//! - VirtFusion tokens: refunded in full only (VirtFusion removes a credit
-//!   whole); the credit is deleted from VirtFusion; tokens never delivered are
-//!   simply no longer owed.
+//! Each movement is a forward-only state machine on its `REFUND#<id>` record
+//! (see [`RefundState`] and docs/ARCHITECTURE.md) and every transition is one
+//! conditional write naming the state it leaves:
+//!
+//! | transition | custom credits (one `Ledger::apply`) | tokens |
+//! | --- | --- | --- |
+//! | new → pending / completed | debit (`refund` / `reversal`, as debt if need be), once-key `refund#<id>` | record + marker; on completed the delivery is settled (below) |
+//! | pending → completed | record only (the money was taken at pending) | delivery settled |
+//! | pending → failed / cancelled | credit back (`refund_reverted`), once-key `refund_reverted#<id>` | record only |
+//! | new → failed / cancelled | record only, nothing taken; a late PENDING finds it | same |
+//! | reversal completed → cancelled (dispute won) | credit back (`reversal_cancelled`), once-key `reversal_cancelled#<id>` | to review |
+//!
+//! Tokens are taken back from VirtFusion only when the whole purchase is
+//! refunded and its VirtFusion credit id is known; a whole refund of a
+//! delivery that surely has not happened yet (`pending`) cancels it; anything
+//! else (partial, in flight, under review, no credit id) goes to the review
+//! list with the reason and what PayPal returned.
+//!
+//! Hook (events outbox, not on main yet): `refund.completed`,
+//! `refund.failed`, `payment.reversed` and `payment.reversal_cancelled` are
+//! to be written with the transitions of the same names below, in the same
+//! transaction (`Change::with_item_for`).
 
 use crate::checkout::write_together;
-use crate::orders::{Delivery, OrderRecord, OrderUpdate, PaymentStatus, PurchaseKind};
+use crate::orders::{
+    DELIVERY_REVIEW, Delivery, OrderRecord, OrderUpdate, PaymentStatus, PurchaseKind,
+};
+use crate::refund_store::{self as store, RecordSource};
 use crate::{BillingError, Reason};
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::AttributeValue;
 use billing_money::Usd;
 use ledger::{Change, EntryDetails, EntryKind, Ledger, LedgerError, OnceKey, Overdraft};
 use paypal::PayPalClient;
 use virtfusion::VirtFusionClient;
+
+pub use crate::refund_store::{Movement, RefundRecord, RefundState};
 
 /// Who asked for the refund.
 #[derive(Clone, Debug)]
@@ -29,10 +46,31 @@ pub enum RefundSource {
         admin_id: String,
         reason: Reason,
     },
-    /// Reported by PayPal; `reversal` for chargebacks.
-    PayPal {
-        reversal: bool,
-    },
+    /// Reported by PayPal (webhook, reconciliation).
+    PayPal,
+}
+
+/// A refund or reversal as PayPal reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefundReport {
+    pub refund_id: String,
+    pub amount: Usd,
+    pub currency: String,
+    pub state: RefundState,
+    pub movement: Movement,
+}
+
+impl RefundReport {
+    /// `None` for a refund status we do not act on.
+    pub fn from_paypal(refund: &paypal::Refund, movement: Movement) -> Option<RefundReport> {
+        Some(RefundReport {
+            refund_id: refund.id.clone(),
+            amount: refund.amount,
+            currency: refund.currency.clone(),
+            state: RefundState::from_paypal(&refund.status)?,
+            movement,
+        })
+    }
 }
 
 /// An admin's refund request (validated).
@@ -42,11 +80,13 @@ pub struct AdminRefund {
     /// `None`: whatever remains of the capture.
     pub amount: Option<Usd>,
     pub reason: Reason,
+    /// Shown to the buyer by PayPal (≤ 255 characters); the reason never is.
+    pub note_to_payer: Option<String>,
     pub admin_id: String,
     pub force: bool,
-    /// Derived from the caller's Idempotency-Key, if any: makes a retry after
-    /// a lost answer reuse the PayPal-Request-Id (so PayPal refunds once).
-    pub request_key: Option<String>,
+    /// Derived from the caller's (required) Idempotency-Key: a retry reuses
+    /// the PayPal-Request-Id, so PayPal refunds once.
+    pub request_key: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,11 +95,16 @@ pub struct RefundOutcome {
     pub order_id: String,
     pub kind: PurchaseKind,
     pub amount: Usd,
+    /// Where the refund stands (pending until PayPal completes it).
+    pub status: RefundState,
     /// Custom credits: the balance after the refund.
     pub balance: Option<Usd>,
-    /// Tokens: whether VirtFusion's credit was removed (or never delivered).
+    /// Tokens: whether VirtFusion's credit was removed or the undelivered
+    /// delivery cancelled (`false`: sent to review, see `review_reason`).
     pub tokens_revoked: Option<bool>,
-    /// False when this refund id had been applied before (a replay).
+    /// Tokens: why the purchase went to the review list, if it did.
+    pub review_reason: Option<String>,
+    /// False when this transition had been applied before (a replay).
     pub first_time: bool,
 }
 
@@ -70,13 +115,25 @@ fn conflict(message: &str, code: &'static str) -> BillingError {
     }
 }
 
+pub const MAX_NOTE_TO_PAYER: usize = 255;
+
 /// `POST /api/admin/refunds`.
+#[tracing::instrument(skip_all, fields(order_id = %request.order_id))]
 pub async fn admin_refund(
     ledger: &Ledger,
     paypal: &PayPalClient,
     virtfusion: Option<&VirtFusionClient>,
     request: AdminRefund,
 ) -> Result<RefundOutcome, BillingError> {
+    if request
+        .note_to_payer
+        .as_deref()
+        .is_some_and(|n| n.chars().count() > MAX_NOTE_TO_PAYER)
+    {
+        return Err(BillingError::InvalidInput(format!(
+            "noteToPayer must be at most {MAX_NOTE_TO_PAYER} characters"
+        )));
+    }
     let order = crate::orders::load(ledger, &request.order_id)
         .await?
         .ok_or(BillingError::NotFound("Order"))?;
@@ -106,53 +163,26 @@ pub async fn admin_refund(
             "Refund exceeds the captured amount: at most {remaining} can be refunded"
         )));
     }
-    match order.kind {
-        PurchaseKind::Credits => {
-            let balance = ledger.balance(&order.user).await?;
-            if balance < amount && !request.force {
-                return Err(BillingError::Conflict {
-                    message: format!(
-                        "Credits already spent: balance is {balance}; use \"force\": true to refund anyway and record the difference as debt"
-                    ),
-                    code: "credits_spent",
-                });
-            }
-        }
-        PurchaseKind::Tokens => {
-            if amount != captured {
-                return Err(BillingError::InvalidInput(
-                    "Token purchases can only be refunded in full".into(),
-                ));
-            }
-            if matches!(
-                order.delivery,
-                Some(Delivery::Delivering | Delivery::NeedsReview)
-            ) {
-                return Err(conflict(
-                    "Token delivery is unresolved; resolve it first",
-                    "delivery_unresolved",
-                ));
-            }
+    if order.kind == PurchaseKind::Credits {
+        let balance = ledger.balance(&order.user).await?;
+        if balance < amount && !request.force {
+            return Err(BillingError::Conflict {
+                message: format!(
+                    "Credits already spent: balance is {balance}; use \"force\": true to refund anyway and record the difference as debt"
+                ),
+                code: "credits_spent",
+            });
         }
     }
-    // Deterministic: a retried admin request (same order state, same amount)
-    // reuses the id, so PayPal refunds once and returns the same refund.
-    let request_id = match &request.request_key {
-        Some(key) => format!("refund-{}-{key}", order.order_id),
-        None => format!(
-            "refund-{}-{}-{}",
-            order.order_id,
-            order.refunded_amount.cents(),
-            amount.cents()
-        ),
-    };
-    let partial = (amount != remaining).then_some(amount);
+    // Tokens: whatever the delivery does during the PayPal call, the
+    // transition below re-reads the order and conditions on what it saw.
+    let request_id = format!("refund-{}-{}", order.order_id, request.request_key);
     let refund = paypal
         .refund_capture(
             &capture_id,
-            partial.or(Some(amount)),
+            Some(amount),
             &request_id,
-            Some(request.reason.as_str()),
+            request.note_to_payer.as_deref(),
         )
         .await
         .map_err(|e| {
@@ -162,224 +192,606 @@ pub async fn admin_refund(
                 transient: e.is_transient(),
             }
         })?;
+    let Some(report) = RefundReport::from_paypal(&refund, Movement::Refund) else {
+        tracing::error!(refund_id = %refund.id, status = refund.status.as_str(), "PayPal refund in an unknown state");
+        return Err(BillingError::Upstream {
+            service: "PayPal",
+            transient: true,
+        });
+    };
     let source = RefundSource::Admin {
         admin_id: request.admin_id,
         reason: request.reason,
     };
-    apply_refund(
-        ledger,
-        virtfusion,
-        &order.order_id,
-        &refund.id,
-        refund.amount,
-        &source,
-    )
-    .await
+    apply_refund(ledger, virtfusion, &order.order_id, &report, &source).await
 }
 
-/// Records a PayPal refund once (by refund id) and takes back what it paid for.
+/// Applies what PayPal reports about one refund or reversal of `order_id`:
+/// the one public entry point for webhooks, the admin route and
+/// reconciliation. Safe to race and to repeat; out-of-order reports end
+/// where in-order ones do (the state only moves forward).
+#[tracing::instrument(skip_all, fields(order_id = %order_id, refund_id = %report.refund_id, state = report.state.as_str()))]
 pub async fn apply_refund(
     ledger: &Ledger,
     virtfusion: Option<&VirtFusionClient>,
     order_id: &str,
-    refund_id: &str,
-    amount: Usd,
+    report: &RefundReport,
     source: &RefundSource,
 ) -> Result<RefundOutcome, BillingError> {
-    let once = OnceKey::new("refund", refund_id);
-    // Bounded: each round loses only to another refund of the same order.
+    if report.currency != "USD" {
+        // Our captures are USD: never take back a different number of another currency.
+        tracing::error!(currency = %report.currency, "refund in another currency than the capture's; refused");
+        return Err(conflict(
+            "Refund currency differs from the capture's",
+            "currency_mismatch",
+        ));
+    }
+    // Bounded: each round loses only to another movement of the same order.
     for _ in 0..8 {
         let order = crate::orders::load(ledger, order_id)
             .await?
             .ok_or(BillingError::NotFound("Order"))?;
-        let refunded = order
+        let record = store::load(ledger, &report.refund_id).await?;
+        let step = match (record.as_ref().map(|r| r.state), report.state) {
+            (None, to) if to.holds_money() => take(ledger, &order, report, source).await?,
+            (None, to) => record_unapplied(ledger, &order, report, to, source).await?,
+            (Some(RefundState::Pending), RefundState::Completed) => {
+                complete(ledger, &order, report).await?
+            }
+            (Some(RefundState::Pending), to @ (RefundState::Failed | RefundState::Cancelled)) => {
+                give_back(ledger, &order, report, to).await?
+            }
+            // Already there, or a late report of an earlier state: nothing moves.
+            (Some(state), _) => Some(Step::Unchanged(state)),
+        };
+        match step {
+            None => continue,
+            Some(Step::Unchanged(state)) => {
+                return outcome(ledger, &order, report, state, false, None).await;
+            }
+            Some(Step::Moved { state, tokens }) => {
+                let order = crate::orders::load(ledger, order_id)
+                    .await?
+                    .ok_or(BillingError::NotFound("Order"))?;
+                let revoked = match tokens {
+                    Some(TokenAction::Revoke(credit_id)) => {
+                        Some(revoke(ledger, virtfusion, &order, credit_id).await?)
+                    }
+                    Some(TokenAction::Cancel) => Some(true),
+                    Some(TokenAction::Review(_)) => Some(false),
+                    None => None,
+                };
+                return outcome(ledger, &order, report, state, true, revoked).await;
+            }
+        }
+    }
+    Err(BillingError::Ledger(LedgerError::Contended { attempts: 8 }))
+}
+
+/// A reversal's dispute was won (or cancelled by the buyer) and PayPal gave
+/// the money back: restore what the reversal took, once (by reversal id).
+/// `Ok(false)` when the order has no reversal to restore.
+#[tracing::instrument(skip_all, fields(order_id = %order_id))]
+pub async fn cancel_reversal(ledger: &Ledger, order_id: &str) -> Result<bool, BillingError> {
+    for _ in 0..8 {
+        let order = crate::orders::load(ledger, order_id)
+            .await?
+            .ok_or(BillingError::NotFound("Order"))?;
+        let Some(reversal_id) = order.reversal_id.clone() else {
+            return Ok(false);
+        };
+        let Some(record) = store::load(ledger, &reversal_id).await? else {
+            return Ok(false);
+        };
+        if record.movement != Movement::Reversal || record.state != RefundState::Completed {
+            // Restored before (or not a completed reversal): nothing more.
+            return Ok(record.state == RefundState::Cancelled);
+        }
+        let back = order
             .refunded_amount
-            .checked_add(amount)
+            .checked_sub(record.amount)
             .map_err(|_| LedgerError::Overflow)?;
         let counted = OrderUpdate::new(order_id, "refundedAmount = :seen")
             .value(
                 ":seen",
                 AttributeValue::N(order.refunded_amount.to_string()),
             )
-            .set("refundedAmount", AttributeValue::N(refunded.to_string()));
-        let record = refund_record(ledger.table(), &order, refund_id, amount, source)?;
-        let outcome = match order.kind {
+            .set("refundedAmount", AttributeValue::N(back.to_string()));
+        let record_moved = store::transition_item(
+            ledger.table(),
+            &reversal_id,
+            RefundState::Completed,
+            RefundState::Cancelled,
+        )?;
+        let done = match order.kind {
             PurchaseKind::Credits => {
-                credit_refund(
-                    ledger, &order, refund_id, amount, source, &once, counted, record,
+                let change = Change::new(
+                    order.user.clone(),
+                    record.amount,
+                    EntryDetails::new(
+                        EntryKind::ReversalCancelled,
+                        "PayPal reversal cancelled: dispute won, money returned",
+                    )
+                    .reference(&order.order_id),
                 )
-                .await?
+                .once(OnceKey::new("reversal_cancelled", &reversal_id))
+                .with_item(counted.item(ledger.table())?)
+                .with_item(record_moved);
+                // Hook: outbox event `payment.reversal_cancelled` rides here.
+                match ledger.apply(change).await {
+                    Ok(_) => true,
+                    Err(LedgerError::ConditionFailed { .. }) => false,
+                    Err(e) => return Err(e.into()),
+                }
             }
             PurchaseKind::Tokens => {
-                token_refund(
-                    ledger, virtfusion, &order, refund_id, amount, &once, counted, record,
-                )
-                .await?
+                // Tokens taken back cannot be re-granted blindly: an admin decides.
+                let review = to_review(
+                    guarded(&order).set("refundedAmount", AttributeValue::N(back.to_string())),
+                    &order,
+                    "reversal_cancelled",
+                );
+                let mut items = vec![
+                    review.item(ledger.table())?,
+                    OnceKey::new("reversal_cancelled", &reversal_id).marker_item(
+                        ledger.table(),
+                        &order.user,
+                        &ledger::now_rfc3339(),
+                    )?,
+                    record_moved,
+                ];
+                if let Some(sk) = &record.history_sk {
+                    items.push(store::history_status_item(
+                        ledger.table(),
+                        &order,
+                        sk,
+                        "reversal_cancelled",
+                    )?);
+                }
+                write_together(ledger, items).await?.is_none()
             }
         };
-        if let Some(outcome) = outcome {
-            return Ok(outcome);
+        if done {
+            return Ok(true);
         }
     }
     Err(BillingError::Ledger(LedgerError::Contended { attempts: 8 }))
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn credit_refund(
-    ledger: &Ledger,
+enum Step {
+    Unchanged(RefundState),
+    Moved {
+        state: RefundState,
+        tokens: Option<TokenAction>,
+    },
+}
+
+/// What a completed refund or reversal does to a token purchase's delivery.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum TokenAction {
+    /// Whole purchase, delivered, credit id known: remove it at VirtFusion.
+    Revoke(u64),
+    /// Whole purchase, not delivered yet (nobody is delivering): no longer owed.
+    Cancel,
+    /// Anything else: the admins' review list, with this reason.
+    Review(String),
+}
+
+fn token_action(order: &OrderRecord, refunded_total: Usd, movement: Movement) -> TokenAction {
+    let whole = order.captured_amount.is_some_and(|c| refunded_total >= c);
+    let case = match (order.delivery, whole, order.credit_id) {
+        (Some(Delivery::Refunded), _, _) => return TokenAction::Cancel,
+        (Some(Delivery::Pending), true, _) => return TokenAction::Cancel,
+        (Some(Delivery::Delivered), true, Some(credit_id)) => {
+            return TokenAction::Revoke(credit_id);
+        }
+        (_, false, _) => "partial",
+        (Some(Delivery::Delivering), _, _) => "during_delivery",
+        (Some(Delivery::NeedsReview), _, _) => "under_review",
+        _ => "without_credit_id",
+    };
+    TokenAction::Review(format!("{}_{case}", movement.as_str()))
+}
+
+/// `update` plus the delivery move of `action` (build `update` with
+/// [`guarded`], so it is conditioned on the delivery state it leaves).
+fn with_token_action(
+    update: OrderUpdate,
     order: &OrderRecord,
-    refund_id: &str,
-    amount: Usd,
+    action: &TokenAction,
+) -> OrderUpdate {
+    match action {
+        TokenAction::Cancel | TokenAction::Revoke(_) => update
+            .set_s("delivery", Delivery::Refunded.as_str())
+            .remove("gsi1pk")
+            .remove("gsi1sk"),
+        TokenAction::Review(reason) => to_review(update, order, reason),
+    }
+}
+
+fn to_review(update: OrderUpdate, order: &OrderRecord, reason: &str) -> OrderUpdate {
+    update
+        .set_s("delivery", Delivery::NeedsReview.as_str())
+        .set_s("reviewReason", reason)
+        .set_s("gsi1pk", DELIVERY_REVIEW)
+        .set_s(
+            "gsi1sk",
+            &format!("{}#{}", order.created_at, order.order_id),
+        )
+}
+
+/// An order update conditioned on `refundedAmount` and the delivery state
+/// as they were read.
+fn guarded(order: &OrderRecord) -> OrderUpdate {
+    let seen = AttributeValue::N(order.refunded_amount.to_string());
+    match order.delivery {
+        Some(delivery) => OrderUpdate::new(
+            &order.order_id,
+            "refundedAmount = :seen AND #delivery = :seenDelivery",
+        )
+        .value(":seen", seen)
+        .value(":seenDelivery", AttributeValue::S(delivery.as_str().into())),
+        None => OrderUpdate::new(
+            &order.order_id,
+            "refundedAmount = :seen AND attribute_not_exists(#delivery)",
+        )
+        .value(":seen", seen),
+    }
+}
+
+fn entry_details(
+    report: &RefundReport,
     source: &RefundSource,
-    once: &OnceKey,
-    counted: OrderUpdate,
-    record: TransactWriteItem,
-) -> Result<Option<RefundOutcome>, BillingError> {
-    let (kind, description) = match source {
-        RefundSource::PayPal { reversal: true } => (
+    order: &OrderRecord,
+) -> EntryDetails {
+    let pending = if report.state == RefundState::Pending {
+        " (pending at PayPal)"
+    } else {
+        ""
+    };
+    let (kind, description) = match (report.movement, source) {
+        (Movement::Reversal, _) => (
             EntryKind::Reversal,
             "PayPal payment reversed (chargeback)".to_owned(),
         ),
-        RefundSource::PayPal { reversal: false } => {
-            (EntryKind::Refund, "PayPal purchase refunded".to_owned())
-        }
-        RefundSource::Admin { reason, .. } => (
+        (Movement::Refund, RefundSource::PayPal) => (
             EntryKind::Refund,
-            format!("PayPal purchase refunded: {}", reason.as_str()),
+            format!("PayPal purchase refunded{pending}"),
+        ),
+        (Movement::Refund, RefundSource::Admin { reason, .. }) => (
+            EntryKind::Refund,
+            format!("PayPal purchase refunded{pending}: {}", reason.as_str()),
         ),
     };
     let mut details = EntryDetails::new(kind, description).reference(&order.order_id);
     if let RefundSource::Admin { admin_id, reason } = source {
         details = details.admin(admin_id, reason.as_str());
     }
-    // PayPal has returned the money already: the debit is recorded even into debt.
-    let change = Change::new(order.user.clone(), -amount, details)
-        .once(once.clone())
-        .overdraft(Overdraft::Allow)
-        .with_item(counted.item(ledger.table())?)
-        .with_item(record);
-    match ledger.apply(change).await {
-        Ok(outcome) => {
-            let first_time = outcome.is_first_time();
-            let applied = outcome.into_applied();
-            Ok(Some(RefundOutcome {
-                refund_id: refund_id.to_owned(),
-                order_id: order.order_id.clone(),
-                kind: PurchaseKind::Credits,
-                amount: -applied.entry.amount,
-                balance: Some(applied.balance),
-                tokens_revoked: None,
-                first_time,
-            }))
-        }
-        // Another refund of this order moved refundedAmount first: read again.
-        Err(LedgerError::ConditionFailed { index: 0, .. }) => Ok(None),
-        Err(e) => Err(e.into()),
+    details
+}
+
+fn record_source<'a>(source: &'a RefundSource, movement: Movement) -> RecordSource<'a> {
+    RecordSource {
+        admin: match source {
+            RefundSource::Admin { admin_id, reason } => Some((admin_id, reason.as_str())),
+            RefundSource::PayPal => None,
+        },
+        movement,
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn token_refund(
+/// new → pending / completed: take what the refund pays for.
+async fn take(
     ledger: &Ledger,
-    virtfusion: Option<&VirtFusionClient>,
     order: &OrderRecord,
-    refund_id: &str,
-    amount: Usd,
-    once: &OnceKey,
-    counted: OrderUpdate,
-    record: TransactWriteItem,
-) -> Result<Option<RefundOutcome>, BillingError> {
-    let now = ledger::now_rfc3339();
-    let was_delivered = order.delivery == Some(Delivery::Delivered);
-    // Tokens not yet delivered are simply no longer owed.
-    let counted = counted
-        .set_s("delivery", Delivery::Refunded.as_str())
-        .remove("gsi1pk")
-        .remove("gsi1sk");
-    let items = vec![
-        counted.item(ledger.table())?,
-        once.marker_item(ledger.table(), &order.user, &now)?,
-        record,
-    ];
-    if let Some(codes) = write_together(ledger, items).await? {
-        if codes.get(1).map(String::as_str) == Some("ConditionalCheckFailed") {
-            // Applied before: report it as it stands.
-            return Ok(Some(RefundOutcome {
-                refund_id: refund_id.to_owned(),
-                order_id: order.order_id.clone(),
-                kind: PurchaseKind::Tokens,
-                amount,
-                balance: None,
-                tokens_revoked: None,
-                first_time: false,
-            }));
-        }
-        return Ok(None);
+    report: &RefundReport,
+    source: &RefundSource,
+) -> Result<Option<Step>, BillingError> {
+    let refunded = order
+        .refunded_amount
+        .checked_add(report.amount)
+        .map_err(|_| LedgerError::Overflow)?;
+    let mut counted = OrderUpdate::new(&order.order_id, "refundedAmount = :seen")
+        .value(
+            ":seen",
+            AttributeValue::N(order.refunded_amount.to_string()),
+        )
+        .set("refundedAmount", AttributeValue::N(refunded.to_string()));
+    if report.movement == Movement::Reversal {
+        counted = counted.set_s("reversalId", &report.refund_id);
     }
-    let revoked = match (was_delivered, order.credit_id, virtfusion) {
-        (false, _, _) => true,
-        (true, Some(credit_id), Some(client)) => {
-            match client.remove_credit(virtfusion::CreditId(credit_id)).await {
-                Ok(()) => true,
-                // Already gone counts as taken back.
-                Err(virtfusion::VirtFusionError::Rejected { status: 404 }) => true,
-                Err(e) => {
-                    tracing::error!(order_id = %order.order_id, error = %e, "VirtFusion credit not removed after refund; needs an admin");
-                    false
-                }
+    let once = OnceKey::new("refund", &report.refund_id);
+    let rsource = record_source(source, report.movement);
+    match order.kind {
+        PurchaseKind::Credits => {
+            let record = store::new_record_item(
+                ledger.table(),
+                order,
+                &report.refund_id,
+                report.amount,
+                report.state,
+                &rsource,
+                None,
+            )?;
+            // PayPal has returned (or is returning) the money: recorded even into debt.
+            let change = Change::new(
+                order.user.clone(),
+                -report.amount,
+                entry_details(report, source, order),
+            )
+            .once(once)
+            .overdraft(Overdraft::Allow)
+            .with_item(counted.item(ledger.table())?)
+            .with_item(record);
+            // Hook: outbox `refund.completed` / `payment.reversed` rides here when completed.
+            match ledger.apply(change).await {
+                Ok(outcome) if outcome.is_first_time() => Ok(Some(Step::Moved {
+                    state: report.state,
+                    tokens: None,
+                })),
+                // Applied by another caller: read the record again.
+                Ok(_) => Ok(None),
+                Err(LedgerError::ConditionFailed { .. }) => Ok(None),
+                Err(e) => Err(e.into()),
             }
         }
-        _ => false,
+        PurchaseKind::Tokens => {
+            let action = (report.state == RefundState::Completed)
+                .then(|| token_action(order, refunded, report.movement));
+            let update = match &action {
+                Some(action) => {
+                    let mut update = guarded(order)
+                        .set("refundedAmount", AttributeValue::N(refunded.to_string()));
+                    if report.movement == Movement::Reversal {
+                        update = update.set_s("reversalId", &report.refund_id);
+                    }
+                    with_token_action(update, order, action)
+                }
+                None => counted,
+            };
+            let (history_sk, history) = store::token_history_item(
+                ledger.table(),
+                order,
+                &report.refund_id,
+                report.amount,
+                report.movement,
+                report.state,
+            )?;
+            let items = vec![
+                update.item(ledger.table())?,
+                once.marker_item(ledger.table(), &order.user, &ledger::now_rfc3339())?,
+                store::new_record_item(
+                    ledger.table(),
+                    order,
+                    &report.refund_id,
+                    report.amount,
+                    report.state,
+                    &rsource,
+                    Some(&history_sk),
+                )?,
+                history,
+            ];
+            Ok(match write_together(ledger, items).await? {
+                None => Some(Step::Moved {
+                    state: report.state,
+                    tokens: action,
+                }),
+                Some(_) => None,
+            })
+        }
+    }
+}
+
+/// new → failed / cancelled: nothing was taken; the record stops a late
+/// PENDING report from taking anything.
+async fn record_unapplied(
+    ledger: &Ledger,
+    order: &OrderRecord,
+    report: &RefundReport,
+    to: RefundState,
+    source: &RefundSource,
+) -> Result<Option<Step>, BillingError> {
+    let record = store::new_record_item(
+        ledger.table(),
+        order,
+        &report.refund_id,
+        report.amount,
+        to,
+        &record_source(source, report.movement),
+        None,
+    )?;
+    Ok(match write_together(ledger, vec![record]).await? {
+        None => Some(Step::Moved {
+            state: to,
+            tokens: None,
+        }),
+        Some(_) => None,
+    })
+}
+
+/// pending → completed: the money was taken at pending; tokens settle now.
+async fn complete(
+    ledger: &Ledger,
+    order: &OrderRecord,
+    report: &RefundReport,
+) -> Result<Option<Step>, BillingError> {
+    let moved = store::transition_item(
+        ledger.table(),
+        &report.refund_id,
+        RefundState::Pending,
+        RefundState::Completed,
+    )?;
+    let record = store::load(ledger, &report.refund_id).await?;
+    let mut items = vec![moved];
+    let action = match order.kind {
+        PurchaseKind::Credits => None,
+        PurchaseKind::Tokens => {
+            let action = token_action(order, order.refunded_amount, report.movement);
+            items.push(with_token_action(guarded(order), order, &action).item(ledger.table())?);
+            if let Some(sk) = record.as_ref().and_then(|r| r.history_sk.as_deref()) {
+                items.push(store::history_status_item(
+                    ledger.table(),
+                    order,
+                    sk,
+                    "completed",
+                )?);
+            }
+            Some(action)
+        }
     };
-    OrderUpdate::new(&order.order_id, "attribute_exists(pk)")
-        .set("tokensRevoked", AttributeValue::Bool(revoked))
-        .run(ledger)
-        .await?;
-    Ok(Some(RefundOutcome {
-        refund_id: refund_id.to_owned(),
-        order_id: order.order_id.clone(),
-        kind: PurchaseKind::Tokens,
-        amount,
-        balance: None,
-        tokens_revoked: Some(revoked),
-        first_time: true,
+    // Hook: outbox `refund.completed` rides here.
+    Ok(match write_together(ledger, items).await? {
+        None => Some(Step::Moved {
+            state: RefundState::Completed,
+            tokens: action,
+        }),
+        Some(_) => None,
+    })
+}
+
+/// pending → failed / cancelled: give back what the pending refund took.
+async fn give_back(
+    ledger: &Ledger,
+    order: &OrderRecord,
+    report: &RefundReport,
+    to: RefundState,
+) -> Result<Option<Step>, BillingError> {
+    let Some(record) = store::load(ledger, &report.refund_id).await? else {
+        return Ok(None);
+    };
+    let back = order
+        .refunded_amount
+        .checked_sub(record.amount)
+        .map_err(|_| LedgerError::Overflow)?;
+    let counted = OrderUpdate::new(&order.order_id, "refundedAmount = :seen")
+        .value(
+            ":seen",
+            AttributeValue::N(order.refunded_amount.to_string()),
+        )
+        .set("refundedAmount", AttributeValue::N(back.to_string()));
+    let moved =
+        store::transition_item(ledger.table(), &report.refund_id, RefundState::Pending, to)?;
+    // Hook: outbox `refund.failed` rides here.
+    let done = match order.kind {
+        PurchaseKind::Credits => {
+            let change = Change::new(
+                order.user.clone(),
+                record.amount,
+                EntryDetails::new(
+                    EntryKind::RefundReverted,
+                    format!("PayPal refund {}: given back", to.as_str()),
+                )
+                .reference(&order.order_id),
+            )
+            .once(OnceKey::new("refund_reverted", &report.refund_id))
+            .with_item(counted.item(ledger.table())?)
+            .with_item(moved);
+            match ledger.apply(change).await {
+                Ok(outcome) => outcome.is_first_time(),
+                Err(LedgerError::ConditionFailed { .. }) => false,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        PurchaseKind::Tokens => {
+            let mut items = vec![counted.item(ledger.table())?, moved];
+            if let Some(sk) = &record.history_sk {
+                items.push(store::history_status_item(
+                    ledger.table(),
+                    order,
+                    sk,
+                    to.as_str(),
+                )?);
+            }
+            write_together(ledger, items).await?.is_none()
+        }
+    };
+    Ok(done.then_some(Step::Moved {
+        state: to,
+        tokens: None,
     }))
 }
 
-/// `REFUND#<refundId>`: what was refunded, by whom and why.
-fn refund_record(
-    table: &str,
+/// Removes the VirtFusion credit of a wholly refunded delivered purchase;
+/// if VirtFusion does not confirm, the purchase goes to review.
+async fn revoke(
+    ledger: &Ledger,
+    virtfusion: Option<&VirtFusionClient>,
     order: &OrderRecord,
-    refund_id: &str,
-    amount: Usd,
-    source: &RefundSource,
-) -> Result<TransactWriteItem, LedgerError> {
-    let s = |v: &str| AttributeValue::S(v.to_owned());
-    let mut put = Put::builder()
-        .table_name(table)
-        .item("pk", s(&format!("REFUND#{refund_id}")))
-        .item("sk", s("REFUND"))
-        .item("orderId", s(&order.order_id))
-        .item("user", s(order.user.as_str()))
-        .item("kind", s(order.kind.as_str()))
-        .item("amount", AttributeValue::N(amount.to_string()))
-        .item("createdAt", s(&ledger::now_rfc3339()));
-    put = match source {
-        RefundSource::Admin { admin_id, reason } => put
-            .item("source", s("admin"))
-            .item("adminId", s(admin_id))
-            .item("reason", s(reason.as_str())),
-        RefundSource::PayPal { reversal } => put.item(
-            "source",
-            s(if *reversal {
-                "paypal_reversal"
-            } else {
-                "paypal"
+    credit_id: u64,
+) -> Result<bool, BillingError> {
+    let removed = match virtfusion {
+        Some(client) => match client.remove_credit(virtfusion::CreditId(credit_id)).await {
+            Ok(()) => true,
+            // Already gone counts as taken back.
+            Err(virtfusion::VirtFusionError::Rejected { status: 404 }) => true,
+            Err(e) => {
+                tracing::error!(order_id = %order.order_id, error = %e, "VirtFusion credit not removed after a refund; to review");
+                false
+            }
+        },
+        None => false,
+    };
+    let update = OrderUpdate::new(&order.order_id, "#delivery = :refunded")
+        .value(
+            ":refunded",
+            AttributeValue::S(Delivery::Refunded.as_str().into()),
+        )
+        .set("tokensRevoked", AttributeValue::Bool(removed));
+    let update = if removed {
+        update
+    } else {
+        update
+            .set_s("delivery", Delivery::NeedsReview.as_str())
+            .set_s("reviewReason", "refund_revoke_failed")
+            .set_s("gsi1pk", DELIVERY_REVIEW)
+            .set_s(
+                "gsi1sk",
+                &format!("{}#{}", order.created_at, order.order_id),
+            )
+    };
+    update.run(ledger).await?;
+    Ok(removed)
+}
+
+async fn outcome(
+    ledger: &Ledger,
+    order: &OrderRecord,
+    report: &RefundReport,
+    state: RefundState,
+    first_time: bool,
+    revoked: Option<bool>,
+) -> Result<RefundOutcome, BillingError> {
+    let (balance, tokens_revoked) = match order.kind {
+        PurchaseKind::Credits => (Some(ledger.balance(&order.user).await?), None),
+        PurchaseKind::Tokens => (
+            None,
+            revoked.or(match order.delivery {
+                Some(Delivery::Refunded) => Some(true),
+                Some(Delivery::NeedsReview) => Some(false),
+                _ => None,
             }),
         ),
     };
-    let put = put
-        .build()
-        .map_err(|e| LedgerError::corrupt("refund", e.to_string()))?;
-    Ok(TransactWriteItem::builder().put(put).build())
+    Ok(RefundOutcome {
+        refund_id: report.refund_id.clone(),
+        order_id: order.order_id.clone(),
+        kind: order.kind,
+        amount: report.amount,
+        status: state,
+        balance,
+        tokens_revoked,
+        review_reason: match order.delivery {
+            Some(Delivery::NeedsReview) => order.review_reason.clone(),
+            _ => None,
+        },
+        first_time,
+    })
+}
+
+/// A refund record (for admins and reconciliation).
+pub async fn load_refund(
+    ledger: &Ledger,
+    refund_id: &str,
+) -> Result<Option<RefundRecord>, BillingError> {
+    store::load(ledger, refund_id).await
 }

@@ -12,10 +12,10 @@ use crate::checkout::{
     self, capture_pointer, follow_pointer, pick_capture, purchase_pointer, settle,
 };
 use crate::orders::{OrderRecord, PaymentStatus};
-use crate::refunds::{RefundSource, apply_refund};
+use crate::refunds::Movement;
 use aws_sdk_dynamodb::types::AttributeValue;
 use ledger::{Ledger, LedgerError, OnceKey};
-use paypal::{Capture, PayPalClient, Refund, WebhookEvent, WebhookResource};
+use paypal::{Capture, PayPalClient, WebhookEvent, WebhookResource};
 use virtfusion::VirtFusionClient;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,11 +62,32 @@ pub async fn handle_event(
             None => WebhookOutcome::Ignored,
         },
         (
-            "PAYMENT.CAPTURE.REFUNDED" | "PAYMENT.CAPTURE.REVERSED",
+            "PAYMENT.CAPTURE.REFUNDED"
+            | "PAYMENT.CAPTURE.REVERSED"
+            | "PAYMENT.REFUND.PENDING"
+            | "PAYMENT.REFUND.COMPLETED"
+            | "PAYMENT.REFUND.FAILED"
+            | "PAYMENT.REFUND.CANCELLED",
             WebhookResource::Refund(refund),
         ) => {
-            let reversal = event.event_type == "PAYMENT.CAPTURE.REVERSED";
-            refund_reported(ledger, paypal, virtfusion, refund, reversal).await?
+            let movement = if event.event_type == "PAYMENT.CAPTURE.REVERSED" {
+                Movement::Reversal
+            } else {
+                Movement::Refund
+            };
+            match crate::after_webhook::refund_reported(
+                ledger, paypal, virtfusion, refund, movement,
+            )
+            .await?
+            {
+                // Not matched to any order of ours: not marked processed, so
+                // a redelivery is looked at again (reconciliation reports it).
+                WebhookOutcome::Ignored => return Ok(WebhookOutcome::Ignored),
+                outcome => outcome,
+            }
+        }
+        ("CUSTOMER.DISPUTE.RESOLVED", WebhookResource::Dispute(dispute)) => {
+            crate::after_webhook::dispute_resolved(ledger, paypal, virtfusion, dispute).await?
         }
         _ => WebhookOutcome::Ignored,
     };
@@ -107,54 +128,21 @@ async fn capture_abandoned(
     }
 }
 
-/// PayPal refunded (or reversed) a capture. If the capture's own COMPLETED
-/// event has not been processed yet, settle the order from PayPal's view
-/// first, so the end state does not depend on delivery order.
+/// PayPal refunded (or reversed) a capture (also reconciliation's way in):
+/// see [`crate::after_webhook::refund_reported`].
 pub(crate) async fn refund_reported(
     ledger: &Ledger,
     paypal: &PayPalClient,
     virtfusion: Option<&VirtFusionClient>,
-    refund: &Refund,
+    refund: &paypal::Refund,
     reversal: bool,
 ) -> Result<WebhookOutcome, BillingError> {
-    let order = match &refund.capture_id {
-        Some(capture_id) => follow_pointer(ledger, &capture_pointer(capture_id)).await?,
-        None => None,
+    let movement = if reversal {
+        Movement::Reversal
+    } else {
+        Movement::Refund
     };
-    let order = match order {
-        Some(order) => Some(order),
-        None => match &refund.invoice_id {
-            Some(invoice) => follow_pointer(ledger, &purchase_pointer(invoice)).await?,
-            None => None,
-        },
-    };
-    let Some(order) = order else {
-        tracing::warn!(refund_id = %refund.id, "refund for an order we do not know; ignored");
-        return Ok(WebhookOutcome::Ignored);
-    };
-    if order.status != PaymentStatus::Completed {
-        let paypal_order =
-            paypal
-                .get_order(&order.order_id)
-                .await
-                .map_err(|e| BillingError::Upstream {
-                    service: "PayPal",
-                    transient: e.is_transient(),
-                })?;
-        if let Some(capture) = pick_capture(&paypal_order.captures) {
-            settled_or_declined(settle(ledger, virtfusion, &order, capture).await)?;
-        }
-    }
-    apply_refund(
-        ledger,
-        virtfusion,
-        &order.order_id,
-        &refund.id,
-        refund.amount,
-        &RefundSource::PayPal { reversal },
-    )
-    .await?;
-    Ok(WebhookOutcome::Processed)
+    crate::after_webhook::refund_reported(ledger, paypal, virtfusion, refund, movement).await
 }
 
 async fn find_order_of_capture(
@@ -176,7 +164,7 @@ async fn find_order_of_capture(
 }
 
 /// A declined payment is a fact to record, not a failure of the webhook.
-fn settled_or_declined(
+pub(crate) fn settled_or_declined(
     result: Result<checkout::Settlement, BillingError>,
 ) -> Result<WebhookOutcome, BillingError> {
     match result {

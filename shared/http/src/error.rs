@@ -121,6 +121,14 @@ impl From<LedgerError> for ApiError {
                     "busy",
                 )
             },
+            LedgerError::OutcomeUnknown { .. } => ApiError {
+                cause: Some(err.to_string()),
+                ..ApiError::new(
+                    503,
+                    "The outcome is unknown: the change may have been applied. Retry with the same Idempotency-Key to find out; it will not be applied twice",
+                    "outcome_unknown",
+                )
+            },
             LedgerError::ConditionFailed { .. } => ApiError {
                 cause: Some(err.to_string()),
                 ..ApiError::new(409, "Conflicting change; nothing was changed", "conflict")

@@ -46,9 +46,15 @@ pub fn history_item(item: &HistoryItem) -> Value {
     match item {
         HistoryItem::Credits(entry) => credit_entry(entry, false),
         HistoryItem::Tokens(purchase) => json!({
-            "id": purchase.order_id,
+            "id": if purchase.kind == "purchase" {
+                purchase.order_id.clone()
+            } else {
+                // A refund line: the order id and the refund id.
+                let refund_id = purchase.sort_key.rsplit('#').next().unwrap_or_default();
+                format!("{}-{}", purchase.order_id, refund_id)
+            },
             "system": "virtfusion",
-            "type": "purchase",
+            "type": purchase.kind,
             "amount": purchase.tokens.get(),
             "status": purchase.status,
             "description": purchase.description,

@@ -27,6 +27,11 @@ pub enum LedgerError {
         /// Throttling / 5xx / timeouts: worth a retry later (503), not our bug.
         transient: bool,
     },
+    /// A write's answer was lost and the reads that would tell whether it
+    /// committed failed too: the change may or may not have been applied
+    /// (503 `outcome_unknown`; retry with the same Idempotency-Key).
+    #[error("outcome unknown: {cause}")]
+    OutcomeUnknown { cause: String },
     /// An item did not have the shape the ledger writes.
     #[error("malformed ledger item {key}: {problem}")]
     Corrupt { key: String, problem: String },

@@ -26,10 +26,14 @@ pub enum EntryKind {
     Refund,
     /// A PayPal reversal (chargeback); may leave a debt.
     Reversal,
+    /// A pending refund that failed or was cancelled at PayPal, given back.
+    RefundReverted,
+    /// A reversal whose dispute the merchant won: what it took, restored.
+    ReversalCancelled,
 }
 
 impl EntryKind {
-    pub const ALL: [EntryKind; 7] = [
+    pub const ALL: [EntryKind; 9] = [
         EntryKind::Purchase,
         EntryKind::AdminCredit,
         EntryKind::AdminDebit,
@@ -37,6 +41,8 @@ impl EntryKind {
         EntryKind::DnsRenewal,
         EntryKind::Refund,
         EntryKind::Reversal,
+        EntryKind::RefundReverted,
+        EntryKind::ReversalCancelled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -48,6 +54,8 @@ impl EntryKind {
             EntryKind::DnsRenewal => "dns_renewal",
             EntryKind::Refund => "refund",
             EntryKind::Reversal => "reversal",
+            EntryKind::RefundReverted => "refund_reverted",
+            EntryKind::ReversalCancelled => "reversal_cancelled",
         }
     }
 }

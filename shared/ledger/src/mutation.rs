@@ -238,7 +238,7 @@ impl Ledger {
             }
             read_failure = None;
             match self
-                .attempt(&change, &mutation_id, &created_at, state)
+                .attempt(&change, &mutation_id, &created_at, state, attempt)
                 .await?
             {
                 Attempt::Done(outcome) => return Ok(*outcome),
@@ -249,17 +249,27 @@ impl Ledger {
             }
         }
         // The last attempt's answer may have been lost too: look once more, so
-        // that a change that happened is never reported as failed.
+        // that a change that happened is never reported as failed — and if
+        // that look fails too, say so: the change may have been applied.
         if let Some(seq) = maybe_written {
-            let state = self.read_account(&change.user).await?;
-            if let Some(entry) = self
-                .own_entry(&change.user, seq, &mutation_id, state)
-                .await?
-            {
-                return Ok(ChangeOutcome::Applied(Applied {
-                    entry,
-                    balance: state.balance,
-                }));
+            let looked = match self.read_account(&change.user).await {
+                Ok(state) => self
+                    .own_entry(&change.user, seq, &mutation_id, state)
+                    .await
+                    .map(|entry| entry.map(|entry| (entry, state.balance))),
+                Err(e) => Err(e),
+            };
+            match looked {
+                Ok(Some((entry, balance))) => {
+                    return Ok(ChangeOutcome::Applied(Applied { entry, balance }));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "ledger write outcome unknown and unverifiable");
+                    return Err(LedgerError::OutcomeUnknown {
+                        cause: e.to_string(),
+                    });
+                }
             }
         }
         tracing::warn!(
@@ -294,6 +304,7 @@ impl Ledger {
         mutation_id: &str,
         created_at: &str,
         state: AccountState,
+        attempt: u32,
     ) -> Result<Attempt, LedgerError> {
         let balance_after = state
             .balance
@@ -371,7 +382,7 @@ impl Ledger {
             .client
             .transact_write_items()
             .set_transact_items(Some(items))
-            .client_request_token(request_token(mutation_id, state.seq))
+            .client_request_token(request_token(mutation_id, state.seq, attempt))
             .customize()
             .interceptor(sends.clone())
             .send()
@@ -543,10 +554,14 @@ fn wrap_put(
     Ok(TransactWriteItem::builder().put(put).build())
 }
 
-/// Deterministic per (change, account version): a resend of the same attempt
-/// is recognised by DynamoDB as the same transaction; a new attempt is new.
-fn request_token(mutation_id: &str, seen_seq: u64) -> String {
-    let digest = Sha256::digest(format!("{mutation_id}:{seen_seq}").as_bytes());
+/// Deterministic per (change, account version, attempt): the SDK's resend of
+/// one attempt (the very same request) is recognised by DynamoDB as the same
+/// transaction; every new attempt is a new one. Caller items are rebuilt per
+/// attempt (an idempotency record gets a fresh `createdAt`), and DynamoDB
+/// answers `IdempotentParameterMismatch` to a token reused with different
+/// items, so a retry at an unchanged `seq` must not reuse the token.
+fn request_token(mutation_id: &str, seen_seq: u64, attempt: u32) -> String {
+    let digest = Sha256::digest(format!("{mutation_id}:{seen_seq}:{attempt}").as_bytes());
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     hex[..36].to_owned()
 }
@@ -557,10 +572,12 @@ mod tests {
 
     #[test]
     fn request_tokens_fit_dynamodb_and_differ_per_attempt() {
-        let a = request_token("m1", 3);
+        let a = request_token("m1", 3, 0);
         assert_eq!(a.len(), 36);
-        assert_eq!(a, request_token("m1", 3));
-        assert_ne!(a, request_token("m1", 4));
-        assert_ne!(a, request_token("m2", 3));
+        assert_eq!(a, request_token("m1", 3, 0));
+        assert_ne!(a, request_token("m1", 4, 0));
+        assert_ne!(a, request_token("m2", 3, 0));
+        // A retry that finds the account unchanged is still a new transaction.
+        assert_ne!(a, request_token("m1", 3, 1));
     }
 }

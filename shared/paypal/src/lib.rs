@@ -21,11 +21,13 @@
 //! Credentials, access tokens and payer data (names, emails) are never
 //! logged nor put in an error.
 
+mod dispute;
 mod error;
 mod model;
 mod reporting;
 mod webhook;
 
+pub use dispute::{Dispute, parse_dispute};
 pub use error::{ConfigError, PayPalError};
 pub use model::{Capture, CaptureStatus, Order, OrderStatus, Refund, RefundStatus};
 pub use reporting::{
@@ -303,6 +305,25 @@ impl PayPalClient {
             .await?;
         expect_success("get_order", status, &body)?;
         model::parse_order(&body)
+    }
+
+    /// `GET /v2/payments/captures/{id}`: a capture on its own (its order id
+    /// from `supplementary_data.related_ids` or the `up` link), to match a
+    /// webhook about a capture we have not recorded; 404 is
+    /// [`PayPalError::NotFound`].
+    pub async fn get_capture(&self, capture_id: &str) -> Result<Capture, PayPalError> {
+        let url = format!(
+            "{}/v2/payments/captures/{}",
+            self.base,
+            id_segment(capture_id)?
+        );
+        let (status, body) = self
+            .call("get_capture", Method::GET, &url, None, None)
+            .await?;
+        expect_success("get_capture", status, &body)?;
+        let raw: &serde_json::value::RawValue = serde_json::from_slice(&body)
+            .map_err(|_| PayPalError::BadResponse("capture is not the expected JSON".into()))?;
+        model::parse_capture_raw(raw)
     }
 
     /// `POST /v2/checkout/orders/{id}/capture` with `PayPal-Request-Id` and

@@ -67,6 +67,9 @@ pub enum WebhookResource {
     Refund(Refund),
     /// `resource_type: "checkout-order"` (`CHECKOUT.ORDER.APPROVED`, ...).
     Order(Order),
+    /// `resource_type: "dispute"` (`CUSTOMER.DISPUTE.RESOLVED`, ...); read
+    /// leniently (a shape we cannot read is [`WebhookResource::Other`]).
+    Dispute(crate::Dispute),
     /// Any other resource type: ignore the event.
     Other,
 }
@@ -109,6 +112,8 @@ pub fn parse_webhook_event(raw_body: &[u8]) -> Result<WebhookEvent, PayPalError>
         Some("capture") => WebhookResource::Capture(parse_capture_raw(wire.resource)?),
         Some("refund") => WebhookResource::Refund(parse_refund_raw(wire.resource)?),
         Some("checkout-order") => WebhookResource::Order(order_from_raw(wire.resource)?),
+        Some("dispute") => crate::parse_dispute(wire.resource.get())
+            .map_or(WebhookResource::Other, WebhookResource::Dispute),
         _ => WebhookResource::Other,
     };
     Ok(WebhookEvent {
@@ -184,7 +189,7 @@ mod tests {
     #[test]
     fn unknown_resources_are_other_and_broken_events_bad() {
         let event = parse_webhook_event(
-            br#"{"id":"WH-3","event_type":"CUSTOMER.DISPUTE.CREATED","resource_type":"dispute","resource":{"x":1}}"#,
+            br#"{"id":"WH-3","event_type":"CUSTOMER.DISPUTE.CREATED","resource_type":"dispute","resource":[1]}"#,
         )
         .unwrap();
         assert_eq!(event.resource, WebhookResource::Other);

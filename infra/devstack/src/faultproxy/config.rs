@@ -178,6 +178,9 @@ pub struct ProxyStats {
     pub unacknowledged: BTreeMap<String, u64>,
     /// Requests for which the upstream could not be reached (answered 502).
     pub upstream_failures: u64,
+    /// `TransactWriteItems` refused with `IdempotentParameterMismatchException`:
+    /// a `ClientRequestToken` reused with different items (as DynamoDB does).
+    pub token_mismatches: u64,
 }
 
 impl ProxyStats {

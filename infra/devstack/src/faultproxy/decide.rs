@@ -43,6 +43,7 @@ pub(super) struct Inner {
     seen: Vec<u64>,
     fired: Vec<u64>,
     pub(super) stats: ProxyStats,
+    pub(super) tokens: super::tokens::TokenBook,
 }
 
 impl Inner {

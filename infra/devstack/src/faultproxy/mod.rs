@@ -67,6 +67,7 @@
 mod config;
 mod conn;
 mod decide;
+mod tokens;
 mod upstream;
 
 pub use config::{Fault, FaultConfig, FaultRule, ProxyStats};
@@ -261,11 +262,22 @@ async fn proxy(
             );
         }
     };
-    let decision = {
+    let (decision, mismatch) = {
         let mut inner = shared.lock();
         *inner.stats.requests.entry(operation.clone()).or_default() += 1;
-        inner.decide(&operation)
+        let mismatch = inner.tokens.reused_with_other_items(&operation, &body);
+        if mismatch {
+            inner.stats.token_mismatches += 1;
+        }
+        (inner.decide(&operation), mismatch)
     };
+    if mismatch {
+        return dynamo_error(
+            StatusCode::BAD_REQUEST,
+            "IdempotentParameterMismatchException",
+            "DynamoDB rejected the request because you retried a request with a different payload but with an idempotent token that was already used.",
+        );
+    }
     if decision.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(decision.latency_ms)).await;
     }

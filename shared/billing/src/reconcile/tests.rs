@@ -38,6 +38,9 @@ fn order(status: PaymentStatus, capture: Option<(&str, &str)>) -> OrderRecord {
         delivery: None,
         credit_id: None,
         created_at: "2025-11-25T12:00:00.000Z".into(),
+        reversal_id: None,
+        review_reason: None,
+        delivery_attempts: 0,
     }
 }
 

@@ -1,0 +1,169 @@
+//! Webhook handlers for money that moves after the purchase: refunds (any
+//! state), reversals and disputes the merchant won. Each finds the order the
+//! capture belongs to — by our pointers, else by asking PayPal which order
+//! the capture is part of (PayPal's `REVERSED` event carries no
+//! `invoice_id`) — settles the order first if its capture was never recorded
+//! here, then applies the movement through [`crate::refunds`].
+
+use crate::BillingError;
+use crate::checkout::{capture_pointer, follow_pointer, pick_capture, purchase_pointer, settle};
+use crate::orders::{OrderRecord, PaymentStatus};
+use crate::refunds::{Movement, RefundReport, RefundSource, apply_refund, cancel_reversal};
+use crate::webhook::{WebhookOutcome, settled_or_declined};
+use ledger::Ledger;
+use paypal::{Dispute, PayPalClient, PayPalError, Refund};
+use virtfusion::VirtFusionClient;
+
+fn paypal_down(e: PayPalError) -> BillingError {
+    tracing::warn!(error = %e, "PayPal lookup failed; the webhook will be redelivered");
+    BillingError::Upstream {
+        service: "PayPal",
+        transient: true,
+    }
+}
+
+/// The order of a capture: our pointers first, then PayPal's record of the
+/// capture. `None`: not an order of ours. An unreachable PayPal is an error
+/// (5xx), so PayPal redelivers rather than the event being dropped.
+pub async fn order_of_capture(
+    ledger: &Ledger,
+    paypal: &PayPalClient,
+    capture_id: Option<&str>,
+    invoice_id: Option<&str>,
+) -> Result<Option<OrderRecord>, BillingError> {
+    if let Some(capture_id) = capture_id
+        && let Some(order) = follow_pointer(ledger, &capture_pointer(capture_id)).await?
+    {
+        return Ok(Some(order));
+    }
+    if let Some(invoice) = invoice_id
+        && let Some(order) = follow_pointer(ledger, &purchase_pointer(invoice)).await?
+    {
+        return Ok(Some(order));
+    }
+    let Some(capture_id) = capture_id else {
+        return Ok(None);
+    };
+    let capture = match paypal.get_capture(capture_id).await {
+        Ok(capture) => capture,
+        Err(PayPalError::NotFound) => return Ok(None),
+        Err(e) => return Err(paypal_down(e)),
+    };
+    if let Some(order_id) = &capture.order_id
+        && let Some(order) = crate::orders::load(ledger, order_id).await?
+    {
+        return Ok(Some(order));
+    }
+    match &capture.invoice_id {
+        Some(invoice) => follow_pointer(ledger, &purchase_pointer(invoice)).await,
+        None => Ok(None),
+    }
+}
+
+/// An order whose capture was never recorded here (the capture call died
+/// after PayPal captured) is settled from PayPal's view first, so a refund
+/// or reversal never arrives before the purchase it undoes.
+async fn ensure_settled(
+    ledger: &Ledger,
+    paypal: &PayPalClient,
+    virtfusion: Option<&VirtFusionClient>,
+    order: OrderRecord,
+) -> Result<OrderRecord, BillingError> {
+    if order.status == PaymentStatus::Completed {
+        return Ok(order);
+    }
+    let paypal_order = paypal
+        .get_order(&order.order_id)
+        .await
+        .map_err(paypal_down)?;
+    if let Some(capture) = pick_capture(&paypal_order.captures) {
+        settled_or_declined(settle(ledger, virtfusion, &order, capture).await)?;
+    }
+    let order = crate::orders::load(ledger, &order.order_id)
+        .await?
+        .ok_or(BillingError::NotFound("Order"))?;
+    if order.status != PaymentStatus::Completed {
+        // Not settled yet at PayPal either: let PayPal redeliver later.
+        return Err(BillingError::Conflict {
+            message: "Payment not settled yet".into(),
+            code: "payment_not_completed",
+        });
+    }
+    Ok(order)
+}
+
+/// `PAYMENT.CAPTURE.REFUNDED`, `PAYMENT.CAPTURE.REVERSED` and
+/// `PAYMENT.REFUND.*`: the refund resource's own status decides.
+#[tracing::instrument(skip_all, fields(refund_id = %refund.id, movement = movement.as_str()))]
+pub async fn refund_reported(
+    ledger: &Ledger,
+    paypal: &PayPalClient,
+    virtfusion: Option<&VirtFusionClient>,
+    refund: &Refund,
+    movement: Movement,
+) -> Result<WebhookOutcome, BillingError> {
+    let Some(report) = RefundReport::from_paypal(refund, movement) else {
+        tracing::warn!(
+            status = refund.status.as_str(),
+            "refund in a state we do not act on"
+        );
+        return Ok(WebhookOutcome::Ignored);
+    };
+    let Some(order) = order_of_capture(
+        ledger,
+        paypal,
+        refund.capture_id.as_deref(),
+        refund.invoice_id.as_deref(),
+    )
+    .await?
+    else {
+        tracing::warn!("refund for a capture of no order of ours; not applied");
+        return Ok(WebhookOutcome::Ignored);
+    };
+    let order = ensure_settled(ledger, paypal, virtfusion, order).await?;
+    match apply_refund(
+        ledger,
+        virtfusion,
+        &order.order_id,
+        &report,
+        &RefundSource::PayPal,
+    )
+    .await
+    {
+        Ok(_) => Ok(WebhookOutcome::Processed),
+        // Refused for good (another currency): a fact, logged; redelivery cannot change it.
+        Err(BillingError::Conflict {
+            code: "currency_mismatch",
+            ..
+        }) => Ok(WebhookOutcome::Processed),
+        Err(e) => Err(e),
+    }
+}
+
+/// `CUSTOMER.DISPUTE.RESOLVED`: when the merchant won (or the buyer
+/// cancelled), PayPal returned the reversed money: restore what the
+/// reversal of each disputed capture took, once.
+#[tracing::instrument(skip_all)]
+pub async fn dispute_resolved(
+    ledger: &Ledger,
+    paypal: &PayPalClient,
+    virtfusion: Option<&VirtFusionClient>,
+    dispute: &Dispute,
+) -> Result<WebhookOutcome, BillingError> {
+    if !dispute.merchant_won() {
+        // Lost: the reversal already took back what the payment bought.
+        return Ok(WebhookOutcome::Processed);
+    }
+    let mut restored = false;
+    for capture_id in dispute.capture_ids.iter().take(10) {
+        let Some(order) = order_of_capture(ledger, paypal, Some(capture_id), None).await? else {
+            continue;
+        };
+        let order = ensure_settled(ledger, paypal, virtfusion, order).await?;
+        restored |= cancel_reversal(ledger, &order.order_id).await?;
+    }
+    if !restored {
+        tracing::info!("dispute won with no reversal recorded here: nothing to restore");
+    }
+    Ok(WebhookOutcome::Processed)
+}
