@@ -252,7 +252,7 @@ async fn partial_refunds_add_up_to_the_capture_and_no_further() {
             r#"{{"orderId": "{order_id}", "amount": "{amount}", "reason": "customer asked"}}"#
         );
         let (api, admin) = (&api, admin.clone());
-        async move { keyed_refund(&api, &admin, &body).await }
+        async move { keyed_refund(api, &admin, &body).await }
     };
     let first = refund("10.00").await;
     assert_eq!(first.status, 200, "{:?}", first.body);
