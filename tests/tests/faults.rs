@@ -135,8 +135,8 @@ fn applied(result: Result<ChangeOutcome, LedgerError>) -> ledger::Applied {
 
 fn summary(stats: &ProxyStats) -> String {
     format!(
-        "requests {:?}; faults {:?}; unacknowledged writes {:?}; forwarded {:?}",
-        stats.requests, stats.faults, stats.unacknowledged, stats.forwarded
+        "requests {:?}; faults {:?}; unacknowledged writes {:?}; forwarded {:?}; token mismatches {}",
+        stats.requests, stats.faults, stats.unacknowledged, stats.forwarded, stats.token_mismatches
     )
 }
 
