@@ -449,6 +449,9 @@ async fn ghost_purchase(api: &TestApi, amount: &str) -> (String, UserId) {
         delivery: None,
         credit_id: None,
         created_at: now.clone(),
+        reversal_id: None,
+        review_reason: None,
+        delivery_attempts: 0,
     };
     let mut item = record.to_item();
     item.insert("settledAt".into(), A::S(now.clone()));
