@@ -366,6 +366,9 @@ enum Step {
     },
 }
 
+/// `reviewReason` while a whole refund's VirtFusion credit is being removed.
+const REVOKING: &str = "refund_revoking";
+
 /// What a completed refund or reversal does to a token purchase's delivery.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum TokenAction {
@@ -401,10 +404,14 @@ fn with_token_action(
     action: &TokenAction,
 ) -> OrderUpdate {
     match action {
-        TokenAction::Cancel | TokenAction::Revoke(_) => update
+        TokenAction::Cancel => update
             .set_s("delivery", Delivery::Refunded.as_str())
             .remove("gsi1pk")
             .remove("gsi1sk"),
+        // Listed until VirtFusion confirms the removal: a crash between this
+        // write and the VirtFusion call leaves it for an admin, never silently
+        // "refunded" with the tokens still there.
+        TokenAction::Revoke(_) => to_review(update, order, REVOKING),
         TokenAction::Review(reason) => to_review(update, order, reason),
     }
 }
@@ -731,23 +738,24 @@ async fn revoke(
         },
         None => false,
     };
-    let update = OrderUpdate::new(&order.order_id, "#delivery = :refunded")
-        .value(
-            ":refunded",
-            AttributeValue::S(Delivery::Refunded.as_str().into()),
-        )
-        .set("tokensRevoked", AttributeValue::Bool(removed));
+    let update = OrderUpdate::new(
+        &order.order_id,
+        "#delivery = :review AND reviewReason = :revoking",
+    )
+    .value(
+        ":review",
+        AttributeValue::S(Delivery::NeedsReview.as_str().into()),
+    )
+    .value(":revoking", AttributeValue::S(REVOKING.into()))
+    .set("tokensRevoked", AttributeValue::Bool(removed));
     let update = if removed {
         update
+            .set_s("delivery", Delivery::Refunded.as_str())
+            .remove("reviewReason")
+            .remove("gsi1pk")
+            .remove("gsi1sk")
     } else {
-        update
-            .set_s("delivery", Delivery::NeedsReview.as_str())
-            .set_s("reviewReason", "refund_revoke_failed")
-            .set_s("gsi1pk", DELIVERY_REVIEW)
-            .set_s(
-                "gsi1sk",
-                &format!("{}#{}", order.created_at, order.order_id),
-            )
+        update.set_s("reviewReason", "refund_revoke_failed")
     };
     update.run(ledger).await?;
     Ok(removed)
@@ -780,8 +788,12 @@ async fn outcome(
         status: state,
         balance,
         tokens_revoked,
-        review_reason: match order.delivery {
-            Some(Delivery::NeedsReview) => order.review_reason.clone(),
+        review_reason: match (revoked, order.delivery) {
+            (Some(true), _) => None,
+            (Some(false), _) if order.review_reason.as_deref() == Some(REVOKING) => {
+                Some("refund_revoke_failed".to_owned())
+            }
+            (_, Some(Delivery::NeedsReview)) => order.review_reason.clone(),
             _ => None,
         },
         first_time,
