@@ -589,3 +589,25 @@ async fn the_admin_sample_events_drive_their_function() {
         assert_eq!(response.status, expected, "{file}: {:?}", response.body);
     }
 }
+
+#[tokio::test]
+async fn paypal_down_fails_the_run_with_a_named_error_and_moves_nothing() {
+    let api = TestApi::new().await;
+    let (order_id, user, _) = approved(&api, CREDITS, "3").await;
+    captured_at_paypal_only(&api, &order_id).await;
+    api.paypal.refuse_connections(None);
+    let deps = job(&api, 500);
+    let event = json!({"time": ledger::now_rfc3339()});
+    let refused = reconcile_cron_fn::handle(
+        &deps,
+        lambda_runtime::LambdaEvent::new(event, lambda_runtime::Context::default()),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(refused.error_type, "PayPalUnavailable");
+    assert_eq!(assert_audit(&api.ledger(), &user).await, usd("0"));
+    // Back up: the schedule's retry heals it.
+    api.paypal.accept_connections();
+    assert_eq!(run(&api).await["healed"], 1);
+    assert_eq!(assert_audit(&api.ledger(), &user).await, usd("3.00"));
+}
