@@ -433,7 +433,9 @@ async fn ghost_purchase(api: &TestApi, amount: &str) -> (String, UserId) {
     let user = new_user();
     let order_id = format!("GHOST{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     let capture_id = format!("GC{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-    let now = ledger::now_rfc3339();
+    // Settled a minute ago: before PayPal's report was last refreshed (its
+    // `last_refreshed_datetime` has whole seconds), so it is due in this run.
+    let now = ledger::format_rfc3339(time::OffsetDateTime::now_utc() - time::Duration::minutes(1));
     let record = billing::orders::OrderRecord {
         order_id: order_id.clone(),
         user: user.clone(),
