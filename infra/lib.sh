@@ -346,3 +346,38 @@ ensure_chromium() {
   ensure_apt_packages chromium
 }
 # --- end the billing page ---------------------------------------------------------
+
+# --- moto (issue 16): a real EventBridge / SQS / Secrets Manager API over HTTP,
+# for the outbox publisher and the Secrets Manager path (tests and local stack).
+MOTO_VERSION="${MOTO_VERSION:-5.2.5}"
+
+# ensure_moto — moto[server] at the pinned version in .venv (idempotent).
+ensure_moto() {
+  local venv="$DEVSTACK_ROOT/.venv"
+  local want="moto[server]==$MOTO_VERSION"
+  local stamp="$venv/.moto-requirements"
+  if [ -x "$venv/bin/moto_server" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+    return 0
+  fi
+  if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv" || { ensure_apt_packages python3-venv; python3 -m venv "$venv"; }
+  fi
+  log "pip install $want (.venv)"
+  "$venv/bin/python" -m pip install --disable-pip-version-check --quiet "$want"
+  echo "$want" >"$stamp"
+}
+
+# start_moto PORT — moto_server on 127.0.0.1:PORT (in memory); sets MOTO_PID.
+start_moto() {
+  local port=$1
+  ensure_moto
+  if port_in_use "$port"; then
+    log "port $port is already in use; cannot start moto there"
+    return 1
+  fi
+  start_bg "moto :$port" "$DEVSTACK_LOG_DIR/moto-$port.log" \
+    "$DEVSTACK_ROOT/.venv/bin/moto_server" -H 127.0.0.1 -p "$port"
+  MOTO_PID=$LAST_PID
+  wait_http "http://127.0.0.1:$port/" 60 "" "$MOTO_PID"
+}
+# --- end moto

@@ -43,6 +43,7 @@ DYNAMODB_PORT=${DYNAMODB_PORT:-8000}
 WEB_PORT=${WEB_PORT:-5173}
 # WEB=0: no page (API only).
 WEB=${WEB:-1}
+MOTO_PORT=${MOTO_PORT:-8093}
 
 export BILLING_TABLE=${BILLING_TABLE:-billing}
 export BILLING_JWT_SECRET=${BILLING_JWT_SECRET:-local-dev-secret}
@@ -91,6 +92,7 @@ fi
 ports=("$GATEWAY_PORT" "$EMULATOR_PORT" "$VIRTFUSION_PORT" "$PAYPAL_PORT")
 if [ "$WEB" = 1 ]; then ports+=("$WEB_PORT"); fi
 for port in "${ports[@]}"; do
+for port in "$GATEWAY_PORT" "$EMULATOR_PORT" "$VIRTFUSION_PORT" "$PAYPAL_PORT" "$MOTO_PORT"; do
   if port_in_use "$port"; then
     fail "port $port is already in use (is another local stack running?)"
   fi
@@ -135,6 +137,12 @@ start_bg "VirtFusion stand-in" "$DEVSTACK_LOG_DIR/virtfusion.log" \
 VIRTFUSION_PID=$LAST_PID
 wait_http "$VIRTFUSION_BASE_URL/" 30 "" "$VIRTFUSION_PID" || fail "the VirtFusion stand-in did not start (.local/logs/virtfusion.log)"
 
+# 5b. moto: the EventBridge API the outbox publisher publishes to (issue 16).
+log "starting moto (EventBridge + SQS API) on :$MOTO_PORT"
+start_moto "$MOTO_PORT" || fail "moto did not start (.local/logs/moto-$MOTO_PORT.log)"
+EVENTBRIDGE_ENDPOINT="http://127.0.0.1:$MOTO_PORT"
+EVENT_BUS_NAME=${EVENT_BUS_NAME:-billing-local}
+
 # 6. The functions, in the cargo-lambda emulator, with their local environment.
 FUNCTIONS_ENV="$ROOT/.local/functions.env"
 mkdir -p "$ROOT/.local"
@@ -153,6 +161,9 @@ AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID
 AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY
 RUST_LOG=$RUST_LOG
 RECONCILE_MAX_CLOCK_SKEW_SECONDS=off
+EVENTBRIDGE_ENDPOINT=$EVENTBRIDGE_ENDPOINT
+EVENT_BUS_NAME=$EVENT_BUS_NAME
+RENEWAL_MAX_CLOCK_SKEW_SECONDS=off
 EOF
 log "starting the cargo-lambda emulator on :$EMULATOR_PORT ($("$DEVSTACK" functions | tr '\n' ' '))"
 watch_args=(--invoke-address "$EMULATOR_BIND" --invoke-port "$EMULATOR_PORT" --env-file "$FUNCTIONS_ENV")
@@ -194,6 +205,15 @@ if ! wait_http "$API/health" 120 200 "$GATEWAY_PID"; then
   fail "the local stack is not healthy (logs in .local/logs/)"
 fi
 
+# 8. The outbox: the table's stream -> events-publisher (as Lambda's event
+# source mapping would) -> EventBridge (moto) -> queue billing-events. Every
+# published event is printed here and kept in .local/logs/events.log.
+log "starting the outbox poller (events are printed below)"
+start_bg "outbox poller" "$DEVSTACK_LOG_DIR/events.log" \
+  "$DEVSTACK" outbox --table "$BILLING_TABLE" --emulator "$EMULATOR_URL" \
+  --eventbridge "$EVENTBRIDGE_ENDPOINT" --bus "$EVENT_BUS_NAME" --queue billing-events
+start_bg "events printer" /dev/stdout tail -n +1 -F "$DEVSTACK_LOG_DIR/events.log"
+
 USER_TOKEN=$("$DEVSTACK" token --sub 1001)
 ADMIN_TOKEN=$("$DEVSTACK" token --sub 1 --admin)
 
@@ -219,6 +239,9 @@ The local stack is running (Ctrl-C stops it):
   DynamoDB                  $DYNAMODB_ENDPOINT   table: $BILLING_TABLE
   VirtFusion stand-in       $VIRTFUSION_BASE_URL   token: $VIRTFUSION_API_TOKEN
   PayPal stand-in           $PAYPAL_BASE_URL   (approveUrl: open it to approve, as a buyer)
+  EventBridge (moto)        $EVENTBRIDGE_ENDPOINT   bus: $EVENT_BUS_NAME; events printed here, and in queue billing-events:
+                            curl -s $EVENTBRIDGE_ENDPOINT -H 'x-amz-target: AmazonSQS.ReceiveMessage' -H 'content-type: application/x-amz-json-1.0' \\
+                              -d '{"QueueUrl": "$EVENTBRIDGE_ENDPOINT/123456789012/billing-events", "MaxNumberOfMessages": 10}'
   logs                      .local/logs/
 
 Open in a browser (the token rides in the URL fragment; buy with the PayPal stand-in's page):

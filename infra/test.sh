@@ -68,7 +68,15 @@ if [ -z "${DYNAMODB_ENDPOINT:-}" ]; then
   trap 'stop_started' EXIT
   export DYNAMODB_ENDPOINT="http://127.0.0.1:$port"
 fi
-echo "== tests against DynamoDB Local at $DYNAMODB_ENDPOINT"
+# --- moto (issue 16): EventBridge/SQS/Secrets Manager for the events and secrets tests.
+if [ -z "${MOTO_ENDPOINT:-}" ]; then
+  moto_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  start_moto "$moto_port"
+  trap 'stop_started' EXIT
+  export MOTO_ENDPOINT="http://127.0.0.1:$moto_port"
+fi
+# --- end moto
+echo "== tests against DynamoDB Local at $DYNAMODB_ENDPOINT (moto at $MOTO_ENDPOINT)"
 cargo test --workspace --no-fail-fast
 
 # --- schemathesis (docs/openapi.yaml against the local stack) -----------------

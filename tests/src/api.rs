@@ -52,7 +52,10 @@ impl TestApi {
         retry: ledger::RetryPolicy,
     ) -> TestApi {
         let table = TestTable::new().await;
-        let ledger = ledger::Ledger::new(client, &table.name).with_retry_policy(retry);
+        let ledger = billing::events::watch_low_balance(
+            ledger::Ledger::new(client, &table.name).with_retry_policy(retry),
+            billing::events::low_balance_threshold(),
+        );
         TestApi::build(table, ledger).await
     }
 

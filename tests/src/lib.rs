@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod dispatch;
+pub mod events;
 pub mod openapi;
 
 use aws_sdk_dynamodb::Client;
@@ -55,8 +56,12 @@ impl TestTable {
         }
     }
 
+    /// The ledger as the functions build it (with the low-balance event hook).
     pub fn ledger(&self) -> Ledger {
-        Ledger::new(self.client.clone(), &self.name)
+        billing::events::watch_low_balance(
+            Ledger::new(self.client.clone(), &self.name),
+            billing::events::low_balance_threshold(),
+        )
     }
 }
 

@@ -461,20 +461,41 @@ async fn the_sample_event_runs_the_job_and_bad_clocks_are_refused() {
     }
     assert_eq!(assert_audit(&table.ledger(), &user).await, usd("0.00"));
 
+    // A clock far ahead is refused by name (errorType ClockSkew), nothing charged.
     let mut future = event.clone();
     future["time"] = json!("2999-01-01T00:00:00Z");
+    let refused = handle(&deps, LambdaEvent::new(future, Context::default()))
+        .await
+        .unwrap_err();
     assert!(
-        handle(&deps, LambdaEvent::new(future, Context::default()))
-            .await
-            .is_err()
+        matches!(refused, renewal_cron_fn::JobError::ClockSkew(_)),
+        "{refused:?}"
     );
-    let mut garbage = event;
+    assert_eq!(
+        lambda_runtime::Diagnostic::from(refused).error_type,
+        "ClockSkew"
+    );
+    let mut garbage = event.clone();
     garbage["time"] = json!("tomorrow");
-    assert!(
-        handle(&deps, LambdaEvent::new(garbage, Context::default()))
-            .await
-            .is_err()
+    let invalid = handle(&deps, LambdaEvent::new(garbage, Context::default()))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        lambda_runtime::Diagnostic::from(invalid).error_type,
+        "InvalidEvent"
     );
+    assert_eq!(assert_audit(&table.ledger(), &user).await, usd("0.00"));
+
+    // The local stack turns the limit off: "as of next month" renews (short
+    // balance here: past due), whatever the wall clock says.
+    let mut local = Deps::new(table.ledger());
+    local.max_clock_skew = renewal_cron_fn::parse_max_clock_skew(Some("off"));
+    let mut next_month = event;
+    next_month["time"] = json!("2999-01-01T00:00:00Z");
+    let summary = handle(&local, LambdaEvent::new(next_month, Context::default()))
+        .await
+        .unwrap();
+    assert_eq!(count(&summary, "pastDue"), 1, "{summary}");
 }
 
 /// 10,000 subscriptions, 100 of them due: the job reads about 100 index

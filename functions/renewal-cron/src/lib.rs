@@ -5,7 +5,7 @@
 //! Lambda deadline; whatever is left stays due and the next run does it.
 
 use billing::dns::{Deadline, RenewalOptions, RenewalSummary, run_renewals};
-use lambda_runtime::{Context, Error, LambdaEvent};
+use lambda_runtime::{Context, Diagnostic, LambdaEvent};
 use ledger::Ledger;
 use serde_json::Value;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -22,7 +22,8 @@ pub struct Deps {
     pub stop_margin: Duration,
     /// An event `time` further than this ahead of the wall clock is refused:
     /// a wrong clock must not renew (charge) periods that have not started.
-    pub max_clock_skew: time::Duration,
+    /// `None`: no limit (the local stack, to run the job "as of next month").
+    pub max_clock_skew: Option<time::Duration>,
     secrets: billing_config::Secrets,
     /// Built at the first run that has pending deliveries to retry.
     virtfusion: tokio::sync::OnceCell<virtfusion::VirtFusionClient>,
@@ -31,9 +32,12 @@ pub struct Deps {
 impl Deps {
     pub async fn from_env() -> Deps {
         let sdk = billing_config::load_aws_config().await;
-        Deps::new(Ledger::new(
-            billing_config::dynamo_client(&sdk),
-            billing_config::table_name(),
+        Deps::new(billing::events::watch_low_balance(
+            Ledger::new(
+                billing_config::dynamo_client(&sdk),
+                billing_config::table_name(),
+            ),
+            billing::events::low_balance_threshold(),
         ))
     }
 
@@ -42,7 +46,7 @@ impl Deps {
             ledger,
             options: RenewalOptions::default(),
             stop_margin: Duration::from_secs(10),
-            max_clock_skew: time::Duration::minutes(15),
+            max_clock_skew: max_clock_skew_from_env(),
             secrets: billing_config::Secrets::new(),
             virtfusion: tokio::sync::OnceCell::new(),
         }
@@ -63,24 +67,86 @@ impl Deps {
     }
 }
 
+/// Default of `RENEWAL_MAX_CLOCK_SKEW_SECONDS` (API.md "Renewal job").
+pub const DEFAULT_MAX_CLOCK_SKEW_SECONDS: i64 = 900;
+
+/// `RENEWAL_MAX_CLOCK_SKEW_SECONDS`: seconds, or `off` (the local stack).
+/// Unset or unreadable: the default (an unreadable value is logged; the
+/// limit is never dropped by a typo).
+pub fn max_clock_skew_from_env() -> Option<time::Duration> {
+    parse_max_clock_skew(billing_config::env_opt("RENEWAL_MAX_CLOCK_SKEW_SECONDS").as_deref())
+}
+
+pub fn parse_max_clock_skew(raw: Option<&str>) -> Option<time::Duration> {
+    let default = Some(time::Duration::seconds(DEFAULT_MAX_CLOCK_SKEW_SECONDS));
+    match raw.map(str::trim) {
+        None => default,
+        Some(off) if off.eq_ignore_ascii_case("off") => None,
+        Some(text) => match text.parse::<i64>() {
+            Ok(seconds) if seconds >= 0 => Some(time::Duration::seconds(seconds)),
+            _ => {
+                tracing::error!(
+                    value = text,
+                    "RENEWAL_MAX_CLOCK_SKEW_SECONDS is not seconds or `off`; using 900"
+                );
+                default
+            }
+        },
+    }
+}
+
+/// Why a run was refused or failed: the Lambda error's `errorType`.
+#[derive(Debug, PartialEq, Eq)]
+pub enum JobError {
+    /// The event's `time` is further ahead of the wall clock than allowed.
+    ClockSkew(String),
+    /// The event is not a schedule event (its `time` unreadable).
+    InvalidEvent(String),
+    /// The job could not run (e.g. the due index could not be read); retried.
+    RenewalFailed(String),
+}
+
+impl From<JobError> for Diagnostic {
+    fn from(error: JobError) -> Diagnostic {
+        let (error_type, error_message) = match error {
+            JobError::ClockSkew(m) => ("ClockSkew", m),
+            JobError::InvalidEvent(m) => ("InvalidEvent", m),
+            JobError::RenewalFailed(m) => ("RenewalFailed", m),
+        };
+        Diagnostic {
+            error_type: error_type.to_owned(),
+            error_message,
+        }
+    }
+}
+
 /// The job's clock: the event's `time` (RFC 3339). An event without one
 /// (a manual invoke with `{}`) runs at the wall clock.
 pub fn job_clock(
     event: &Value,
     wall: OffsetDateTime,
-    max_skew: time::Duration,
-) -> Result<OffsetDateTime, String> {
+    max_skew: Option<time::Duration>,
+) -> Result<OffsetDateTime, JobError> {
     let now = match event.get("time") {
         None | Some(Value::Null) => {
             tracing::warn!("event has no time; using the wall clock");
             wall
         }
-        Some(Value::String(text)) => billing::dns::dates::parse_time(text)
-            .ok_or_else(|| format!("event time {text:?} is not RFC 3339"))?,
-        Some(_) => return Err("event time must be a string".into()),
+        Some(Value::String(text)) => billing::dns::dates::parse_time(text).ok_or_else(|| {
+            JobError::InvalidEvent(format!("event time {text:?} is not RFC 3339"))
+        })?,
+        Some(_) => return Err(JobError::InvalidEvent("event time must be a string".into())),
     };
-    if now > wall + max_skew {
-        return Err(format!("event time {now} is ahead of the clock"));
+    if let Some(max_skew) = max_skew
+        && now > wall + max_skew
+    {
+        tracing::error!(event_time = %now, wall = %wall, max_skew_seconds = max_skew.whole_seconds(), "renewal run refused: event time ahead of the clock");
+        return Err(JobError::ClockSkew(format!(
+            "event time {} is more than {} s ahead of the clock ({}); set RENEWAL_MAX_CLOCK_SKEW_SECONDS=off only on a local stack",
+            billing::dns::dates::format_time(now),
+            max_skew.whole_seconds(),
+            billing::dns::dates::format_time(wall)
+        )));
     }
     Ok(billing::dns::dates::to_millis(now))
 }
@@ -98,7 +164,7 @@ pub fn invocation_end(context: &Context) -> Option<Instant> {
     Some(Instant::now() + Duration::from_millis(remaining))
 }
 
-pub async fn handle(deps: &Deps, event: LambdaEvent<Value>) -> Result<Value, Error> {
+pub async fn handle(deps: &Deps, event: LambdaEvent<Value>) -> Result<Value, JobError> {
     let (payload, context) = event.into_parts();
     let now = job_clock(&payload, OffsetDateTime::now_utc(), deps.max_clock_skew)?;
     let end = invocation_end(&context).unwrap_or_else(|| Instant::now() + DEFAULT_BUDGET);
@@ -107,11 +173,12 @@ pub async fn handle(deps: &Deps, event: LambdaEvent<Value>) -> Result<Value, Err
         .await
         .map_err(|error| {
             tracing::error!(%error, "renewal job failed");
-            Error::from(format!("renewal job failed: {error}"))
+            JobError::RenewalFailed(format!("renewal job failed: {error}"))
         })?;
     summary.retried = retry_pending_virtfusion_deliveries(deps, now, deadline).await;
     log_summary(&summary);
-    Ok(serde_json::to_value(&summary)?)
+    serde_json::to_value(&summary)
+        .map_err(|e| JobError::RenewalFailed(format!("summary not serialisable: {e}")))
 }
 
 /// Retries pending VirtFusion token deliveries (at most
@@ -177,8 +244,41 @@ mod tests {
     const WALL: OffsetDateTime = datetime!(2025-11-25 12:00:30 UTC);
 
     #[test]
+    fn the_skew_limit_defaults_to_900_s_and_only_off_removes_it() {
+        let default = Some(time::Duration::seconds(900));
+        assert_eq!(parse_max_clock_skew(None), default);
+        assert_eq!(
+            parse_max_clock_skew(Some("60")),
+            Some(time::Duration::seconds(60))
+        );
+        assert_eq!(parse_max_clock_skew(Some("off")), None);
+        assert_eq!(parse_max_clock_skew(Some("-5")), default);
+        assert_eq!(parse_max_clock_skew(Some("15m")), default);
+    }
+
+    #[test]
+    fn refusals_name_their_problem_not_a_rust_type() {
+        let event = json!({"time": "2025-12-25T12:00:00Z"});
+        let refused = job_clock(&event, WALL, Some(time::Duration::minutes(15))).unwrap_err();
+        let diagnostic = Diagnostic::from(refused);
+        assert_eq!(diagnostic.error_type, "ClockSkew");
+        assert!(diagnostic.error_message.contains("ahead of the clock"));
+        // Turned off (local stack): a run "as of next month" is allowed.
+        assert_eq!(
+            job_clock(&event, WALL, None).unwrap(),
+            datetime!(2025-12-25 12:00 UTC)
+        );
+        let bad = Diagnostic::from(job_clock(&json!({"time": 5}), WALL, None).unwrap_err());
+        assert_eq!(bad.error_type, "InvalidEvent");
+        assert_eq!(
+            Diagnostic::from(JobError::RenewalFailed("x".into())).error_type,
+            "RenewalFailed"
+        );
+    }
+
+    #[test]
     fn the_event_time_is_the_clock() {
-        let skew = time::Duration::minutes(15);
+        let skew = Some(time::Duration::minutes(15));
         let event =
             json!({"detail-type": "Scheduled Event", "time": "2025-11-25T12:00:00Z", "detail": {}});
         assert_eq!(

@@ -5,7 +5,9 @@
 pub mod cors;
 pub mod faultproxy;
 pub mod gateway;
+pub mod outbox;
 pub mod paypal;
+pub mod streams;
 pub mod tables;
 pub mod template;
 pub mod virtfusion;

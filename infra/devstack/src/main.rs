@@ -47,6 +47,10 @@ enum Command {
     /// $PAYPAL_CLIENT_SECRET, webhook id $PAYPAL_WEBHOOK_ID); delivers signed
     /// webhooks to --webhook-target
     Paypal(PayPalArgs),
+    /// Poll the table's stream and invoke events-publisher with it, as Lambda
+    /// would; set up bus -> rule -> queue on the EventBridge API (moto) and
+    /// print each published event (DynamoDB: $DYNAMODB_ENDPOINT)
+    Outbox(OutboxArgs),
     /// Run the DynamoDB fault-injecting proxy in front of --upstream
     /// (flags: see devstack::faultproxy; OPS: operation names or *)
     Faultproxy(FaultProxyArgs),
@@ -115,6 +119,25 @@ struct PayPalArgs {
     /// File the stand-in keeps its orders in (between runs)
     #[arg(long, value_name = "FILE")]
     state: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct OutboxArgs {
+    /// BillingTable's name [default: $BILLING_TABLE or billing]
+    #[arg(long, value_name = "NAME")]
+    table: Option<String>,
+    /// The cargo-lambda emulator [default: $LAMBDA_EMULATOR_URL or http://127.0.0.1:9000]
+    #[arg(long, value_name = "URL")]
+    emulator: Option<String>,
+    /// The EventBridge + SQS API [default: $EVENTBRIDGE_ENDPOINT or http://127.0.0.1:8093]
+    #[arg(long, value_name = "URL")]
+    eventbridge: Option<String>,
+    /// The bus [default: $EVENT_BUS_NAME or billing-local]
+    #[arg(long, value_name = "NAME")]
+    bus: Option<String>,
+    /// The queue a rule delivers every billing event to
+    #[arg(long, value_name = "NAME", default_value = "billing-events")]
+    queue: String,
 }
 
 /// The fault flags, in the order [`FaultConfig::apply_flag`] reads them; the
@@ -229,6 +252,7 @@ fn run(command: Command, matches: &ArgMatches) -> CliResult {
         Command::Events(args) => events(args),
         Command::Token(args) => token(args),
         Command::Paypal(args) => paypal(args),
+        Command::Outbox(args) => outbox(args),
         Command::Faultproxy(args) => {
             let flags = matches
                 .subcommand_matches("faultproxy")
@@ -299,6 +323,30 @@ fn web_command(args: WebArgs) -> CliResult {
         site,
     ))?;
     Ok(())
+}
+
+// ---------------------------------------------------------------- outbox
+
+fn outbox(args: OutboxArgs) -> CliResult {
+    let options = devstack::outbox::OutboxOptions {
+        table: args
+            .table
+            .unwrap_or_else(|| env_or("BILLING_TABLE", "billing")),
+        emulator: args
+            .emulator
+            .unwrap_or_else(|| env_or("LAMBDA_EMULATOR_URL", "http://127.0.0.1:9000")),
+        eventbridge: args
+            .eventbridge
+            .unwrap_or_else(|| env_or("EVENTBRIDGE_ENDPOINT", "http://127.0.0.1:8093")),
+        bus: args
+            .bus
+            .unwrap_or_else(|| env_or("EVENT_BUS_NAME", "billing-local")),
+        queue: args.queue,
+        interval: Duration::from_millis(500),
+    };
+    runtime()?
+        .block_on(devstack::outbox::run(options))
+        .map_err(CliError::Failed)
 }
 
 // ---------------------------------------------------------------- gateway

@@ -4,7 +4,8 @@ use crate::template::TableDef;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+    ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
+    TimeToLiveSpecification,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -50,12 +51,25 @@ pub async fn create_table(client: &Client, def: &TableDef, name: &str) -> Result
                 .map_err(|e| err(e.to_string()))?,
         );
     }
+    if let Some(view) = &def.stream_view {
+        request = request.stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::from(view.as_str()))
+                .build()
+                .map_err(|e| err(e.to_string()))?,
+        );
+    }
     match request.send().await {
         Ok(_) => {}
         Err(e)
             if format!("{}", aws_sdk_dynamodb::error::DisplayErrorContext(&e))
                 .contains("ResourceInUseException") =>
         {
+            // A table from before the outbox (a kept local stack): give it its stream.
+            if let Some(view) = &def.stream_view {
+                enable_stream(client, name, view).await.map_err(err)?;
+            }
             return Ok(false);
         }
         Err(e) => {
@@ -92,4 +106,35 @@ fn key_elements(keys: &[crate::template::KeyDef]) -> Result<Vec<KeySchemaElement
                 .map_err(|e| e.to_string())
         })
         .collect()
+}
+
+/// Turns the stream on for an existing table that has none.
+async fn enable_stream(client: &Client, name: &str, view: &str) -> Result<(), String> {
+    let out = client
+        .describe_table()
+        .table_name(name)
+        .send()
+        .await
+        .map_err(|e| aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string())?;
+    let enabled = out
+        .table()
+        .and_then(|t| t.stream_specification())
+        .is_some_and(|s| s.stream_enabled());
+    if enabled {
+        return Ok(());
+    }
+    client
+        .update_table()
+        .table_name(name)
+        .stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::from(view))
+                .build()
+                .map_err(|e| e.to_string())?,
+        )
+        .send()
+        .await
+        .map_err(|e| aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string())?;
+    Ok(())
 }

@@ -37,6 +37,8 @@ pub struct TableDef {
     pub keys: Vec<KeyDef>,
     pub indexes: Vec<IndexDef>,
     pub ttl_attribute: Option<String>,
+    /// `StreamSpecification.StreamViewType` (the outbox publisher reads the stream).
+    pub stream_view: Option<String>,
 }
 
 /// One API route: `GET /api/billing/balance` served by the binary `balance`.
@@ -207,12 +209,18 @@ fn table_def(logical_id: &str, resource: &Value) -> Result<TableDef, TemplateErr
         .and_then(|t| t.get("AttributeName"))
         .and_then(Value::as_str)
         .map(str::to_owned);
+    let stream_view = props
+        .get("StreamSpecification")
+        .and_then(|s| s.get("StreamViewType"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     Ok(TableDef {
         logical_id: logical_id.to_owned(),
         attributes,
         keys,
         indexes,
         ttl_attribute,
+        stream_view,
     })
 }
 
@@ -241,6 +249,7 @@ mod tests {
         assert_eq!(table.keys[1].attribute, "sk");
         assert_eq!(table.indexes[0].name, "gsi1");
         assert_eq!(table.ttl_attribute.as_deref(), Some("expiresAt"));
+        assert_eq!(table.stream_view.as_deref(), Some("NEW_IMAGE"));
         let routes = template.routes();
         assert!(routes.contains(&RouteDef {
             method: "GET".into(),

@@ -15,6 +15,7 @@
 //!    never retried blindly — VirtFusion cannot look a credit up by reference.
 
 use crate::BillingError;
+use crate::events::{self, DetailType, Event};
 use crate::idempotency::{Existing, IdempotencyKey, StoredResponse};
 use crate::orders::{
     DELIVERY_CLAIMED, DELIVERY_PENDING, DELIVERY_REVIEW, Delivery, OrderRecord, OrderUpdate,
@@ -390,7 +391,23 @@ async fn credit_capture(
         ledger.table(),
         &capture_pointer(&capture.id),
         &order.order_id,
-    )?);
+    )?)
+    .with_item_for(events::outbox(ledger.table(), {
+        let purchased = Event::new(
+            DetailType::CreditsPurchased,
+            &OnceKey::new("capture", &capture.id).pk(),
+            &order.user,
+        )
+        .usd("amount", capture.amount)
+        .text("orderId", &order.order_id)
+        .text("captureId", &capture.id);
+        move |preview| {
+            purchased
+                .clone()
+                .usd("balance", preview.balance_after)
+                .text("occurredAt", preview.created_at.clone())
+        }
+    }));
     match ledger.apply(change).await {
         Ok(outcome) => {
             let applied = outcome.into_applied();
@@ -481,11 +498,12 @@ pub async fn deliver_tokens(
     order_id: &str,
 ) -> Result<Settlement, BillingError> {
     let claim = uuid::Uuid::new_v4().simple().to_string();
+    let claimed_at = ledger::now_rfc3339();
     let claimed = OrderUpdate::new(order_id, "#delivery = :pending")
         .value(":pending", s(Delivery::Pending.as_str()))
         .set_s("delivery", Delivery::Delivering.as_str())
         .set_s("deliveryClaim", &claim)
-        .set_s("deliveryClaimedAt", &ledger::now_rfc3339())
+        .set_s("deliveryClaimedAt", &claimed_at)
         // Indexed while claimed, so a claim whose Lambda died is found (see
         // `deliveries::review_stale_claims`).
         .set_s("gsi1pk", DELIVERY_CLAIMED)
@@ -566,6 +584,14 @@ pub async fn deliver_tokens(
     if let Some(history) = history_status_item(ledger, order_id, &order, history_status).await? {
         items.push(history);
     }
+    let event = match delivery {
+        Delivery::Delivered => Some(tokens_purchased(&order, tokens)),
+        Delivery::NeedsReview => Some(needs_review(&order, &claimed_at, "outcome_unknown")),
+        _ => None,
+    };
+    if let Some(event) = event {
+        items.push(event.item(ledger.table())?);
+    }
     if write_together(ledger, items).await?.is_some() {
         // The claim was taken from us while VirtFusion was called (a refund
         // sent the purchase to review, or the stale-claim sweep did).
@@ -607,6 +633,31 @@ async fn claim_lost(
         });
     }
     settled(ledger, None, &order).await
+
+/// `tokens.purchased`: once per order (its delivery happens once).
+pub(crate) fn tokens_purchased(order: &OrderRecord, tokens: Tokens) -> Event {
+    Event::new(
+        DetailType::TokensPurchased,
+        &format!("{}#delivered", OrderRecord::pk(&order.order_id)),
+        &order.user,
+    )
+    .value("tokens", tokens.get())
+    .usd("amount", order.captured_amount.unwrap_or(order.amount))
+    .text("orderId", &order.order_id)
+}
+
+/// `tokens.delivery_needs_review`: once per delivery claim that ended in review.
+pub(crate) fn needs_review(order: &OrderRecord, claimed_at: &str, reason: &str) -> Event {
+    Event::new(
+        DetailType::TokensDeliveryNeedsReview,
+        &format!("{}#claim#{claimed_at}", OrderRecord::pk(&order.order_id)),
+        &order.user,
+    )
+    .usd("amount", order.captured_amount.unwrap_or(order.amount))
+    .value("tokens", order.tokens.map(|t| t.get()))
+    .text("orderId", &order.order_id)
+    .text("reason", reason)
+}
 }
 
 fn base_release(order_id: &str, claim: &str, delivery: Delivery) -> OrderUpdate {

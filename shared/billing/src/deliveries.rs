@@ -148,7 +148,14 @@ pub async fn resolve(
             .set_s("gsi1pk", DELIVERY_PENDING)
             .set_s("gsi1sk", &format!("{}#{order_id}", order.created_at))
     };
-    if !update.run(ledger).await? {
+    // Resolved as delivered: the purchase is complete (its one `tokens.purchased`).
+    let reported: Vec<crate::events::Event> = match (delivered, order.tokens) {
+        (true, Some(tokens)) => {
+            vec![crate::checkout::tokens_purchased(&order, tokens).text("resolvedBy", admin_id)]
+        }
+        _ => Vec::new(),
+    };
+    if !update.run_with(ledger, &reported).await? {
         return Err(BillingError::Conflict {
             message: "Delivery is not awaiting review".into(),
             code: "not_in_review",
@@ -194,14 +201,24 @@ pub async fn review_stale_claims(
             ":delivering",
             AttributeValue::S(Delivery::Delivering.as_str().into()),
         )
-        .value(":at", AttributeValue::S(claimed_at.unwrap_or_default()))
+        .value(
+            ":at",
+            AttributeValue::S(claimed_at.clone().unwrap_or_default()),
+        )
         .set_s("delivery", Delivery::NeedsReview.as_str())
         .set_s("gsi1pk", DELIVERY_REVIEW)
         .set_s(
             "gsi1sk",
             &format!("{}#{}", order.created_at, order.order_id),
         )
-        .run(ledger)
+        .run_with(
+            ledger,
+            &[crate::checkout::needs_review(
+                &order,
+                claimed_at.as_deref().unwrap_or_default(),
+                "claim_abandoned",
+            )],
+        )
         .await?;
         if moved_now {
             tracing::error!(order_id = %order.order_id, "stale VirtFusion delivery claim moved to review");

@@ -8,6 +8,7 @@ pub mod checkout;
 pub mod deliveries;
 pub mod dns;
 mod error;
+pub mod events;
 pub mod history;
 pub mod idempotency;
 pub mod orders;

@@ -403,6 +403,23 @@ impl OrderUpdate {
         Ok(TransactWriteItem::builder().update(update).build())
     }
 
+    /// Runs the update with the events it reports, in one transaction;
+    /// `Ok(false)` when its condition failed (nothing written).
+    pub async fn run_with(
+        &self,
+        ledger: &Ledger,
+        events: &[crate::events::Event],
+    ) -> Result<bool, BillingError> {
+        if events.is_empty() {
+            return self.run(ledger).await;
+        }
+        let item = self.item(ledger.table())?;
+        Ok(matches!(
+            crate::events::write_with(ledger, item, events).await?,
+            crate::events::Written::Yes
+        ))
+    }
+
     /// Runs the update on its own; `Ok(false)` when its condition failed.
     pub async fn run(&self, ledger: &Ledger) -> Result<bool, BillingError> {
         let (expression, names, values) = self.parts();

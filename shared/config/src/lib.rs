@@ -7,7 +7,7 @@
 
 mod secrets;
 
-pub use secrets::{SecretError, SecretSpec, SecretValue, Secrets};
+pub use secrets::{DEFAULT_TTL, SecretError, SecretSpec, SecretValue, Secrets};
 
 use aws_config::BehaviorVersion;
 use aws_config::timeout::TimeoutConfig;
@@ -27,6 +27,13 @@ pub fn env_or(name: &str, default: &str) -> String {
 
 pub fn env_opt(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// Running inside AWS Lambda (or its emulator): `AWS_LAMBDA_FUNCTION_NAME`
+/// is set. There, configuration has no local defaults: what is missing is a
+/// fault of the deployment (500 and an error log), never a silent fallback.
+pub fn in_lambda() -> bool {
+    env_opt("AWS_LAMBDA_FUNCTION_NAME").is_some()
 }
 
 /// The DynamoDB endpoint override, if any (DynamoDB Local or the fault proxy).

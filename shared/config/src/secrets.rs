@@ -1,5 +1,6 @@
 use std::collections::HashMap;
 use std::fmt;
+use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, OnceCell};
 
 #[derive(Debug, thiserror::Error)]
@@ -35,7 +36,8 @@ impl fmt::Debug for SecretValue {
 /// Where one secret comes from: in AWS a Secrets Manager ARN named by the
 /// environment variable `arn_env` (the whole string, or one `field` of a JSON
 /// secret); locally the plain environment variable `local_env`, else
-/// `local_default`.
+/// `local_default` — never inside Lambda, where a missing secret is a fault
+/// of the deployment (API.md "Authentication").
 #[derive(Clone, Copy, Debug)]
 pub struct SecretSpec {
     pub arn_env: &'static str,
@@ -44,13 +46,30 @@ pub struct SecretSpec {
     pub local_default: Option<&'static str>,
 }
 
-/// Resolves secrets, fetching each Secrets Manager secret once per cold start.
-/// The Secrets Manager client is only built when an ARN is first needed, so
-/// local runs and cold starts that need no secret pay nothing.
-#[derive(Default)]
+/// How long a Secrets Manager value is used before it is read again, so a
+/// rotated secret is picked up without a redeploy (5–15 min is the usual
+/// window; [`Secrets::invalidate`] refreshes sooner after an upstream 401).
+pub const DEFAULT_TTL: Duration = Duration::from_secs(600);
+
+/// Resolves secrets, fetching each Secrets Manager secret at most once per
+/// TTL. The Secrets Manager client is only built when an ARN is first
+/// needed, so local runs and cold starts that need no secret pay nothing.
 pub struct Secrets {
     client: OnceCell<aws_sdk_secretsmanager::Client>,
-    cache: Mutex<HashMap<String, String>>,
+    cache: Mutex<HashMap<String, (String, Instant)>>,
+    ttl: Duration,
+    in_lambda: bool,
+}
+
+impl Default for Secrets {
+    fn default() -> Secrets {
+        Secrets {
+            client: OnceCell::new(),
+            cache: Mutex::new(HashMap::new()),
+            ttl: DEFAULT_TTL,
+            in_lambda: crate::in_lambda(),
+        }
+    }
 }
 
 impl Secrets {
@@ -58,33 +77,91 @@ impl Secrets {
         Secrets::default()
     }
 
+    /// With a given Secrets Manager client (tests: one pointed at moto).
+    pub fn with_client(mut self, client: aws_sdk_secretsmanager::Client) -> Secrets {
+        self.client = OnceCell::new_with(Some(client));
+        self
+    }
+
+    pub fn with_ttl(mut self, ttl: Duration) -> Secrets {
+        self.ttl = ttl;
+        self
+    }
+
+    /// Whether to behave as inside Lambda (no local defaults); read from
+    /// `AWS_LAMBDA_FUNCTION_NAME` by default.
+    pub fn in_lambda(mut self, in_lambda: bool) -> Secrets {
+        self.in_lambda = in_lambda;
+        self
+    }
+
     pub async fn resolve(&self, spec: SecretSpec) -> Result<SecretValue, SecretError> {
         let name = spec.local_env;
         if let Some(arn) = crate::env_opt(spec.arn_env) {
-            let raw = self.fetch(name, &arn).await?;
-            return match spec.field {
-                None => Ok(SecretValue(raw)),
-                Some(field) => serde_json::from_str::<serde_json::Value>(&raw)
-                    .ok()
-                    .and_then(|v| v.get(field).and_then(|f| f.as_str()).map(str::to_owned))
-                    .map(SecretValue)
-                    .ok_or_else(|| SecretError::Field {
-                        name: name.to_owned(),
-                        field: field.to_owned(),
-                    }),
-            };
+            return self.resolve_arn(spec, &arn).await;
         }
-        crate::env_opt(spec.local_env)
-            .or_else(|| spec.local_default.map(str::to_owned))
-            .map(SecretValue)
+        if let Some(value) = crate::env_opt(spec.local_env) {
+            return Ok(SecretValue(value));
+        }
+        if self.in_lambda {
+            // A deployment without its secret must fail loudly, never run on a
+            // public local default (e.g. accept tokens signed with it).
+            tracing::error!(
+                secret = name,
+                arn_env = spec.arn_env,
+                "secret not configured inside Lambda; refusing the local default"
+            );
+            return Err(SecretError::Missing {
+                name: name.to_owned(),
+            });
+        }
+        spec.local_default
+            .map(|v| SecretValue(v.to_owned()))
             .ok_or_else(|| SecretError::Missing {
                 name: name.to_owned(),
             })
     }
 
+    /// Resolves `spec` from the Secrets Manager secret `arn`.
+    pub async fn resolve_arn(
+        &self,
+        spec: SecretSpec,
+        arn: &str,
+    ) -> Result<SecretValue, SecretError> {
+        let name = spec.local_env;
+        let raw = self.fetch(name, arn).await?;
+        match spec.field {
+            None => Ok(SecretValue(raw)),
+            Some(field) => serde_json::from_str::<serde_json::Value>(&raw)
+                .ok()
+                .and_then(|v| v.get(field).and_then(|f| f.as_str()).map(str::to_owned))
+                .map(SecretValue)
+                .ok_or_else(|| SecretError::Field {
+                    name: name.to_owned(),
+                    field: field.to_owned(),
+                }),
+        }
+    }
+
+    /// Forgets the cached value of `spec`'s secret: the next use reads it
+    /// again (after an upstream answered 401: the secret may have been rotated).
+    pub async fn invalidate(&self, spec: SecretSpec) {
+        if let Some(arn) = crate::env_opt(spec.arn_env) {
+            self.invalidate_arn(&arn).await;
+        }
+    }
+
+    pub async fn invalidate_arn(&self, arn: &str) {
+        if self.cache.lock().await.remove(arn).is_some() {
+            tracing::info!("cached secret dropped; it is read again at its next use");
+        }
+    }
+
     async fn fetch(&self, name: &str, arn: &str) -> Result<String, SecretError> {
         let mut cache = self.cache.lock().await;
-        if let Some(value) = cache.get(arn) {
+        if let Some((value, fetched)) = cache.get(arn)
+            && fetched.elapsed() < self.ttl
+        {
             return Ok(value.clone());
         }
         let client = self
@@ -106,7 +183,27 @@ impl Secrets {
                 name: name.to_owned(),
             })?
             .to_owned();
-        cache.insert(arn.to_owned(), value.clone());
+        cache.insert(arn.to_owned(), (value.clone(), Instant::now()));
         Ok(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPEC: SecretSpec = SecretSpec {
+        arn_env: "BILLING_CONFIG_TEST_UNSET_ARN",
+        field: None,
+        local_env: "BILLING_CONFIG_TEST_UNSET_VALUE",
+        local_default: Some("local-default"),
+    };
+
+    #[tokio::test]
+    async fn local_defaults_are_used_locally_and_never_inside_lambda() {
+        let local = Secrets::new().in_lambda(false).resolve(SPEC).await.unwrap();
+        assert_eq!(local.expose(), "local-default");
+        let lambda = Secrets::new().in_lambda(true).resolve(SPEC).await;
+        assert!(matches!(lambda, Err(SecretError::Missing { .. })));
     }
 }

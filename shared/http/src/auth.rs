@@ -4,7 +4,6 @@ use billing_config::{SecretSpec, Secrets};
 use lambda_http::Request;
 use ledger::UserId;
 use std::sync::Arc;
-use tokio::sync::OnceCell;
 
 /// The JWT signing secret: Secrets Manager in AWS, `BILLING_JWT_SECRET` locally.
 pub const JWT_SECRET: SecretSpec = SecretSpec {
@@ -27,18 +26,24 @@ impl Caller {
     }
 }
 
-/// Verifies bearer tokens. The secret is resolved at the first request and
-/// kept for the life of the execution environment.
+/// Verifies bearer tokens. The secret comes from the secret cache at each
+/// request (a map lookup; Secrets Manager is read again once its TTL
+/// passed, so a rotated secret needs no redeploy). `JWT_ISSUER` /
+/// `JWT_AUDIENCE`, when set, are required in every token.
 pub struct Auth {
     secrets: Arc<Secrets>,
-    verifier: OnceCell<JwtVerifier>,
+    fixed: Option<JwtVerifier>,
+    issuer: Option<String>,
+    audience: Option<String>,
 }
 
 impl Auth {
     pub fn new(secrets: Arc<Secrets>) -> Auth {
         Auth {
             secrets,
-            verifier: OnceCell::new(),
+            fixed: None,
+            issuer: billing_config::env_opt("JWT_ISSUER"),
+            audience: billing_config::env_opt("JWT_AUDIENCE"),
         }
     }
 
@@ -46,21 +51,34 @@ impl Auth {
     pub fn with_secret(secret: &str) -> Auth {
         Auth {
             secrets: Arc::new(Secrets::new()),
-            verifier: OnceCell::new_with(Some(JwtVerifier::new(secret.as_bytes()))),
+            fixed: Some(JwtVerifier::new(secret.as_bytes())),
+            issuer: None,
+            audience: None,
         }
     }
 
-    async fn verifier(&self) -> Result<&JwtVerifier, ApiError> {
-        self.verifier
-            .get_or_try_init(|| async {
-                let secret = self
-                    .secrets
-                    .resolve(JWT_SECRET)
-                    .await
-                    .map_err(|e| ApiError::internal(e.to_string()))?;
-                Ok(JwtVerifier::new(secret.expose().as_bytes()))
-            })
+    /// Requires these `iss` / `aud` claims (tests; `JWT_ISSUER` / `JWT_AUDIENCE` otherwise).
+    pub fn expecting(mut self, issuer: Option<String>, audience: Option<String>) -> Auth {
+        self.fixed = self
+            .fixed
+            .map(|v| v.expecting(issuer.clone(), audience.clone()));
+        self.issuer = issuer;
+        self.audience = audience;
+        self
+    }
+
+    async fn verifier(&self) -> Result<JwtVerifier, ApiError> {
+        if let Some(fixed) = &self.fixed {
+            return Ok(fixed.clone());
+        }
+        // A missing secret (inside Lambda: no local default) is our fault: 500, logged.
+        let secret = self
+            .secrets
+            .resolve(JWT_SECRET)
             .await
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        Ok(JwtVerifier::new(secret.expose().as_bytes())
+            .expecting(self.issuer.clone(), self.audience.clone()))
     }
 
     /// Any authenticated user (401 otherwise).

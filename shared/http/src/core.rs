@@ -16,9 +16,12 @@ impl Core {
     /// `JWT_SECRET_ARN` or `BILLING_JWT_SECRET`.
     pub async fn from_env() -> Core {
         let sdk = billing_config::load_aws_config().await;
-        let ledger = Ledger::new(
-            billing_config::dynamo_client(&sdk),
-            billing_config::table_name(),
+        let ledger = billing::events::watch_low_balance(
+            Ledger::new(
+                billing_config::dynamo_client(&sdk),
+                billing_config::table_name(),
+            ),
+            billing::events::low_balance_threshold(),
         );
         let secrets = Arc::new(Secrets::new());
         Core {

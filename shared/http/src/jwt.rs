@@ -29,6 +29,8 @@ pub enum JwtError {
     NotYetValid,
     #[error("token lacks required claims")]
     Claims,
+    #[error("token issuer or audience not accepted")]
+    Audience,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,10 +48,23 @@ struct Header {
     alg: String,
 }
 
-/// Checks HS256 tokens against one secret.
+/// `iss` and `aud` (a string or an array of strings), read only when the
+/// deployment expects them.
+#[derive(Deserialize)]
+struct Scope {
+    #[serde(default)]
+    iss: Option<String>,
+    #[serde(default)]
+    aud: Option<serde_json::Value>,
+}
+
+/// Checks HS256 tokens against one secret (and, when configured, their
+/// issuer and audience).
 #[derive(Clone)]
 pub struct JwtVerifier {
     mac: HmacSha256,
+    issuer: Option<String>,
+    audience: Option<String>,
 }
 
 impl std::fmt::Debug for JwtVerifier {
@@ -65,7 +80,19 @@ impl JwtVerifier {
             Ok(mac) => mac,
             Err(_) => unreachable_hmac(),
         };
-        JwtVerifier { mac }
+        JwtVerifier {
+            mac,
+            issuer: None,
+            audience: None,
+        }
+    }
+
+    /// Tokens must carry `iss` = `issuer` and an `aud` naming `audience`
+    /// (each only when `Some`; `JWT_ISSUER` / `JWT_AUDIENCE`).
+    pub fn expecting(mut self, issuer: Option<String>, audience: Option<String>) -> JwtVerifier {
+        self.issuer = issuer;
+        self.audience = audience;
+        self
     }
 
     /// Verifies `token` at `now` (Unix seconds) and returns its claims.
@@ -103,6 +130,26 @@ impl JwtVerifier {
         if claims.nbf.is_some_and(|nbf| nbf > now) {
             return Err(JwtError::NotYetValid);
         }
+        if self.issuer.is_some() || self.audience.is_some() {
+            let scope: Scope = decode_json(payload_b64).map_err(|_| JwtError::Audience)?;
+            if let Some(issuer) = &self.issuer
+                && scope.iss.as_deref() != Some(issuer.as_str())
+            {
+                return Err(JwtError::Audience);
+            }
+            if let Some(audience) = &self.audience {
+                let named = match &scope.aud {
+                    Some(serde_json::Value::String(aud)) => aud == audience,
+                    Some(serde_json::Value::Array(auds)) => {
+                        auds.iter().any(|a| a.as_str() == Some(audience.as_str()))
+                    }
+                    _ => false,
+                };
+                if !named {
+                    return Err(JwtError::Audience);
+                }
+            }
+        }
         Ok(claims)
     }
 }
@@ -133,6 +180,54 @@ fn unreachable_hmac() -> ! {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn raw_token(payload: serde_json::Value, secret: &[u8]) -> String {
+        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+        let payload = URL_SAFE_NO_PAD.encode(payload.to_string());
+        let input = format!("{header}.{payload}");
+        let mut mac = JwtVerifier::new(secret).mac;
+        mac.update(input.as_bytes());
+        format!(
+            "{input}.{}",
+            URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+        )
+    }
+
+    #[test]
+    fn issuer_and_audience_are_checked_only_when_configured() {
+        let secret = b"s";
+        let now = 1_000;
+        let token = |iss: serde_json::Value, aud: serde_json::Value| {
+            raw_token(
+                serde_json::json!({"sub": "1", "roles": [], "exp": now + 60, "iss": iss, "aud": aud}),
+                secret,
+            )
+        };
+        let good = token("skypanel".into(), "billing".into());
+        let listed = token("skypanel".into(), serde_json::json!(["panel", "billing"]));
+        let open = JwtVerifier::new(secret);
+        assert!(open.verify(&good, now).is_ok());
+        assert!(
+            open.verify(
+                &token(serde_json::Value::Null, serde_json::Value::Null),
+                now
+            )
+            .is_ok()
+        );
+        let strict =
+            JwtVerifier::new(secret).expecting(Some("skypanel".into()), Some("billing".into()));
+        assert!(strict.verify(&good, now).is_ok());
+        assert!(strict.verify(&listed, now).is_ok());
+        for bad in [
+            token("other".into(), "billing".into()),
+            token("skypanel".into(), "other".into()),
+            token(serde_json::Value::Null, "billing".into()),
+            token("skypanel".into(), serde_json::Value::Null),
+            token("skypanel".into(), serde_json::json!(["panel"])),
+        ] {
+            assert_eq!(strict.verify(&bad, now), Err(JwtError::Audience));
+        }
+    }
 
     const SECRET: &[u8] = b"test-secret";
     const NOW: i64 = 1_800_000_000;

@@ -29,7 +29,7 @@ pub use error::LedgerError;
 pub use item::{AttrMap, Entry, EntryKind};
 pub use keys::{OnceKey, UserId, UserIdError};
 pub use metrics::DynamoCallCounter;
-pub use mutation::{Applied, Change, ChangeOutcome, EntryDetails, Overdraft, Preview};
+pub use mutation::{Applied, Change, ChangeHook, ChangeOutcome, EntryDetails, Overdraft, Preview};
 pub use read::{EntryCursor, EntryPage};
 pub use retry::RetryPolicy;
 
@@ -39,11 +39,22 @@ pub use billing_money::Usd;
 use aws_sdk_dynamodb::Client;
 
 /// Handle on the ledger table. Cheap to clone; create once per cold start.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Ledger {
     client: Client,
     table: String,
     retry: RetryPolicy,
+    hook: Option<ChangeHook>,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger")
+            .field("table", &self.table)
+            .field("retry", &self.retry)
+            .field("hook", &self.hook.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Ledger {
@@ -52,7 +63,16 @@ impl Ledger {
             client,
             table: table.into(),
             retry: RetryPolicy::default(),
+            hook: None,
         }
+    }
+
+    /// Every change this handle applies also asks `hook` for one more item to
+    /// commit with it (e.g. the outbox event of a debit that crosses the
+    /// low-balance threshold). The hook sees the change and what it would do.
+    pub fn with_change_hook(mut self, hook: ChangeHook) -> Ledger {
+        self.hook = Some(hook);
+        self
     }
 
     pub fn with_retry_policy(mut self, retry: RetryPolicy) -> Ledger {

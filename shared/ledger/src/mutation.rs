@@ -75,6 +75,12 @@ impl Preview {
 
 type ItemBuilder = Box<dyn Fn(&Preview) -> Result<TransactWriteItem, LedgerError> + Send + Sync>;
 
+/// See [`Ledger::with_change_hook`]: `Ok(None)` adds nothing. Its item must
+/// carry no condition (it is never reported as a caller item).
+pub type ChangeHook = std::sync::Arc<
+    dyn Fn(&Change, &Preview) -> Result<Option<TransactWriteItem>, LedgerError> + Send + Sync,
+>;
+
 /// One balance change and everything that must commit with it.
 pub struct Change {
     pub user: UserId,
@@ -375,6 +381,12 @@ impl Ledger {
         for build in &change.extra {
             items.push(build(&preview)?);
         }
+        let extra_end = items.len();
+        if let Some(hook) = &self.hook
+            && let Some(item) = hook(change, &preview)?
+        {
+            items.push(item);
+        }
 
         // How many times the SDK sent this request (its own retries included).
         let sends = crate::DynamoCallCounter::default();
@@ -430,7 +442,7 @@ impl Ledger {
                 None => Err(LedgerError::corrupt(once.pk(), "marker vanished")),
             };
         }
-        if let Some(index) = (extra_start..reasons.len()).find(|&i| failed(i)) {
+        if let Some(index) = (extra_start..extra_end).find(|&i| failed(i)) {
             return Err(LedgerError::ConditionFailed {
                 index: index - extra_start,
                 existing: reasons

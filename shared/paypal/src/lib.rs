@@ -145,8 +145,8 @@ impl fmt::Debug for PayPalClient {
 }
 
 /// Builds the client from configuration: base URL from `PAYPAL_BASE_URL`
-/// (default [`LOCAL_BASE_URL`], but required when `PAYPAL_SECRET_ARN` is set,
-/// i.e. in AWS), credentials and webhook id through [`Secrets`]
+/// (default [`LOCAL_BASE_URL`], but required when `PAYPAL_SECRET_ARN` is set
+/// or inside Lambda), credentials and webhook id through [`Secrets`]
 /// ([`CLIENT_ID_SECRET`], [`CLIENT_SECRET_SECRET`], [`WEBHOOK_ID_SECRET`]),
 /// timeout from `PAYPAL_TIMEOUT_MS` (default [`DEFAULT_TIMEOUT_MS`]).
 pub async fn from_env(secrets: &Secrets) -> Result<PayPalClient, ConfigError> {
@@ -157,6 +157,11 @@ pub async fn from_env(secrets: &Secrets) -> Result<PayPalClient, ConfigError> {
             return Err(ConfigError::BaseUrl(
                 "must be set when PAYPAL_SECRET_ARN is",
             ));
+        }
+        // Inside Lambda the local stand-in's URL is never a default.
+        None if billing_config::in_lambda() => {
+            tracing::error!("PAYPAL_BASE_URL is not set inside Lambda; refusing the stand-in URL");
+            return Err(ConfigError::BaseUrl("must be set inside AWS Lambda"));
         }
         None => LOCAL_BASE_URL.to_owned(),
     };

@@ -20,10 +20,12 @@
 use super::attrs::{corrupt, s, time};
 use super::dates::{format_time, grace_end, next_renewal, period_id, to_millis};
 use super::plans::{INDEX_NAME, batch_get};
+use super::subscription::subscription_event;
 use super::subscription::{
     RENEWAL_INDEX_PK, SUBSCRIPTION_SK, Subscription, SubscriptionStatus, expire, renewal_sort_key,
 };
 use crate::BillingError;
+use crate::events::{self, DetailType, Event, Written};
 use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 use ledger::{
     AttrMap, Change, ChangeOutcome, EntryDetails, EntryKind, Ledger, LedgerError, OnceKey,
@@ -216,12 +218,18 @@ async fn renew(
         ),
     )
     .reference(&sub.id);
+    let once = OnceKey::new(RENEWAL_ONCE_KIND, format!("{}#{}", sub.id, period));
+    let renewed = subscription_event(DetailType::SubscriptionRenewed, &once.pk(), sub)
+        .usd("amount", sub.price)
+        .text("period", period.clone())
+        .text("renewedAt", format_time(now))
+        .text("nextRenewalDate", format_time(next));
     let change = Change::new(sub.user.clone(), -sub.price, details)
-        .once(OnceKey::new(
-            RENEWAL_ONCE_KIND,
-            format!("{}#{}", sub.id, period),
-        ))
-        .with_item(TransactWriteItem::builder().update(update).build());
+        .once(once)
+        .with_item(TransactWriteItem::builder().update(update).build())
+        .with_item_for(events::outbox(ledger.table(), move |preview| {
+            renewed.clone().usd("balance", preview.balance_after)
+        }));
     match ledger.apply(change).await {
         Ok(ChangeOutcome::Applied(_)) => Ok(Outcome::Renewed),
         // Another run charged this period first.
@@ -256,28 +264,24 @@ async fn mark_past_due(
     )
     .build()
     .map_err(|e| corrupt(&sub.to_item(), e.to_string()))?;
-    // A plain UpdateItem with the same parts as the transaction item.
-    let result = ledger
-        .client()
-        .update_item()
-        .table_name(update.table_name())
-        .set_key(Some(update.key().clone()))
-        .update_expression(update.update_expression())
-        .set_condition_expression(update.condition_expression().map(str::to_owned))
-        .set_expression_attribute_names(update.expression_attribute_names().cloned())
-        .set_expression_attribute_values(update.expression_attribute_values().cloned())
-        .send()
-        .await;
-    match result {
-        Ok(_) => Ok(Outcome::PastDue),
-        Err(err)
-            if err
-                .as_service_error()
-                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-        {
-            Ok(Outcome::Skipped)
-        }
-        Err(err) => Err(LedgerError::dynamo("UpdateItem", &err).into()),
+    // The first failure of a period is reported; later retries of it are not.
+    let reported: Vec<Event> = if sub.status == SubscriptionStatus::Active {
+        vec![
+            subscription_event(
+                DetailType::SubscriptionPastDue,
+                &format!("{}#{}#past_due", sub.id, period_id(sub.next_renewal_date)),
+                sub,
+            )
+            .text("pastDueSince", format_time(now))
+            .usd("amountDue", sub.price),
+        ]
+    } else {
+        Vec::new()
+    };
+    let update = TransactWriteItem::builder().update(update).build();
+    match events::write_with(ledger, update, &reported).await? {
+        Written::Yes => Ok(Outcome::PastDue),
+        Written::ConditionFailed { .. } => Ok(Outcome::Skipped),
     }
 }
 

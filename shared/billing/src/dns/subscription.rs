@@ -13,10 +13,9 @@ use super::attrs::{
 use super::dates::{AnchorDay, format_time, next_renewal, to_millis};
 use super::plans::{PLAN_SK, Plan, PlanId, get_plan};
 use crate::BillingError;
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use crate::events::{self, DetailType, Event, Written};
 use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, Put, ReturnValue, ReturnValuesOnConditionCheckFailure,
-    TransactWriteItem,
+    AttributeValue, ConditionCheck, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
 };
 use billing_money::Usd;
 use ledger::{AttrMap, Change, EntryDetails, EntryKind, Ledger, LedgerError, UserId};
@@ -384,9 +383,7 @@ pub async fn cancel(
     let now = to_millis(now);
     // Bounded: each round loses only to a concurrent renewal or expiry.
     for _ in 0..4 {
-        let result = ledger
-            .client()
-            .update_item()
+        let update = aws_sdk_dynamodb::types::Update::builder()
             .table_name(ledger.table())
             .key("pk", s(user.pk()))
             .key("sk", s(SUBSCRIPTION_SK))
@@ -397,19 +394,28 @@ pub async fn cancel(
             .expression_attribute_values(":active", s(SubscriptionStatus::Active.as_str()))
             .expression_attribute_values(":false", AttributeValue::Bool(false))
             .expression_attribute_values(":now", time(now))
-            .return_values(ReturnValue::AllNew)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        let existing = match result {
-            Ok(out) => {
-                let item = out.attributes.unwrap_or_default();
-                return Subscription::from_item(&item);
+            .build()
+            .map_err(|e| LedgerError::corrupt(user.pk(), e.to_string()))?;
+        // The event names the subscription it cancels: read it first (the
+        // condition makes sure it is still the active one).
+        let Some(current) = get_subscription(ledger, user).await? else {
+            return Err(BillingError::NotFound("Subscription"));
+        };
+        let event = subscription_event(
+            DetailType::SubscriptionCancelled,
+            &format!("{}#cancelled", current.id),
+            &current,
+        )
+        .text("cancelledAt", format_time(now));
+        let update = TransactWriteItem::builder().update(update).build();
+        let existing = match events::write_with(ledger, update, &[event]).await? {
+            Written::Yes => {
+                return get_subscription(ledger, user)
+                    .await?
+                    .ok_or(BillingError::NotFound("Subscription"));
             }
-            Err(err) => match err.as_service_error() {
-                Some(UpdateItemError::ConditionalCheckFailedException(e)) => e.item().cloned(),
-                _ => return Err(LedgerError::dynamo("UpdateItem", &err).into()),
-            },
+            Written::ConditionFailed { existing } => existing.map(|item| *item),
         };
         let Some(existing) = existing else {
             return Err(BillingError::NotFound("Subscription"));
@@ -447,9 +453,7 @@ pub(crate) async fn expire(
     } else {
         "SET #status = :expired, autoRenew = :false, expiredAt = :now, updatedAt = :now"
     };
-    let result = ledger
-        .client()
-        .update_item()
+    let update = aws_sdk_dynamodb::types::Update::builder()
         .table_name(ledger.table())
         .key("pk", s(sub.user.pk()))
         .key("sk", s(SUBSCRIPTION_SK))
@@ -462,20 +466,54 @@ pub(crate) async fn expire(
         .expression_attribute_values(":id", s(&sub.id))
         .expression_attribute_values(":seen", s(sub.status.as_str()))
         .expression_attribute_values(":due", time(sub.next_renewal_date))
-        .return_values(ReturnValue::AllNew)
-        .send()
-        .await;
-    match result {
-        Ok(out) => Subscription::from_item(&out.attributes.unwrap_or_default()).map(Some),
-        Err(err)
-            if err
-                .as_service_error()
-                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-        {
-            Ok(None)
-        }
-        Err(err) => Err(LedgerError::dynamo("UpdateItem", &err).into()),
+        .build()
+        .map_err(|e| corrupt(&sub.to_item(), e.to_string()))?;
+    // One expiry per subscription, ever; a past-due one the user cancels is
+    // both cancelled and expired.
+    let mut reported = vec![
+        subscription_event(
+            DetailType::SubscriptionExpired,
+            &format!("{}#expired", sub.id),
+            sub,
+        )
+        .text("expiredAt", format_time(now))
+        .text(
+            "reason",
+            if cancelled_by_user {
+                "cancelled"
+            } else if sub.status == SubscriptionStatus::PastDue {
+                "unpaid"
+            } else {
+                "ended"
+            },
+        ),
+    ];
+    if cancelled_by_user {
+        reported.push(
+            subscription_event(
+                DetailType::SubscriptionCancelled,
+                &format!("{}#cancelled", sub.id),
+                sub,
+            )
+            .text("cancelledAt", format_time(now)),
+        );
     }
+    let update = TransactWriteItem::builder().update(update).build();
+    match events::write_with(ledger, update, &reported).await? {
+        Written::Yes => get_subscription(ledger, &sub.user).await,
+        Written::ConditionFailed { .. } => Ok(None),
+    }
+}
+
+/// An event about `sub` (`subscription.*`): its id, product and plan, price,
+/// status as read and the end of its paid period.
+pub(crate) fn subscription_event(detail_type: DetailType, key: &str, sub: &Subscription) -> Event {
+    Event::new(detail_type, key, &sub.user)
+        .text("subscriptionId", &sub.id)
+        .text("product", "dns_plan")
+        .text("planId", sub.plan_id.as_str())
+        .usd("price", sub.price)
+        .text("nextRenewalDate", format_time(sub.next_renewal_date))
 }
 
 #[cfg(test)]

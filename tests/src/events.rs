@@ -1,0 +1,201 @@
+//! Events read back through a real EventBridge API: `moto_server` (started
+//! by infra/test.sh, `MOTO_ENDPOINT`) with a bus, a rule matching
+//! `source: skypanel.billing` and an SQS queue as its target. The table's
+//! stream is read with the devstack's poller (as Lambda's event source
+//! mapping would) and handed to the real `events-publisher` handler.
+
+use crate::TestTable;
+use devstack::streams::{Pumped, StartAt, StreamPoller};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+/// The moto endpoint; infra/test.sh starts one and exports it.
+pub fn moto_endpoint() -> String {
+    billing_config::env_opt("MOTO_ENDPOINT").unwrap_or_else(|| {
+        panic!(
+            "MOTO_ENDPOINT is not set: run the tests with ./infra/test.sh (it starts moto_server), \
+             or start `.venv/bin/moto_server -p PORT` and export MOTO_ENDPOINT=http://127.0.0.1:PORT"
+        )
+    })
+}
+
+/// One event as it arrived in the queue (EventBridge's envelope).
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub detail_type: String,
+    pub source: String,
+    pub detail: Value,
+}
+
+impl Received {
+    pub fn event_id(&self) -> &str {
+        self.detail["eventId"].as_str().unwrap_or_default()
+    }
+}
+
+pub struct EventsEnv {
+    pub bus: String,
+    pub queue_url: String,
+    pub publisher: events_publisher_fn::Deps,
+    poller: StreamPoller,
+    http: reqwest::Client,
+    endpoint: String,
+}
+
+impl EventsEnv {
+    /// A fresh bus → rule → queue on moto, and a poller on `table`'s stream.
+    pub async fn new(table: &TestTable) -> EventsEnv {
+        let endpoint = moto_endpoint();
+        let sdk = billing_config::load_aws_config().await;
+        let eventbridge = events_publisher_fn::client(&sdk, Some(endpoint.clone()));
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let bus = format!("bus-{id}");
+        let http = reqwest::Client::new();
+        let mut env = EventsEnv {
+            bus: bus.clone(),
+            queue_url: String::new(),
+            publisher: events_publisher_fn::Deps::new(eventbridge.clone(), &bus),
+            poller: StreamPoller::new(
+                table.client.clone(),
+                StreamPoller::streams_client(
+                    &sdk,
+                    billing_config::dynamo_endpoint_override().as_deref(),
+                ),
+                &table.name,
+                StartAt::TrimHorizon,
+            ),
+            http,
+            endpoint,
+        };
+        let queue = env
+            .sqs("CreateQueue", json!({"QueueName": format!("q-{id}")}))
+            .await;
+        env.queue_url = queue["QueueUrl"].as_str().expect("queue url").to_owned();
+        let attrs = env
+            .sqs(
+                "GetQueueAttributes",
+                json!({"QueueUrl": env.queue_url, "AttributeNames": ["QueueArn"]}),
+            )
+            .await;
+        let queue_arn = attrs["Attributes"]["QueueArn"]
+            .as_str()
+            .expect("queue arn")
+            .to_owned();
+        eventbridge
+            .create_event_bus()
+            .name(&bus)
+            .send()
+            .await
+            .expect("create bus");
+        eventbridge
+            .put_rule()
+            .name(format!("all-{id}"))
+            .event_bus_name(&bus)
+            .event_pattern(json!({"source": [billing::events::SOURCE]}).to_string())
+            .send()
+            .await
+            .expect("put rule");
+        eventbridge
+            .put_targets()
+            .rule(format!("all-{id}"))
+            .event_bus_name(&bus)
+            .targets(
+                aws_sdk_eventbridge::types::Target::builder()
+                    .id("queue")
+                    .arn(queue_arn)
+                    .build()
+                    .expect("target"),
+            )
+            .send()
+            .await
+            .expect("put targets");
+        env
+    }
+
+    /// A publisher pointed at `endpoint` instead (e.g. one that is down).
+    pub async fn publisher_at(&self, endpoint: &str) -> events_publisher_fn::Deps {
+        let sdk = billing_config::load_aws_config().await;
+        events_publisher_fn::Deps::new(
+            events_publisher_fn::client(&sdk, Some(endpoint.to_owned())),
+            &self.bus,
+        )
+    }
+
+    /// Delivers what the stream holds to `publisher` until it is all acknowledged
+    /// (or it keeps failing).
+    pub async fn publish_with(&mut self, publisher: &events_publisher_fn::Deps) -> Pumped {
+        self.poller
+            .drain(5, |batch| async move {
+                Ok::<Value, String>(events_publisher_fn::publish(publisher, &batch).await)
+            })
+            .await
+            .expect("stream readable")
+    }
+
+    /// Everything written so far, published with the working publisher.
+    pub async fn publish(&mut self) -> Pumped {
+        let publisher = events_publisher_fn::Deps::new(self.publisher.client.clone(), &self.bus);
+        self.publish_with(&publisher).await
+    }
+
+    /// Records read from the stream and not yet published.
+    pub fn pending(&self) -> usize {
+        self.poller.pending()
+    }
+
+    /// Every event in the queue now (received and deleted).
+    pub async fn received(&self) -> Vec<Received> {
+        let mut all = Vec::new();
+        let mut empty_polls = 0;
+        while empty_polls < 2 {
+            let out = self
+                .sqs(
+                    "ReceiveMessage",
+                    json!({"QueueUrl": self.queue_url, "MaxNumberOfMessages": 10, "WaitTimeSeconds": 0}),
+                )
+                .await;
+            let messages = out["Messages"].as_array().cloned().unwrap_or_default();
+            if messages.is_empty() {
+                empty_polls += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+            for message in messages {
+                let body: Value = serde_json::from_str(message["Body"].as_str().unwrap_or("{}"))
+                    .expect("event JSON");
+                all.push(Received {
+                    detail_type: body["detail-type"].as_str().unwrap_or_default().to_owned(),
+                    source: body["source"].as_str().unwrap_or_default().to_owned(),
+                    detail: body["detail"].clone(),
+                });
+                self.sqs(
+                    "DeleteMessage",
+                    json!({"QueueUrl": self.queue_url, "ReceiptHandle": message["ReceiptHandle"]}),
+                )
+                .await;
+            }
+        }
+        all
+    }
+
+    /// One SQS call in its JSON protocol (moto checks no signature).
+    async fn sqs(&self, action: &str, body: Value) -> Value {
+        let response = self
+            .http
+            .post(&self.endpoint)
+            .header("x-amz-target", format!("AmazonSQS.{action}"))
+            .header("content-type", "application/x-amz-json-1.0")
+            .header(
+                "authorization",
+                "AWS4-HMAC-SHA256 Credential=local/20260101/us-east-1/sqs/aws4_request, SignedHeaders=host, Signature=0",
+            )
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("SQS {action}: {e}"));
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        assert!(status.is_success(), "SQS {action}: {status} {text}");
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+}
