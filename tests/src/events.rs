@@ -46,6 +46,9 @@ impl EventsEnv {
     /// A fresh bus → rule → queue on moto, and a poller on `table`'s stream.
     pub async fn new(table: &TestTable) -> EventsEnv {
         let endpoint = moto_endpoint();
+        devstack::tables::enable_stream(&table.client, &table.name, "NEW_IMAGE")
+            .await
+            .expect("stream enabled");
         let sdk = billing_config::load_aws_config().await;
         let eventbridge = events_publisher_fn::client(&sdk, Some(endpoint.clone()));
         let id = uuid::Uuid::new_v4().simple().to_string();

@@ -41,9 +41,12 @@ impl TestTable {
         let client = billing_config::dynamo_client_with(&sdk, move |b| b.interceptor(counter));
         let template = devstack::template::Template::load(&devstack::template_path())
             .expect("template.yaml readable");
-        let def = template
+        let mut def = template
             .table("BillingTable")
             .expect("BillingTable in template.yaml");
+        // Only the events tests read the stream (they turn it on:
+        // `events::EventsEnv::new`); the others spare DynamoDB Local its cost.
+        def.stream_view = None;
         let name = format!("t-{}", uuid::Uuid::new_v4().simple());
         devstack::tables::create_table(&client, &def, &name)
             .await

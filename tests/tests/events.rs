@@ -66,7 +66,7 @@ async fn published(events: &mut EventsEnv) -> Vec<Received> {
     events.received().await
 }
 
-fn of_type<'a>(events: &'a [Received], t: DetailType) -> Vec<&'a Received> {
+fn of_type(events: &[Received], t: DetailType) -> Vec<&Received> {
     events
         .iter()
         .filter(|e| e.detail_type == t.as_str())

@@ -109,7 +109,7 @@ fn key_elements(keys: &[crate::template::KeyDef]) -> Result<Vec<KeySchemaElement
 }
 
 /// Turns the stream on for an existing table that has none.
-async fn enable_stream(client: &Client, name: &str, view: &str) -> Result<(), String> {
+pub async fn enable_stream(client: &Client, name: &str, view: &str) -> Result<(), String> {
     let out = client
         .describe_table()
         .table_name(name)
