@@ -89,10 +89,9 @@ have cargo || fail "cargo not found: install Rust (https://rustup.rs)"
 if [ "$WEB" = 1 ]; then
   ensure_web_build || fail "the billing page did not build (web/; WEB=0 skips it)"
 fi
-ports=("$GATEWAY_PORT" "$EMULATOR_PORT" "$VIRTFUSION_PORT" "$PAYPAL_PORT")
+ports=("$GATEWAY_PORT" "$EMULATOR_PORT" "$VIRTFUSION_PORT" "$PAYPAL_PORT" "$MOTO_PORT")
 if [ "$WEB" = 1 ]; then ports+=("$WEB_PORT"); fi
 for port in "${ports[@]}"; do
-for port in "$GATEWAY_PORT" "$EMULATOR_PORT" "$VIRTFUSION_PORT" "$PAYPAL_PORT" "$MOTO_PORT"; do
   if port_in_use "$port"; then
     fail "port $port is already in use (is another local stack running?)"
   fi
