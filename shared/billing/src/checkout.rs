@@ -633,6 +633,7 @@ async fn claim_lost(
         });
     }
     settled(ledger, None, &order).await
+}
 
 /// `tokens.purchased`: once per order (its delivery happens once).
 pub(crate) fn tokens_purchased(order: &OrderRecord, tokens: Tokens) -> Event {
@@ -657,7 +658,6 @@ pub(crate) fn needs_review(order: &OrderRecord, claimed_at: &str, reason: &str) 
     .value("tokens", order.tokens.map(|t| t.get()))
     .text("orderId", &order.order_id)
     .text("reason", reason)
-}
 }
 
 fn base_release(order_id: &str, claim: &str, delivery: Delivery) -> OrderUpdate {
