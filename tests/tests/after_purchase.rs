@@ -157,7 +157,7 @@ async fn run_job(api: &TestApi, at: time::OffsetDateTime) -> Value {
     .unwrap();
     let mut deps = renewal_cron_fn::Deps::new(api.ledger()).with_virtfusion(client);
     // As locally: the job may run "as of" a later time.
-    deps.max_clock_skew = time::Duration::days(30);
+    deps.max_clock_skew = Some(time::Duration::days(30));
     let event = json!({
         "version": "0",
         "detail-type": "Scheduled Event",
