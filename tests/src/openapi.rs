@@ -50,15 +50,13 @@ fn escape(segment: &str) -> String {
 
 /// A JSON pointer as a URI fragment (`{id}` percent-encoded, RFC 6901 §6).
 fn fragment(pointer: &str) -> String {
-    pointer
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'~' | b'-' | b'.' | b'_' => {
-                char::from(b).to_string()
-            }
-            other => format!("%{other:02X}"),
-        })
-        .collect()
+    const KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'/')
+        .remove(b'~')
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_');
+    percent_encoding::utf8_percent_encode(pointer, KEEP).to_string()
 }
 
 impl Spec {

@@ -50,7 +50,7 @@ impl IdempotencyKey {
         let digest = Sha256::digest(format!("{route}\n{canonical_request}").as_bytes());
         IdempotencyKey {
             pk: format!("IDEM#{}#{key}", user.as_str()),
-            fingerprint: digest.iter().map(|b| format!("{b:02x}")).collect(),
+            fingerprint: hex::encode(digest),
         }
     }
 
@@ -58,7 +58,7 @@ impl IdempotencyKey {
     /// a retried order creation reuses its `PayPal-Request-Id`).
     pub fn derived_id(&self) -> String {
         let digest = Sha256::digest(format!("{}\n{}", self.pk, self.fingerprint).as_bytes());
-        digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+        hex::encode(&digest[..16])
     }
 
     fn record(&self, status: Option<&StoredResponse>) -> AttrMap {

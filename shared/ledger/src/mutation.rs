@@ -574,8 +574,9 @@ fn wrap_put(
 /// items, so a retry at an unchanged `seq` must not reuse the token.
 fn request_token(mutation_id: &str, seen_seq: u64, attempt: u32) -> String {
     let digest = Sha256::digest(format!("{mutation_id}:{seen_seq}:{attempt}").as_bytes());
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    hex[..36].to_owned()
+    let mut token = hex::encode(digest);
+    token.truncate(36);
+    token
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ pub use error::{ConfigError, VirtFusionError};
 
 use billing_config::{SecretSpec, SecretValue, Secrets};
 use billing_money::Tokens;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -56,6 +57,12 @@ const MAX_TIMEOUT_MS: u64 = 60_000;
 /// Responses larger than this are not VirtFusion's and are not read further.
 const MAX_BODY_BYTES: usize = 1024 * 1024;
 const MAX_EXT_RELATION_ID_LEN: usize = 255;
+/// Bytes kept as they are in a path segment: RFC 3986's unreserved set.
+const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
 /// The id VirtFusion gives a credit (`POST .../credit/...` answers
 /// `{"data": {"id": <creditId>}}`); needed to take the tokens back.
@@ -328,15 +335,7 @@ fn path_segment(ext_relation_id: &str) -> Result<String, VirtFusionError> {
             "ext relation id is not a usable user id".into(),
         ));
     }
-    let mut out = String::with_capacity(ext_relation_id.len());
-    for byte in ext_relation_id.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    Ok(out)
+    Ok(utf8_percent_encode(ext_relation_id, PATH_SEGMENT).to_string())
 }
 
 #[derive(Serialize)]
