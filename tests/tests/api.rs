@@ -38,7 +38,7 @@ async fn balance_shows_both_systems() {
     assert_eq!(
         response.body,
         json!({
-            "virtFusion": {"balance": 1250, "formatted": "1,250 Tokens", "available": true},
+            "virtFusion": {"balance": 1250, "exact": "1250", "formatted": "1,250 Tokens", "available": true},
             "customCredits": {"balance": "12.50", "formatted": "$12.50"},
         })
     );
@@ -56,6 +56,97 @@ async fn balance_reads_virtfusion_numeric_strings() {
         .get("/api/billing/balance", &api.token(user.as_str(), false))
         .await;
     assert_eq!(response.body["virtFusion"]["balance"], json!(70));
+}
+
+/// VirtFusion's real balance shapes: no `tokens` key means 0 (not "unavailable"), and
+/// hourly billing leaves fractions, shown exactly; a purchase still adds whole tokens.
+#[tokio::test]
+async fn balance_reads_virtfusions_missing_and_fractional_tokens() {
+    let api = TestApi::new().await;
+    let user = new_user();
+    let token = api.token(user.as_str(), false);
+    api.virtfusion.set_tokens_format(TokensFormat::Missing);
+    let response = api.get("/api/billing/balance", &token).await;
+    assert_eq!(
+        response.body["virtFusion"],
+        json!({"balance": 0, "exact": "0", "formatted": "0 Tokens", "available": true})
+    );
+    api.virtfusion.set_tokens_format(TokensFormat::Number);
+    api.virtfusion.set_balance(user.as_str(), 1250);
+    api.virtfusion
+        .set_balance_fraction(user.as_str(), Some("57"));
+    let response = api.get("/api/billing/balance", &token).await;
+    assert_eq!(
+        response.body["virtFusion"],
+        json!({"balance": 1250, "exact": "1250.57", "formatted": "1,250.57 Tokens", "available": true})
+    );
+    // A purchase adds whole tokens to the fractional balance.
+    let order = api
+        .send(
+            "POST",
+            "/api/billing/virtfusion-tokens/add",
+            &token,
+            r#"{"amount": 10}"#,
+        )
+        .await;
+    let order_id = order.body["orderId"].as_str().unwrap().to_owned();
+    assert!(api.paypal.approve(&order_id));
+    let captured = api
+        .send(
+            "POST",
+            "/api/billing/virtfusion-tokens/capture",
+            &token,
+            &format!(r#"{{"orderId": "{order_id}"}}"#),
+        )
+        .await;
+    assert_eq!(
+        captured.body["status"],
+        json!("completed"),
+        "{:?}",
+        captured.body
+    );
+    assert_eq!(api.virtfusion.credits().last().unwrap().tokens, 1000);
+    api.virtfusion.set_tokens_format(TokensFormat::String);
+    let response = api.get("/api/billing/balance", &token).await;
+    assert_eq!(response.body["virtFusion"]["exact"], json!("2250.57"));
+    assert_eq!(response.body["virtFusion"]["balance"], json!(2250));
+}
+
+/// A `sub` that is not a canonical integer (`"u-…"`, or `"0…"`, which VirtFusion would
+/// read as another user's integer id) is sent as a relation string (`relStr=true`):
+/// its balance reads and its purchase is delivered, never refused forever.
+#[tokio::test]
+async fn non_numeric_subs_reach_virtfusion_as_relation_strings() {
+    let api = TestApi::new().await;
+    for sub in [format!("u-{}", new_user()), format!("0{}", new_user())] {
+        let user = ledger::UserId::parse(&sub).unwrap();
+        let token = api.token(&sub, false);
+        api.virtfusion.set_balance(&sub, 30);
+        let balance = api.get("/api/billing/balance", &token).await;
+        assert_eq!(balance.body["virtFusion"]["balance"], json!(30), "{sub}");
+        let order = api
+            .send(
+                "POST",
+                "/api/billing/virtfusion-tokens/add",
+                &token,
+                r#"{"amount": 2}"#,
+            )
+            .await;
+        let order_id = order.body["orderId"].as_str().unwrap().to_owned();
+        assert!(api.paypal.approve(&order_id));
+        let captured = api
+            .send(
+                "POST",
+                "/api/billing/virtfusion-tokens/capture",
+                &token,
+                &format!(r#"{{"orderId": "{order_id}"}}"#),
+            )
+            .await;
+        assert_eq!(captured.status, 200, "{sub}: {:?}", captured.body);
+        assert_eq!(captured.body["status"], json!("completed"), "{sub}");
+        assert_eq!(api.virtfusion.balance(&sub), 230, "{sub}");
+        assert_eq!(assert_audit(&api.ledger(), &user).await, usd("0.00"));
+    }
 }
 
 #[tokio::test]

@@ -607,3 +607,83 @@ async fn a_delivery_claim_left_by_a_dead_lambda_goes_to_review() {
 fn an_hour_later() -> time::OffsetDateTime {
     time::OffsetDateTime::now_utc() + time::Duration::hours(1)
 }
+
+/// PayPal declines the buyer's funding source at capture (422 with one of the four
+/// issues, replayed by PayPal to the same PayPal-Request-Id): the client gets a 409 it
+/// can act on, and after the buyer approves again the next capture succeeds, because it
+/// carries a new request id.
+#[tokio::test]
+async fn a_funding_decline_asks_for_a_new_approval_and_never_wedges_the_order() {
+    use devstack::paypal_behaviours::Decline;
+    let api = TestApi::new().await;
+    for decline in Decline::ALL {
+        let user = new_user();
+        let token = api.token(user.as_str(), false);
+        let (order_id, approve) = order(&api, CREDITS, &token, "4").await;
+        buyer_approves(&approve).await;
+        api.paypal.set_capture_decline(Some(decline), Some(1));
+        let declined = capture(&api, CREDITS, &token, &order_id).await;
+        assert_eq!(declined.status, 409, "{decline:?}: {:?}", declined.body);
+        assert_eq!(
+            declined.body["code"],
+            json!("payment_source_declined"),
+            "{decline:?}"
+        );
+        // The buyer approves again with another funding source, the client captures.
+        buyer_approves(&approve).await;
+        let paid = capture(&api, CREDITS, &token, &order_id).await;
+        assert_eq!(paid.status, 200, "{decline:?}: {:?}", paid.body);
+        assert_eq!(paid.body["amount"], json!("4.00"));
+        assert_eq!(assert_audit(&api.ledger(), &user).await, usd("4.00"));
+    }
+}
+
+/// The approved-order webhook and the buyer's capture reach PayPal at the same time
+/// with the same PayPal-Request-Id; PayPal fails the second (409
+/// PREVIOUS_REQUEST_IN_PROGRESS). Both paths still end in one credit, and the charged
+/// buyer sees no error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_capture_route_and_the_approved_webhook_at_once_credit_once_without_error() {
+    use devstack::paypal::EventType;
+    let api = Arc::new(TestApi::new().await);
+    api.paypal
+        .set_capture_processing_time(Duration::from_millis(400));
+    for round in 0..3 {
+        let user = new_user();
+        let token = api.token(user.as_str(), false);
+        let (order_id, approve) = order(&api, CREDITS, &token, "3").await;
+        buyer_approves(&approve).await;
+        let event = api
+            .paypal
+            .signed_event(EventType::OrderApproved, &order_id)
+            .unwrap();
+        let webhook = {
+            let (api, event) = (api.clone(), event.clone());
+            tokio::spawn(async move {
+                let headers: Vec<(&str, &str)> = event
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                let body = String::from_utf8(event.body.clone()).unwrap();
+                api.call("POST", "/webhooks/paypal", None, Some(&body), &headers)
+                    .await
+            })
+        };
+        let route = {
+            let (api, token, order_id) = (api.clone(), token.clone(), order_id.clone());
+            tokio::spawn(async move {
+                // Let either side be first across the rounds.
+                tokio::time::sleep(Duration::from_millis(round * 60)).await;
+                capture(&api, CREDITS, &token, &order_id).await
+            })
+        };
+        let (webhook, route) = (webhook.await.unwrap(), route.await.unwrap());
+        assert_eq!(webhook.status, 200, "round {round}: {:?}", webhook.body);
+        assert_eq!(route.status, 200, "round {round}: {:?}", route.body);
+        assert_eq!(route.body["amount"], json!("3.00"));
+        assert_eq!(api.paypal.order(&order_id).unwrap().capture_ids.len(), 1);
+        assert_eq!(assert_audit(&api.ledger(), &user).await, usd("3.00"));
+        assert_eq!(api.ledger().audit(&user).await.unwrap().entries, 1);
+    }
+}

@@ -228,6 +228,94 @@ async fn keyed_refund(api: &TestApi, admin: &str, body: &str) -> TestResponse {
     .await
 }
 
+#[tokio::test]
+async fn ignored_event_types_answer_200_whatever_their_resource() {
+    let api = TestApi::new().await;
+    // PayPal's CHECKOUT.PAYMENT-APPROVAL.REVERSED: `order_id`, no `id`.
+    let sample: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture("CHECKOUT.PAYMENT-APPROVAL.REVERSED.json")).unwrap(),
+    )
+    .unwrap();
+    for (event_type, resource_type, resource) in [
+        (
+            "CHECKOUT.PAYMENT-APPROVAL.REVERSED",
+            "checkout-order",
+            sample["resource"].clone(),
+        ),
+        (
+            "PAYMENT.AUTHORIZATION.CREATED",
+            "capture",
+            json!({"id": "A"}),
+        ),
+        (
+            "CUSTOMER.DISPUTE.UPDATED",
+            "refund",
+            json!(["not", "an", "object"]),
+        ),
+    ] {
+        let event = api
+            .paypal
+            .signed_custom_event(event_type, resource_type, resource);
+        let response = deliver(&api, &event).await;
+        assert_eq!(response.status, 200, "{event_type}: {:?}", response.body);
+        assert_eq!(response.body["outcome"], json!("ignored"), "{event_type}");
+    }
+}
+
+#[tokio::test]
+async fn forged_deliveries_cost_no_call_to_paypal() {
+    let api = TestApi::new().await;
+    let (order_id, user, _) = approved_order(&api, "6").await;
+    let capture_id = captured_at_paypal(&api, &order_id).await;
+    let genuine = api
+        .paypal
+        .signed_event(EventType::CaptureCompleted, &capture_id)
+        .unwrap();
+    // The first genuine delivery fetches the stand-in's certificate once.
+    assert_eq!(deliver(&api, &genuine).await.status, 200);
+    let calls = api.paypal.request_count();
+    let other = api.paypal.signed_custom_event(
+        "PAYMENT.CAPTURE.COMPLETED",
+        "capture",
+        json!({"id": "FORGED", "status": "COMPLETED",
+               "amount": {"currency_code": "USD", "value": "999.00"}}),
+    );
+    for i in 0..40 {
+        let mut forged = genuine.clone();
+        match i % 4 {
+            // Another event's valid signature on this body.
+            0 => forged.headers = other.headers.clone(),
+            // A body changed after signing.
+            1 => forged.body = other.body.clone(),
+            // A certificate somewhere else (never fetched).
+            2 => set_header(
+                &mut forged,
+                "paypal-cert-url",
+                &format!("http://127.0.0.1:9/v1/notifications/certs/CERT-{i}"),
+            ),
+            // Garbage signature.
+            _ => set_header(&mut forged, "paypal-transmission-sig", "Zm9yZ2Vk"),
+        }
+        assert_eq!(deliver(&api, &forged).await.status, 401, "forgery {i}");
+    }
+    assert_eq!(api.paypal.request_count(), calls, "no call reached PayPal");
+    assert_eq!(assert_audit(&api.ledger(), &user).await, usd("6.00"));
+}
+
+fn set_header(event: &mut SignedEvent, name: &str, value: &str) {
+    for (n, v) in event.headers.iter_mut() {
+        if n == name {
+            *v = value.to_owned();
+        }
+    }
+}
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/paypal")
+        .join(name)
+}
+
 async fn paid_credits(api: &TestApi, amount: &str) -> (String, UserId, String) {
     let (order_id, user, token) = approved_order(api, amount).await;
     let response = api
@@ -448,4 +536,215 @@ proptest! {
         sequence.extend(extra);
         tokio::runtime::Runtime::new().unwrap().block_on(deliver_sequence(sequence));
     }
+}
+
+// ------------------------------------------------------- PayPal's real payloads
+
+/// A fixture event (PayPal's own shape), `edit`ed to name a test order, signed by the
+/// stand-in.
+fn real_event(api: &TestApi, file: &str, edit: impl FnOnce(&mut serde_json::Value)) -> SignedEvent {
+    let mut event: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture(file)).unwrap()).unwrap();
+    edit(&mut event);
+    let body = serde_json::to_vec(&event).unwrap();
+    SignedEvent {
+        event_id: event["id"].as_str().unwrap().to_owned(),
+        event_type: event["event_type"].as_str().unwrap().to_owned(),
+        headers: api.paypal.sign(&body),
+        body,
+    }
+}
+
+/// Each event id is processed once: fixtures reused within one table get a fresh id.
+fn fresh_id(event: &mut serde_json::Value) {
+    event["id"] = json!(format!("WH-{}", uuid::Uuid::new_v4().simple()));
+}
+
+fn set_capture(event: &mut serde_json::Value, capture_id: &str, amount: &str) {
+    fresh_id(event);
+    event["resource"]["id"] = json!(capture_id);
+    event["resource"]["amount"]["value"] = json!(amount);
+}
+
+fn set_up_link(event: &mut serde_json::Value, href: &str) {
+    for link in event["resource"]["links"].as_array_mut().unwrap() {
+        if link["rel"] == "up" {
+            link["href"] = json!(href);
+        }
+    }
+}
+
+async fn purchase_id(api: &TestApi, order_id: &str) -> String {
+    billing::orders::load(&api.ledger(), order_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .purchase_id
+}
+
+#[tokio::test]
+async fn paypals_sample_events_drive_the_handlers() {
+    use devstack::paypal::CaptureOutcome;
+    let api = TestApi::new().await;
+
+    // PAYMENT.CAPTURE.COMPLETED (the signed simulator body): credited once.
+    let (order_id, user, _) = approved_order(&api, "20").await;
+    let capture_id = captured_at_paypal(&api, &order_id).await;
+    let invoice = purchase_id(&api, &order_id).await;
+    let completed =
+        |capture_id: String, order_id: String, invoice: String, amount: &'static str| {
+            move |e: &mut serde_json::Value| {
+                set_capture(e, &capture_id, amount);
+                e["resource"]["supplementary_data"]["related_ids"]["order_id"] = json!(order_id);
+                e["resource"]["invoice_id"] = json!(invoice);
+            }
+        };
+    let event = real_event(
+        &api,
+        "signed/paypal-webhook-PAYMENT.CAPTURE.COMPLETED.signed.json",
+        completed(capture_id.clone(), order_id.clone(), invoice, "20.00"),
+    );
+    let response = deliver(&api, &event).await;
+    assert_eq!(response.status, 200, "{:?}", response.body);
+    assert_eq!(response.body["outcome"], json!("processed"));
+    assert_eq!(
+        deliver(&api, &event).await.body["outcome"],
+        json!("duplicate")
+    );
+    assert_eq!(assert_audit(&api.ledger(), &user).await, usd("20.00"));
+
+    // PAYMENT.CAPTURE.REFUNDED (the signed simulator body, 0.99): debited once.
+    let event = real_event(
+        &api,
+        "signed/paypal-webhook-PAYMENT.CAPTURE.REFUNDED.signed.json",
+        |e| {
+            fresh_id(e);
+            set_up_link(
+                e,
+                &format!("https://api.paypal.com/v2/payments/captures/{capture_id}"),
+            );
+        },
+    );
+    assert_eq!(deliver(&api, &event).await.status, 200);
+    assert_eq!(assert_audit(&api.ledger(), &user).await, usd("19.01"));
+
+    // PAYMENT.CAPTURE.PENDING (signed simulator body): recorded, nothing credited;
+    // then its COMPLETED: credited.
+    let (order_id, user, _) = approved_order(&api, "8").await;
+    api.paypal
+        .set_capture_outcome(CaptureOutcome::Pending, Some(1));
+    let capture_id = captured_at_paypal(&api, &order_id).await;
+    let event = real_event(
+        &api,
+        "signed/paypal-webhook-PAYMENT.CAPTURE.PENDING.signed.json",
+        |e| {
+            set_capture(e, &capture_id, "8.00");
+            set_up_link(
+                e,
+                &format!("https://api.paypal.com/v2/checkout/orders/{order_id}"),
+            );
+        },
+    );
+    assert_eq!(deliver(&api, &event).await.status, 200);
+    assert_eq!(assert_audit(&api.ledger(), &user).await, usd("0.00"));
+    let order = billing::orders::load(&api.ledger(), &order_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(order.status, billing::orders::PaymentStatus::CapturePending);
+    let invoice = purchase_id(&api, &order_id).await;
+    let event = real_event(
+        &api,
+        "signed/paypal-webhook-PAYMENT.CAPTURE.COMPLETED.signed.json",
+        completed(capture_id.clone(), order_id.clone(), invoice, "8.00"),
+    );
+    assert_eq!(deliver(&api, &event).await.status, 200);
+    assert_eq!(assert_audit(&api.ledger(), &user).await, usd("8.00"));
+
+    // PAYMENT.CAPTURE.DECLINED (PayPal's sample, EUR receivable and all): the pending
+    // order fails, nothing is credited.
+    let (order_id, user, _) = approved_order(&api, "5").await;
+    api.paypal
+        .set_capture_outcome(CaptureOutcome::Pending, Some(1));
+    let capture_id = captured_at_paypal(&api, &order_id).await;
+    let invoice = purchase_id(&api, &order_id).await;
+    let event = real_event(&api, "PAYMENT.CAPTURE.DECLINED.json", |e| {
+        set_capture(e, &capture_id, "5.00");
+        e["resource"]["supplementary_data"]["related_ids"]["order_id"] = json!(order_id);
+        e["resource"]["invoice_id"] = json!(invoice);
+        e["resource"]["custom_id"] = json!(user.as_str());
+    });
+    assert_eq!(deliver(&api, &event).await.status, 200);
+    let order = billing::orders::load(&api.ledger(), &order_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(order.status, billing::orders::PaymentStatus::Failed);
+    assert_eq!(assert_audit(&api.ledger(), &user).await, usd("0.00"));
+
+    // PAYMENT.CAPTURE.REVERSED (PayPal's sample, 2.51): taken back.
+    let (order_id, user, token) = approved_order(&api, "2.51").await;
+    let captured = api
+        .send(
+            "POST",
+            &format!("{CREDITS}/capture"),
+            &token,
+            &format!(r#"{{"orderId": "{order_id}"}}"#),
+        )
+        .await;
+    assert_eq!(captured.status, 200);
+    let capture_id = api.paypal.order(&order_id).unwrap().capture_ids[0].clone();
+    let event = real_event(&api, "PAYMENT.CAPTURE.REVERSED.json", |e| {
+        fresh_id(e);
+        set_up_link(
+            e,
+            &format!("https://api.paypal.com/v2/payments/captures/{capture_id}"),
+        );
+    });
+    assert_eq!(deliver(&api, &event).await.status, 200);
+    assert_eq!(assert_audit(&api.ledger(), &user).await, usd("0.00"));
+
+    // CHECKOUT.ORDER.APPROVED (PayPal's sample): the abandoned order is captured and
+    // credited what PayPal captured.
+    let (order_id, user, _) = approved_order(&api, "15").await;
+    let event = real_event(&api, "CHECKOUT.ORDER.APPROVED.json", |e| {
+        fresh_id(e);
+        e["resource"]["id"] = json!(order_id);
+    });
+    assert_eq!(deliver(&api, &event).await.status, 200);
+    assert_eq!(assert_audit(&api.ledger(), &user).await, usd("15.00"));
+}
+
+/// A real Orders v2 capture answer whose capture is DECLINED credits nothing and fails
+/// the order.
+#[tokio::test]
+async fn a_real_declined_capture_answer_fails_the_order() {
+    let api = TestApi::new().await;
+    let (order_id, user, _) = approved_order(&api, "25.04").await;
+    let text = std::fs::read_to_string(fixture("capture-response-DECLINED.json"))
+        .unwrap()
+        .replace("5B57438865155480N", &order_id);
+    let answer = paypal::parse_order(text.as_bytes()).unwrap();
+    let capture = billing::checkout::pick_capture(&answer.captures).unwrap();
+    let order = billing::orders::load(&api.ledger(), &order_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let settled = billing::checkout::settle(&api.ledger(), None, &order, capture).await;
+    assert!(
+        matches!(
+            &settled,
+            Err(billing::BillingError::Conflict {
+                code: "payment_declined",
+                ..
+            })
+        ),
+        "{settled:?}"
+    );
+    let order = billing::orders::load(&api.ledger(), &order_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(order.status, billing::orders::PaymentStatus::Failed);
+    assert_eq!(assert_audit(&api.ledger(), &user).await, usd("0.00"));
 }

@@ -2,7 +2,7 @@
 //! fetched concurrently. VirtFusion down → still 200, `available: false`.
 
 use billing_http::{ApiResponse, Body, Core, Error, Request, Response, respond, views};
-use billing_money::Tokens;
+use billing_money::TokenBalance;
 use ledger::UserId;
 use tokio::sync::OnceCell;
 use virtfusion::VirtFusionClient;
@@ -29,7 +29,7 @@ impl Deps {
     }
 
     /// The user's tokens, or `None` when VirtFusion cannot answer.
-    async fn tokens(&self, user: &UserId) -> Option<Tokens> {
+    async fn tokens(&self, user: &UserId) -> Option<TokenBalance> {
         let client = self
             .virtfusion
             .get_or_try_init(|| virtfusion::from_env(&self.core.secrets))

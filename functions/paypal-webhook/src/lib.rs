@@ -1,12 +1,14 @@
 //! PayPal webhook (Lambda function URL, no JWT: PayPal's signature is the
-//! authentication). The signature is verified on the raw body before anything
-//! is parsed or written: unverifiable → 401, malformed → 400. Each event id
-//! is processed once; redeliveries answer 200.
+//! authentication). The signature is verified offline on the raw body before
+//! anything is parsed or written (`paypal::WebhookVerifier`): unverifiable →
+//! 401, malformed → 400, certificate not fetchable now → 503. Each event id
+//! is processed once; redeliveries answer 200. Event types billing does not
+//! act on answer 200 whatever their resource.
 
 use billing::webhook::handle_event;
 use billing_http::checkout::CheckoutDeps;
 use billing_http::{ApiError, ApiResponse, Body, Error, Request, Response, respond};
-use paypal::{PayPalError, WebhookHeaders, parse_webhook_event};
+use paypal::{WebhookHeaders, parse_webhook_event};
 use serde_json::json;
 
 /// PayPal events are a few KB; anything far larger is not one.
@@ -33,32 +35,13 @@ pub async fn handle(deps: &CheckoutDeps, req: Request) -> Result<Response<Body>,
         let webhook_id = paypal
             .webhook_id()
             .ok_or_else(|| ApiError::internal("PayPal webhook id is not configured"))?;
-        match paypal
-            .verify_webhook_signature(&headers, webhook_id, raw)
-            .await
-        {
-            Ok(true) => {}
-            Ok(false) => {
-                return Err(ApiError::unauthorized(
-                    "Webhook signature could not be verified",
-                ));
-            }
-            Err(PayPalError::Invalid(_)) => {
-                return Err(ApiError::bad_request("Webhook body is not a JSON event"));
-            }
-            // PayPal refused to check this delivery (e.g. MISSING_REQUIRED_PARAMETER
-            // for unusable headers): malformed, and unverifiable; nothing was done.
-            Err(PayPalError::Rejected {
-                status: 400 | 422, ..
-            }) => {
-                return Err(ApiError::bad_request(
-                    "Webhook delivery is malformed and cannot be verified",
-                ));
-            }
-            Err(e) => {
+        // Offline: PayPal's certificate (allow-listed hosts, cached by URL);
+        // a forged delivery costs no call to PayPal.
+        if let Err(e) = paypal.verify_webhook(&headers, webhook_id, raw).await {
+            if e.is_transient() {
                 // PayPal will redeliver; nothing was done.
                 return Err(ApiError {
-                    cause: Some(format!("verify-webhook-signature: {e}")),
+                    cause: Some(format!("webhook verification: {e}")),
                     ..ApiError::new(
                         503,
                         "Signature verification unavailable; retry later",
@@ -66,6 +49,14 @@ pub async fn handle(deps: &CheckoutDeps, req: Request) -> Result<Response<Body>,
                     )
                 });
             }
+            tracing::warn!(
+                transmission_id = %headers.transmission_id,
+                reason = %e,
+                "PayPal webhook signature not verified"
+            );
+            return Err(ApiError::unauthorized(
+                "Webhook signature could not be verified",
+            ));
         }
         let event = parse_webhook_event(raw)
             .map_err(|_| ApiError::bad_request("Malformed webhook event"))?;

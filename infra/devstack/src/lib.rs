@@ -7,6 +7,8 @@ pub mod faultproxy;
 pub mod gateway;
 pub mod outbox;
 pub mod paypal;
+pub mod paypal_behaviours;
+pub mod paypal_signing;
 pub mod streams;
 pub mod tables;
 pub mod template;

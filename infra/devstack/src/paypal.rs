@@ -30,7 +30,9 @@
 //! before (for the same order / capture) answers the first *successful*
 //! response again and does nothing. (Errors are not replayed, so a capture
 //! refused as not approved can be repeated with its request id once the
-//! buyer approved.) `Prefer: return=representation` gives the full resource,
+//! buyer approved — except a funding decline, which PayPal may replay; and
+//! a simultaneous request with an id still in flight answers 409: see
+//! [`crate::paypal_behaviours`].) `Prefer: return=representation` gives the full resource,
 //! otherwise the minimal `{id, status, links}`, as PayPal does.
 //!
 //! # Webhooks
@@ -38,13 +40,14 @@
 //! Events have PayPal's shape (`id: "WH-..."`, `event_version`,
 //! `create_time`, `resource_type`, `event_type`, `summary`, `resource`,
 //! `links`) and PayPal's headers (`paypal-transmission-id`, `-time`, `-sig`,
-//! `paypal-cert-url`, `paypal-auth-algo: SHA256withRSA`). The signature is
-//! **not** RSA: it is base64 HMAC-SHA256, keyed by the stand-in's client
-//! credentials, over PayPal's signed string
+//! `paypal-cert-url`, `paypal-auth-algo: SHA256withRSA`), signed as PayPal
+//! signs them: RSA PKCS#1 v1.5 SHA-256 over
 //! `transmission_id|transmission_time|webhook_id|crc32(body)` (crc32 in
-//! decimal). Only this stand-in's verify endpoint can check it: it answers
-//! `SUCCESS` for a matching signature over the exact event bytes, the
-//! stand-in's webhook id and a transmission time within 5 minutes of now.
+//! decimal) with a test-only key whose certificate the stand-in serves at
+//! `paypal-cert-url` (`GET /v1/notifications/certs/CERT-standin-1`, see
+//! [`crate::paypal_signing`]). Its verify endpoint answers `SUCCESS` for a
+//! matching signature over the exact event bytes, the stand-in's webhook id
+//! and a transmission time within 5 minutes of now.
 //!
 //! With `auto_webhooks` on, approve, capture, settling a pending capture,
 //! refund and reversal deliver the matching event to the webhook target after
@@ -88,11 +91,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
-use sha2::Sha256;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -101,6 +102,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+
+use crate::paypal_behaviours::{Decline, Declines, InFlight};
 
 /// What the stand-in puts in `paypal-auth-algo` (PayPal's value; the
 /// signature itself is HMAC, see the module docs).
@@ -443,6 +446,7 @@ struct Data {
     deliveries: Vec<Delivery>,
     /// After-purchase switches (pending refunds), see `paypal_after.rs`.
     after: after::AfterState,
+    declines: Declines,
 }
 
 impl Data {
@@ -461,6 +465,7 @@ impl Data {
             held: Vec::new(),
             deliveries: Vec::new(),
             after: after::AfterState::default(),
+            declines: Declines::default(),
         }
     }
 }
@@ -474,6 +479,7 @@ struct Shared {
     phase: watch::Sender<Phase>,
     http: reqwest::Client,
     reporting: reporting::Settings,
+    in_flight: InFlight,
 }
 
 impl Shared {
@@ -568,52 +574,22 @@ impl Shared {
         }
     }
 
-    fn signing_key(&self) -> Vec<u8> {
-        format!(
-            "paypal-stand-in:{}:{}",
-            self.config.client_id, self.config.client_secret
-        )
-        .into_bytes()
-    }
-
-    fn signature(
-        &self,
-        transmission_id: &str,
-        transmission_time: &str,
-        webhook_id: &str,
-        body: &[u8],
-    ) -> Option<Vec<u8>> {
-        let message = format!(
-            "{transmission_id}|{transmission_time}|{webhook_id}|{}",
-            crc32(body)
-        );
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.signing_key()).ok()?;
-        mac.update(message.as_bytes());
-        Some(mac.finalize().into_bytes().to_vec())
-    }
-
     fn sign_at(&self, body: &[u8], at: time::OffsetDateTime) -> Vec<(String, String)> {
         let transmission_id = uuid::Uuid::new_v4().to_string();
         let transmission_time = rfc3339(at);
-        let signature = self
-            .signature(
-                &transmission_id,
-                &transmission_time,
-                &self.config.webhook_id,
-                body,
-            )
-            .map(|sig| BASE64.encode(sig))
-            .unwrap_or_default();
+        let signature = crate::paypal_signing::sign(
+            &transmission_id,
+            &transmission_time,
+            &self.config.webhook_id,
+            body,
+        );
         vec![
             ("paypal-transmission-id".into(), transmission_id),
             ("paypal-transmission-time".into(), transmission_time),
             ("paypal-transmission-sig".into(), signature),
             (
                 "paypal-cert-url".into(),
-                format!(
-                    "{}/v1/notifications/certs/CERT-standin-{}",
-                    self.base_url, self.config.webhook_id
-                ),
+                format!("{}{}", self.base_url, crate::paypal_signing::CERT_PATH),
             ),
             ("paypal-auth-algo".into(), AUTH_ALGO.into()),
         ]
@@ -780,6 +756,7 @@ impl PayPalStandIn {
             phase,
             http,
             reporting: reporting::Settings::default(),
+            in_flight: InFlight::default(),
         });
         tokio::spawn(supervise(shared.clone(), listener, router(shared.clone())));
         Ok(PayPalStandIn { shared, addr })
@@ -868,6 +845,19 @@ impl PayPalStandIn {
             data.capture_outcome = outcome;
             data.capture_outcome_left = times;
         }
+    }
+
+    /// The next captures (all, or the next `times`) are refused with a 422
+    /// funding decline (see [`crate::paypal_behaviours`]); `None` stops it.
+    pub fn set_capture_decline(&self, decline: Option<Decline>, times: Option<u32>) {
+        self.shared.lock().declines.set(decline, times);
+    }
+
+    /// Each capture holds its answer this long while its `PayPal-Request-Id`
+    /// is in flight; a simultaneous capture with the same id answers 409
+    /// `PREVIOUS_REQUEST_IN_PROGRESS` (see [`crate::paypal_behaviours`]).
+    pub fn set_capture_processing_time(&self, processing: Duration) {
+        self.shared.in_flight.set_processing_time(processing);
     }
 
     /// A `PENDING` capture clears (`Completed`) or is denied (`Declined`),
@@ -1016,6 +1006,7 @@ fn reset(shared: &Shared) {
     data.auto_webhooks = auto;
     shared.save(&data);
     drop(data);
+    shared.in_flight.clear();
     shared.accept();
 }
 
@@ -1084,7 +1075,13 @@ async fn supervise(shared: Arc<Shared>, first: TcpListener, app: Router) {
 }
 
 fn router(shared: Arc<Shared>) -> Router {
-    let token = Router::new().route("/v1/oauth2/token", post(oauth_token));
+    let token = Router::new()
+        .route("/v1/oauth2/token", post(oauth_token))
+        // PayPal serves signing certificates without auth.
+        .route(
+            "/v1/notifications/certs/{id}",
+            get(crate::paypal_signing::serve_certificate),
+        );
     let api = Router::new()
         .route("/v2/checkout/orders", post(create_order))
         .route("/v2/checkout/orders/{id}", get(get_order))
@@ -1334,6 +1331,10 @@ fn paypal_error(status: StatusCode, issue: &str, description: &str) -> Answer {
         422 => (
             "UNPROCESSABLE_ENTITY",
             "The requested action could not be performed, semantically incorrect, or failed business validation.",
+        ),
+        409 => (
+            "RESOURCE_CONFLICT",
+            "The server has detected a conflict while processing this request.",
         ),
         429 => (
             "RATE_LIMIT_REACHED",
@@ -1812,7 +1813,30 @@ async fn capture_order(
     Path(order_id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    run_op(&shared, Operation::CaptureOrder, move |shared| {
+    // One request per PayPal-Request-Id at a time (paypal_behaviours).
+    let in_flight = request_id(&headers).map(|id| format!("capture:{order_id}:{id}"));
+    let _in_flight = match in_flight.as_deref().map(|key| shared.in_flight.begin(key)) {
+        Some(None) => {
+            return paypal_error(
+                StatusCode::CONFLICT,
+                "PREVIOUS_REQUEST_IN_PROGRESS",
+                "A previous request on this resource is currently in progress. Please wait for some time and try again.",
+            )
+            .into_response();
+        }
+        Some(Some(guard)) => Some(guard),
+        None => None,
+    };
+    let processing = shared.in_flight.processing_time();
+    let response = capture_now(&shared, order_id, headers).await;
+    if !processing.is_zero() {
+        tokio::time::sleep(processing).await;
+    }
+    response
+}
+
+async fn capture_now(shared: &Arc<Shared>, order_id: String, headers: HeaderMap) -> Response {
+    run_op(shared, Operation::CaptureOrder, move |shared| {
         let full = wants_representation(&headers);
         let key = request_id(&headers).map(|id| format!("capture:{order_id}:{id}"));
         let mut data = shared.lock();
@@ -1858,6 +1882,24 @@ async fn capture_order(
                     Vec::new(),
                 );
             }
+        }
+        if let Some(decline) = data.declines.take() {
+            // The buyer must approve again; PayPal may replay this 422 to
+            // the same request id.
+            let answer = unprocessable(decline.issue(), decline.description());
+            if let Some(stored) = data.book.orders.get_mut(&order.id) {
+                stored.status = if stored.payer_action {
+                    "PAYER_ACTION_REQUIRED".into()
+                } else {
+                    "CREATED".into()
+                };
+                stored.update_time = now();
+            }
+            if let Some(key) = key {
+                data.book.replays.insert(key, answer.clone());
+            }
+            shared.save(&data);
+            return (answer, Vec::new());
         }
         let outcome = Shared::take_capture_outcome(&mut data);
         let (status, reason, event_type) = match outcome {
@@ -2187,7 +2229,6 @@ async fn verify_webhook(State(shared): State<Arc<Shared>>, body: Bytes) -> Respo
             && webhook_id == shared.config.webhook_id
             && fresh(&transmission_time)
             && signature_matches(
-                shared,
                 &transmission_id,
                 &transmission_time,
                 &webhook_id,
@@ -2215,25 +2256,19 @@ fn fresh(transmission_time: &str) -> bool {
 }
 
 fn signature_matches(
-    shared: &Shared,
     transmission_id: &str,
     transmission_time: &str,
     webhook_id: &str,
     body: &[u8],
     signature: &str,
 ) -> bool {
-    let Ok(given) = BASE64.decode(signature) else {
-        return false;
-    };
-    let message = format!(
-        "{transmission_id}|{transmission_time}|{webhook_id}|{}",
-        crc32(body)
-    );
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&shared.signing_key()) else {
-        return false;
-    };
-    mac.update(message.as_bytes());
-    mac.verify_slice(&given).is_ok()
+    crate::paypal_signing::verify(
+        transmission_id,
+        transmission_time,
+        webhook_id,
+        body,
+        signature,
+    )
 }
 
 // -------------------------------------------------------------- webhooks

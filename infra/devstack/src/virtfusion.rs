@@ -20,7 +20,14 @@
 //!   default 10 s over HTTP, and ignores `times`);
 //! - `GET /_control/state` → balances, credits, request count, failure;
 //! - `POST /_control/users/{id}/tokens {"tokens": N}` sets a balance;
-//! - `POST /_control/tokens-format {"format": "number"|"string"|"decimal_string"}`;
+//! - `POST /_control/tokens-format {"format": "number"|"string"|"decimal_string"|"missing"}`
+//!   (`missing`: `"credit": {"value": 0}` with no `tokens` key);
+//!
+//! Users are named as VirtFusion names them: an integer external relation
+//! id, or any relation string with `?relStr=true`; a non-integer id without
+//! `relStr` is 404. Balances may carry a fraction
+//! ([`VirtFusionStandIn::set_balance_fraction`]), written as exact literal
+//! text (`1250.57`).
 //! - `POST /_control/reset` forgets everything.
 
 use axum::body::Bytes;
@@ -75,6 +82,9 @@ pub enum TokensFormat {
     String,
     /// `"1250.00"`
     DecimalString,
+    /// No `tokens` key at all: `"credit": {"value": 0}` (VirtFusion's answer
+    /// for a user without credit).
+    Missing,
 }
 
 /// A credit as the stand-in recorded it.
@@ -112,6 +122,9 @@ impl ActiveFailure {
 
 struct Data {
     balances: BTreeMap<String, i64>,
+    /// Fraction digits after the point of a user's balance (hourly billing
+    /// leaves fractions; purchases add whole tokens).
+    fractions: BTreeMap<String, String>,
     credits: BTreeMap<u64, Credit>,
     next_credit_id: u64,
     failure: ActiveFailure,
@@ -124,6 +137,7 @@ impl Data {
     fn new() -> Data {
         Data {
             balances: BTreeMap::new(),
+            fractions: BTreeMap::new(),
             credits: BTreeMap::new(),
             next_credit_id: 1001,
             failure: ActiveFailure::NONE,
@@ -229,6 +243,7 @@ impl Shared {
                 TokensFormat::Number => "number",
                 TokensFormat::String => "string",
                 TokensFormat::DecimalString => "decimal_string",
+                TokensFormat::Missing => "missing",
             },
         })
     }
@@ -299,6 +314,16 @@ impl VirtFusionStandIn {
     /// them answers 404, for good.
     pub fn forget_user(&self, user: &str) {
         self.shared.lock().unknown_users.insert(user.to_owned());
+    }
+
+    /// Gives a user's balance a fraction (`"57"`: `1250` reads `1250.57`), as
+    /// VirtFusion's hourly billing does; `None` removes it.
+    pub fn set_balance_fraction(&self, user: &str, digits: Option<&str>) {
+        let mut data = self.shared.lock();
+        match digits.filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit())) {
+            Some(digits) => data.fractions.insert(user.to_owned(), digits.to_owned()),
+            None => data.fractions.remove(user),
+        };
     }
 
     /// The credits that exist (not deleted), by id.
@@ -492,11 +517,36 @@ async fn require_token(
     }
 }
 
+/// VirtFusion's `byUserExtRelationId/{id}`: an integer external relation id,
+/// or with `relStr=true` the user's relation string. A non-integer id
+/// without `relStr` names nobody (404), as in VirtFusion.
+fn ext_relation(id: &str, params: &[(String, String)]) -> Result<String, Response> {
+    let rel_str = params
+        .iter()
+        .any(|(key, value)| key == "relStr" && matches!(value.as_str(), "true" | "1"));
+    let integer = !id.is_empty()
+        && id.bytes().all(|b| b.is_ascii_digit())
+        && (id == "0" || !id.starts_with('0'))
+        && id.parse::<u64>().is_ok();
+    if rel_str || integer {
+        Ok(id.to_owned())
+    } else {
+        Err(error(
+            StatusCode::NOT_FOUND,
+            "No user found with this external relation ID.",
+        ))
+    }
+}
+
 async fn hourly_stats(
     State(shared): State<Arc<Shared>>,
     Path(user): Path<String>,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Response {
+    let user = match ext_relation(&user, &params) {
+        Ok(user) => user,
+        Err(response) => return response,
+    };
     let param = |name: &str| {
         params
             .iter()
@@ -510,25 +560,43 @@ async fn hourly_stats(
     if param("range") != Some("m") {
         return unprocessable("range must be m");
     }
-    let (balance, format) = {
+    let (balance, fraction, format) = {
         let mut data = shared.lock();
+        let fraction = data.fractions.get(&user).cloned();
         let balance = *data.balances.entry(user).or_insert(0);
-        (balance, data.tokens_format)
+        (balance, fraction, data.tokens_format)
     };
-    let tokens = match format {
-        TokensFormat::Number => json!(balance),
-        TokensFormat::String => json!(balance.to_string()),
-        TokensFormat::DecimalString => json!(format!("{balance}.00")),
+    // The literal text is written as is (a fraction is never a float here).
+    let number = match &fraction {
+        Some(digits) => format!("{balance}.{digits}"),
+        None => balance.to_string(),
     };
-    Json(json!({"data": {"credit": {"tokens": tokens}, "monthlyTotal": {"hours": 0}}}))
+    let credit = match format {
+        TokensFormat::Number => format!(r#"{{"tokens":{number}}}"#),
+        TokensFormat::String => format!(r#"{{"tokens":"{number}"}}"#),
+        TokensFormat::DecimalString if fraction.is_none() => {
+            format!(r#"{{"tokens":"{number}.00"}}"#)
+        }
+        TokensFormat::DecimalString => format!(r#"{{"tokens":"{number}"}}"#),
+        TokensFormat::Missing => r#"{"value":0}"#.to_owned(),
+    };
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        format!(r#"{{"data":{{"credit":{credit},"monthlyTotal":{{"hours":0}}}}}}"#),
+    )
         .into_response()
 }
 
 async fn add_credit(
     State(shared): State<Arc<Shared>>,
     Path(user): Path<String>,
+    Query(params): Query<Vec<(String, String)>>,
     body: Bytes,
 ) -> Response {
+    let user = match ext_relation(&user, &params) {
+        Ok(user) => user,
+        Err(response) => return response,
+    };
     let Ok(body) = serde_json::from_slice::<Value>(&body) else {
         return unprocessable("body must be JSON");
     };
@@ -676,10 +744,11 @@ async fn control_tokens_format(State(shared): State<Arc<Shared>>, body: Bytes) -
         Some("number") => TokensFormat::Number,
         Some("string") => TokensFormat::String,
         Some("decimal_string") => TokensFormat::DecimalString,
+        Some("missing") => TokensFormat::Missing,
         _ => {
             return error(
                 StatusCode::BAD_REQUEST,
-                "format must be number, string or decimal_string",
+                "format must be number, string, decimal_string or missing",
             );
         }
     };

@@ -1,7 +1,7 @@
 //! The two balances a user sees, read concurrently.
 
 use crate::BillingError;
-use billing_money::{Tokens, Usd};
+use billing_money::{TokenBalance, Usd};
 use ledger::{Ledger, UserId};
 use std::future::Future;
 
@@ -9,8 +9,9 @@ use std::future::Future;
 pub struct BalanceView {
     pub credits: Usd,
     /// `None` when VirtFusion could not be reached: the custom credits are
-    /// still answered (the contract's `available: false`).
-    pub tokens: Option<Tokens>,
+    /// still answered (the contract's `available: false`). Exact, possibly
+    /// fractional (VirtFusion's hourly billing).
+    pub tokens: Option<TokenBalance>,
 }
 
 /// Reads the ledger balance (one `GetItem`) while `tokens` fetches the
@@ -21,7 +22,7 @@ pub async fn balance_view<F>(
     tokens: F,
 ) -> Result<BalanceView, BillingError>
 where
-    F: Future<Output = Option<Tokens>>,
+    F: Future<Output = Option<TokenBalance>>,
 {
     let (credits, tokens) = tokio::join!(ledger.balance(user), tokens);
     Ok(BalanceView {

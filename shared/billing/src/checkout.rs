@@ -74,6 +74,12 @@ fn paypal_error(err: PayPalError) -> BillingError {
             message: "Payment not completed".into(),
             code: "payment_not_completed",
         },
+        // Nothing was captured; the buyer approves again (the PayPal JS SDK's
+        // `actions.restart()`), then the client captures again.
+        PayPalError::FundingDeclined { .. } => BillingError::Conflict {
+            message: "The payment method was declined; approve the payment again with another funding source".into(),
+            code: "payment_source_declined",
+        },
         e => BillingError::Upstream {
             service: "PayPal",
             transient: e.is_transient(),
@@ -256,29 +262,13 @@ pub async fn capture(
         // Captured already as PENDING: a repeated capture would only replay
         // that answer (same PayPal-Request-Id); read the order's state instead.
         PaymentStatus::CapturePending => paypal.get_order(order_id).await,
-        _ => {
-            paypal
-                .capture_order(order_id, &order.capture_request_id())
-                .await
-        }
+        _ => capture_at_paypal(paypal, order_id, &order.capture_request_id()).await,
     };
     let paypal_order = match paypal_order {
         Ok(paypal_order) => paypal_order,
-        Err(PayPalError::NotApproved) => {
-            // Nothing was captured: the next try gets a fresh request id.
-            OrderUpdate::new(order_id, "#status = :created AND captureAttempt = :seen")
-                .value(":created", s(PaymentStatus::Created.as_str()))
-                .value(
-                    ":seen",
-                    AttributeValue::N(order.capture_attempt.to_string()),
-                )
-                .set(
-                    "captureAttempt",
-                    AttributeValue::N((order.capture_attempt + 1).to_string()),
-                )
-                .run(ledger)
-                .await?;
-            return Err(paypal_error(PayPalError::NotApproved));
+        Err(e @ (PayPalError::NotApproved | PayPalError::FundingDeclined { .. })) => {
+            next_capture_attempt(ledger, &order).await?;
+            return Err(paypal_error(e));
         }
         Err(e) => return Err(paypal_error(e)),
     };
@@ -287,6 +277,68 @@ pub async fn capture(
         code: "payment_not_completed",
     })?;
     settle(ledger, virtfusion, &order, capture).await
+}
+
+/// How often, and after how long, a capture refused because a simultaneous
+/// one with the same `PayPal-Request-Id` is in progress is sent again.
+const IN_PROGRESS_RETRIES: [u64; 6] = [100, 200, 300, 500, 800, 1200];
+
+/// `capture_order` with the order's request id. When the capture route and
+/// the approved-order webhook (or two capture calls) capture at once, they
+/// send the same `PayPal-Request-Id`, and PayPal "might fail the second"
+/// (409 `PREVIOUS_REQUEST_IN_PROGRESS`): the second waits and repeats the
+/// same request, which PayPal then answers with the first one's result, so
+/// both settle the same capture and a charged buyer sees no error.
+#[tracing::instrument(skip_all, fields(order_id = %order_id))]
+pub async fn capture_at_paypal(
+    paypal: &PayPalClient,
+    order_id: &str,
+    request_id: &str,
+) -> Result<paypal::Order, PayPalError> {
+    let mut waits = IN_PROGRESS_RETRIES.iter();
+    loop {
+        match paypal.capture_order(order_id, request_id).await {
+            Err(PayPalError::RequestInProgress) => match waits.next() {
+                Some(ms) => {
+                    tracing::info!(
+                        order_id,
+                        wait_ms = ms,
+                        "capture in progress elsewhere; waiting"
+                    );
+                    tokio::time::sleep(std::time::Duration::from_millis(*ms)).await;
+                }
+                None => return Err(PayPalError::RequestInProgress),
+            },
+            other => return other,
+        }
+    }
+}
+
+/// Nothing was captured (not approved yet, or the funding was declined):
+/// the next capture gets a fresh `PayPal-Request-Id`, since PayPal may replay
+/// a stored 422 to the old one. Conditional on the attempt seen, so racing
+/// callers bump it once.
+#[tracing::instrument(skip_all, fields(order_id = %order.order_id))]
+pub(crate) async fn next_capture_attempt(
+    ledger: &Ledger,
+    order: &OrderRecord,
+) -> Result<(), BillingError> {
+    OrderUpdate::new(
+        &order.order_id,
+        "#status = :created AND captureAttempt = :seen",
+    )
+    .value(":created", s(PaymentStatus::Created.as_str()))
+    .value(
+        ":seen",
+        AttributeValue::N(order.capture_attempt.to_string()),
+    )
+    .set(
+        "captureAttempt",
+        AttributeValue::N((order.capture_attempt + 1).to_string()),
+    )
+    .run(ledger)
+    .await?;
+    Ok(())
 }
 
 /// The capture that decides the order: a paid one if any, else the latest.

@@ -109,12 +109,22 @@ async fn capture_abandoned(
     if order.status != PaymentStatus::Created {
         return Ok(WebhookOutcome::Processed);
     }
-    let paypal_order = match paypal
-        .capture_order(order_id, &order.capture_request_id())
-        .await
+    let paypal_order = match checkout::capture_at_paypal(
+        paypal,
+        order_id,
+        &order.capture_request_id(),
+    )
+    .await
     {
         Ok(paypal_order) => paypal_order,
         Err(paypal::PayPalError::NotApproved) => return Ok(WebhookOutcome::Ignored),
+        // The buyer must approve again (a new CHECKOUT.ORDER.APPROVED will
+        // come); the next capture needs a fresh request id.
+        Err(paypal::PayPalError::FundingDeclined { issue }) => {
+            tracing::info!(order_id, issue = %issue, "capture declined; awaiting a new approval");
+            checkout::next_capture_attempt(ledger, &order).await?;
+            return Ok(WebhookOutcome::Ignored);
+        }
         Err(e) => {
             return Err(BillingError::Upstream {
                 service: "PayPal",

@@ -5,12 +5,17 @@ use billing::history::HistoryItem;
 use ledger::Entry;
 use serde_json::{Value, json};
 
-/// `GET /api/billing/balance`.
+/// `GET /api/billing/balance`. `balance` is the whole tokens (an integer,
+/// rounded down); `exact` is VirtFusion's balance as an exact decimal string
+/// (fractional with hourly billing), and `formatted` shows it exactly too.
 pub fn balance(view: &BalanceView) -> Value {
     let virtfusion = match view.tokens {
-        Some(tokens) => {
-            json!({ "balance": tokens.get(), "formatted": tokens.formatted(), "available": true })
-        }
+        Some(tokens) => json!({
+            "balance": tokens.whole().get(),
+            "exact": tokens.exact(),
+            "formatted": tokens.formatted(),
+            "available": true,
+        }),
         None => json!({ "balance": null, "formatted": null, "available": false }),
     };
     json!({

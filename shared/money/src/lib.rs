@@ -5,9 +5,11 @@
 //! their literal text (`serde_json::value::RawValue`), never as `f64`.
 
 mod parse;
+mod token_balance;
 mod tokens;
 
 pub use parse::parse_usd_literal;
+pub use token_balance::TokenBalance;
 pub use tokens::{TOKENS_PER_USD, Tokens};
 
 use rust_decimal::Decimal;

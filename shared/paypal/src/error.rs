@@ -12,6 +12,8 @@
 /// | [`Upstream`](Self::Upstream) | maybe | retry with the **same** request id, or read the order |
 /// | [`Rejected`](Self::Rejected) | no | report; 429 may be retried later |
 /// | [`NotApproved`](Self::NotApproved) | no | the buyer has not approved the order yet |
+/// | [`FundingDeclined`](Self::FundingDeclined) | no | the buyer must approve again (another funding source); use a new request id |
+/// | [`RequestInProgress`](Self::RequestInProgress) | the first request with this id is being applied | wait, retry with the **same** request id |
 /// | [`NotFound`](Self::NotFound) | no | unknown order / capture id |
 /// | [`Auth`](Self::Auth) | no | fix the credentials |
 /// | [`BadResponse`](Self::BadResponse) | 2xx: yes, result unreadable | read the order again |
@@ -38,6 +40,19 @@ pub enum PayPalError {
     /// 422 `ORDER_NOT_APPROVED`: the buyer has not approved the order.
     #[error("the PayPal order has not been approved by the buyer")]
     NotApproved,
+    /// 422 on capture with `details[0].issue` `INSTRUMENT_DECLINED`,
+    /// `PAYER_ACTION_REQUIRED`, `REDIRECT_PAYER_FOR_ALTERNATE_FUNDING` or
+    /// `TRANSACTION_REFUSED`: nothing was captured; the buyer must approve
+    /// the order again with another funding source. PayPal may replay this
+    /// answer to the same `PayPal-Request-Id`, so the next capture needs a
+    /// new one.
+    #[error("PayPal declined the buyer's funding source ({issue})")]
+    FundingDeclined { issue: String },
+    /// 409 `PREVIOUS_REQUEST_IN_PROGRESS`: a simultaneous request with the
+    /// same `PayPal-Request-Id` is still being processed. Retrying with the
+    /// same id after a short wait gets the first request's answer.
+    #[error("a previous PayPal request with this request id is still in progress")]
+    RequestInProgress,
     /// 404: no such order, capture or refund.
     #[error("PayPal does not know this resource")]
     NotFound,
@@ -66,9 +81,13 @@ impl PayPalError {
     /// must reuse the same `PayPal-Request-Id`.
     pub fn is_transient(&self) -> bool {
         match self {
-            PayPalError::NotSent | PayPalError::Timeout | PayPalError::Upstream { .. } => true,
+            PayPalError::NotSent
+            | PayPalError::Timeout
+            | PayPalError::Upstream { .. }
+            | PayPalError::RequestInProgress => true,
             PayPalError::Rejected { status, .. } => *status == 429,
             PayPalError::NotApproved
+            | PayPalError::FundingDeclined { .. }
             | PayPalError::NotFound
             | PayPalError::Auth
             | PayPalError::BadResponse(_)
@@ -82,12 +101,14 @@ impl PayPalError {
             PayPalError::NotSent
             | PayPalError::Rejected { .. }
             | PayPalError::NotApproved
+            | PayPalError::FundingDeclined { .. }
             | PayPalError::NotFound
             | PayPalError::Auth
             | PayPalError::Invalid(_) => true,
-            PayPalError::Timeout | PayPalError::Upstream { .. } | PayPalError::BadResponse(_) => {
-                false
-            }
+            PayPalError::Timeout
+            | PayPalError::Upstream { .. }
+            | PayPalError::RequestInProgress
+            | PayPalError::BadResponse(_) => false,
         }
     }
 }

@@ -25,18 +25,23 @@ mod dispute;
 mod error;
 mod model;
 mod reporting;
+pub mod signature;
+mod verifier;
 mod webhook;
 
 pub use dispute::{Dispute, parse_dispute};
 pub use error::{ConfigError, PayPalError};
-pub use model::{Capture, CaptureStatus, Order, OrderStatus, Refund, RefundStatus};
+pub use model::{Capture, CaptureStatus, Order, OrderStatus, Refund, RefundStatus, parse_order};
 pub use reporting::{
     MAX_PAGE_SIZE as REPORTING_MAX_PAGE_SIZE, ReportedTransaction, TransactionKind,
     TransactionPage, TransactionQuery, TransactionStatus,
 };
+pub use signature::{SignatureError, SigningCertificate};
+pub use verifier::{PAYPAL_CERT_URL_PREFIXES, WebhookVerifier};
 pub use webhook::{
     HEADER_AUTH_ALGO, HEADER_CERT_URL, HEADER_TRANSMISSION_ID, HEADER_TRANSMISSION_SIG,
-    HEADER_TRANSMISSION_TIME, WebhookEvent, WebhookHeaders, WebhookResource, parse_webhook_event,
+    HEADER_TRANSMISSION_TIME, ResourceKind, WebhookEvent, WebhookHeaders, WebhookResource,
+    acted_on_resource, parse_webhook_event,
 };
 
 use billing_config::{SecretSpec, SecretValue, Secrets};
@@ -125,6 +130,7 @@ pub struct PayPalClient {
     client_id: SecretValue,
     client_secret: SecretValue,
     webhook_id: Option<String>,
+    verifier: WebhookVerifier,
     token: Arc<tokio::sync::Mutex<Option<CachedToken>>>,
     timeout: Duration,
 }
@@ -228,12 +234,19 @@ impl PayPalClient {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|_| ConfigError::Http)?;
+        let mut verifier = WebhookVerifier::new(timeout)?;
+        if is_loopback(&base) {
+            // The local stand-in serves its own signing certificate; a base URL
+            // on this machine can only be the stand-in, never PayPal.
+            verifier = verifier.allow_cert_prefix(format!("{base}/v1/notifications/certs/"));
+        }
         Ok(PayPalClient {
             http,
             base,
             client_id,
             client_secret,
             webhook_id: None,
+            verifier,
             token: Arc::new(tokio::sync::Mutex::new(None)),
             timeout,
         })
@@ -245,9 +258,32 @@ impl PayPalClient {
         self
     }
 
-    /// The configured webhook id, for [`verify_webhook_signature`](Self::verify_webhook_signature).
+    /// The configured webhook id, for [`verify_webhook`](Self::verify_webhook).
     pub fn webhook_id(&self) -> Option<&str> {
         self.webhook_id.as_deref()
+    }
+
+    /// Replaces the offline webhook verifier (e.g. one with a fixed clock).
+    pub fn with_webhook_verifier(mut self, verifier: WebhookVerifier) -> PayPalClient {
+        self.verifier = verifier;
+        self
+    }
+
+    /// The offline webhook verifier: PayPal's certificate hosts only (plus
+    /// the stand-in's when the base URL is on this machine).
+    pub fn webhook_verifier(&self) -> &WebhookVerifier {
+        &self.verifier
+    }
+
+    /// Verifies a delivery offline (no call to PayPal's API; the signing
+    /// certificate is fetched once per URL and cached). See [`WebhookVerifier`].
+    pub async fn verify_webhook(
+        &self,
+        headers: &WebhookHeaders,
+        webhook_id: &str,
+        raw_body: &[u8],
+    ) -> Result<(), SignatureError> {
+        self.verifier.verify(headers, webhook_id, raw_body).await
     }
 
     pub fn base_url(&self) -> &str {
@@ -412,6 +448,8 @@ impl PayPalClient {
         model::parse_refund(&body)
     }
 
+    /// The online fallback (not used by the webhook function, which verifies
+    /// offline with [`verify_webhook`](Self::verify_webhook)):
     /// `POST /v1/notifications/verify-webhook-signature` with the delivery's
     /// headers, `webhook_id`, and the raw event embedded verbatim as
     /// `webhook_event` (not re-serialized, so PayPal checks the bytes it
@@ -652,6 +690,10 @@ fn expect_success(
     let error = match status.as_u16() {
         404 => PayPalError::NotFound,
         422 if summary.has_issue("ORDER_NOT_APPROVED") => PayPalError::NotApproved,
+        422 if summary.funding_decline().is_some() => PayPalError::FundingDeclined {
+            issue: summary.funding_decline().unwrap_or_default().to_owned(),
+        },
+        409 if summary.has_issue("PREVIOUS_REQUEST_IN_PROGRESS") => PayPalError::RequestInProgress,
         401 => PayPalError::Auth,
         code @ 400..=499 => PayPalError::Rejected {
             status: code,
@@ -705,7 +747,24 @@ impl ErrorSummary {
     fn has_issue(&self, issue: &str) -> bool {
         self.issues.iter().any(|i| i == issue)
     }
+
+    /// The capture issue that means "the buyer must pick another funding
+    /// source" (Orders v2 `orders.capture-422`), if any.
+    fn funding_decline(&self) -> Option<&str> {
+        self.issues
+            .iter()
+            .map(String::as_str)
+            .find(|issue| FUNDING_DECLINES.contains(issue))
+    }
 }
+
+/// Capture 422 issues after which the buyer must approve again.
+pub const FUNDING_DECLINES: [&str; 4] = [
+    "INSTRUMENT_DECLINED",
+    "PAYER_ACTION_REQUIRED",
+    "REDIRECT_PAYER_FOR_ALTERNATE_FUNDING",
+    "TRANSACTION_REFUSED",
+];
 
 /// PayPal's codes are short words of `A-Z a-z 0-9 _ -`; anything else is not
 /// kept (it could be free text).
@@ -735,6 +794,19 @@ fn request_id(id: &str) -> Result<HeaderValue, PayPalError> {
     }
     HeaderValue::from_str(id)
         .map_err(|_| PayPalError::Invalid("PayPal-Request-Id is not a header value".into()))
+}
+
+/// A base URL on this machine (`127.0.0.1`, `localhost`, `[::1]`): the stand-in.
+fn is_loopback(base: &str) -> bool {
+    reqwest::Url::parse(base).is_ok_and(|url| match url.host_str() {
+        Some("localhost") => true,
+        Some(host) => host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback()),
+        None => false,
+    })
 }
 
 /// PayPal ids are short `[A-Za-z0-9_-]` words; anything else would change the
@@ -966,6 +1038,23 @@ mod tests {
                 issue: None
             })
         );
+        for issue in FUNDING_DECLINES {
+            assert_eq!(
+                check(422, &format!(r#"{{"details":[{{"issue":"{issue}"}}]}}"#)),
+                Some(PayPalError::FundingDeclined {
+                    issue: issue.into()
+                }),
+                "{issue}"
+            );
+        }
+        assert_eq!(
+            check(
+                409,
+                r#"{"name":"RESOURCE_CONFLICT","details":[{"issue":"PREVIOUS_REQUEST_IN_PROGRESS"}]}"#
+            ),
+            Some(PayPalError::RequestInProgress)
+        );
+        assert!(PayPalError::RequestInProgress.is_transient());
         assert_eq!(check(503, ""), Some(PayPalError::Upstream { status: 503 }));
         assert_eq!(check(302, ""), Some(PayPalError::Upstream { status: 302 }));
     }

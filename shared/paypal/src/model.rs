@@ -315,7 +315,8 @@ fn linked_id(links: &[LinkWire], rel: &str, segment: &str) -> Option<String> {
     (!id.is_empty() && !id.contains('/')).then(|| id.to_owned())
 }
 
-pub(crate) fn parse_order(body: &[u8]) -> Result<Order, PayPalError> {
+/// An Orders v2 order (create / get / capture answer) read into [`Order`].
+pub fn parse_order(body: &[u8]) -> Result<Order, PayPalError> {
     let wire: OrderWire =
         serde_json::from_slice(body).map_err(|_| bad("order is not the expected JSON"))?;
     order_from_wire(wire)
@@ -488,6 +489,23 @@ mod tests {
         assert_eq!(second.amount, Usd::from_cents(50).unwrap());
         assert_eq!(second.custom_id.as_deref(), Some("other"));
         assert_eq!(second.invoice_id.as_deref(), Some("inv-2"));
+    }
+
+    #[test]
+    fn a_real_capture_answer_with_a_declined_capture() {
+        let order = parse_order(include_bytes!(
+            "../../../tests/fixtures/paypal/capture-response-DECLINED.json"
+        ))
+        .unwrap();
+        assert_eq!(order.status, OrderStatus::Completed);
+        let [capture] = order.captures.as_slice() else {
+            panic!("{order:?}")
+        };
+        assert_eq!(capture.id, "0NE89745XY140333U");
+        assert_eq!(capture.status, CaptureStatus::Declined);
+        assert!(!capture.status.is_paid());
+        assert_eq!(capture.amount, Usd::from_cents(2504).unwrap());
+        assert_eq!(capture.order_id.as_deref(), Some("5B57438865155480N"));
     }
 
     #[test]

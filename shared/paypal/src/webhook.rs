@@ -1,6 +1,6 @@
 //! PayPal webhook deliveries: the signature headers, and the event read into
 //! our types *after* its signature was verified on the raw body
-//! ([`PayPalClient::verify_webhook_signature`](crate::PayPalClient::verify_webhook_signature)).
+//! ([`PayPalClient::verify_webhook`](crate::PayPalClient::verify_webhook), offline).
 
 use crate::PayPalError;
 use crate::model::{Capture, Order, Refund, order_from_raw, parse_capture_raw, parse_refund_raw};
@@ -58,20 +58,45 @@ impl WebhookHeaders {
     }
 }
 
-/// What a webhook event is about, read from its `resource` by `resource_type`.
+/// What a webhook event is about. Only the event types billing acts on have
+/// their `resource` read ([`acted_on_resource`]); any other event is
+/// [`Other`](WebhookResource::Other) whatever its resource looks like, so an
+/// event we ignore can never be refused for its shape (PayPal would redeliver
+/// it for days).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WebhookResource {
-    /// `resource_type: "capture"` (`PAYMENT.CAPTURE.COMPLETED`, `.PENDING`, `.DENIED`, ...).
+    /// `PAYMENT.CAPTURE.COMPLETED`, `.PENDING`, `.DENIED`, `.DECLINED`: the capture.
     Capture(Capture),
-    /// `resource_type: "refund"` (`PAYMENT.CAPTURE.REFUNDED`, `.REVERSED`).
+    /// `PAYMENT.CAPTURE.REFUNDED`, `.REVERSED`: the refund (or reversal).
     Refund(Refund),
-    /// `resource_type: "checkout-order"` (`CHECKOUT.ORDER.APPROVED`, ...).
+    /// `CHECKOUT.ORDER.APPROVED`: the order.
     Order(Order),
     /// `resource_type: "dispute"` (`CUSTOMER.DISPUTE.RESOLVED`, ...); read
     /// leniently (a shape we cannot read is [`WebhookResource::Other`]).
     Dispute(crate::Dispute),
-    /// Any other resource type: ignore the event.
+    /// Any other event type: not read; ignore the event.
     Other,
+}
+
+/// The kind of resource billing reads for an event type, if it acts on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResourceKind {
+    Capture,
+    Refund,
+    Order,
+}
+
+/// Which resource `event_type` is acted on with (`None`: ignored, not read).
+pub fn acted_on_resource(event_type: &str) -> Option<ResourceKind> {
+    match event_type {
+        "PAYMENT.CAPTURE.COMPLETED"
+        | "PAYMENT.CAPTURE.PENDING"
+        | "PAYMENT.CAPTURE.DENIED"
+        | "PAYMENT.CAPTURE.DECLINED" => Some(ResourceKind::Capture),
+        "PAYMENT.CAPTURE.REFUNDED" | "PAYMENT.CAPTURE.REVERSED" => Some(ResourceKind::Refund),
+        "CHECKOUT.ORDER.APPROVED" => Some(ResourceKind::Order),
+        _ => None,
+    }
 }
 
 /// A webhook event (`{"id": "WH-...", "event_type": ..., "resource": ...}`).
@@ -93,13 +118,14 @@ struct EventWire<'a> {
     resource_type: Option<String>,
     #[serde(default)]
     create_time: Option<String>,
-    #[serde(borrow)]
-    resource: &'a RawValue,
+    #[serde(borrow, default)]
+    resource: Option<&'a RawValue>,
 }
 
 /// Parses a webhook body. Call only after the signature was verified.
-/// A malformed event, or a known resource type whose resource is malformed,
-/// is [`PayPalError::BadResponse`].
+/// The envelope needs a non-empty `id` and `event_type`; the `resource` is
+/// read only for the event types billing acts on ([`acted_on_resource`]),
+/// where a malformed resource is [`PayPalError::BadResponse`].
 pub fn parse_webhook_event(raw_body: &[u8]) -> Result<WebhookEvent, PayPalError> {
     let wire: EventWire<'_> = serde_json::from_slice(raw_body)
         .map_err(|_| PayPalError::BadResponse("webhook event is not the expected JSON".into()))?;
@@ -108,13 +134,22 @@ pub fn parse_webhook_event(raw_body: &[u8]) -> Result<WebhookEvent, PayPalError>
             "webhook event has no id or event_type".into(),
         ));
     }
-    let resource = match wire.resource_type.as_deref() {
-        Some("capture") => WebhookResource::Capture(parse_capture_raw(wire.resource)?),
-        Some("refund") => WebhookResource::Refund(parse_refund_raw(wire.resource)?),
-        Some("checkout-order") => WebhookResource::Order(order_from_raw(wire.resource)?),
-        Some("dispute") => crate::parse_dispute(wire.resource.get())
-            .map_or(WebhookResource::Other, WebhookResource::Dispute),
-        _ => WebhookResource::Other,
+    let resource = match (acted_on_resource(&wire.event_type), wire.resource) {
+        // Disputes are read leniently: a shape we cannot read is ignored.
+        (None, Some(raw)) if wire.resource_type.as_deref() == Some("dispute") => {
+            crate::parse_dispute(raw.get()).map_or(WebhookResource::Other, WebhookResource::Dispute)
+        }
+        (None, _) => WebhookResource::Other,
+        (Some(_), None) => {
+            return Err(PayPalError::BadResponse(
+                "webhook event has no resource".into(),
+            ));
+        }
+        (Some(ResourceKind::Capture), Some(raw)) => {
+            WebhookResource::Capture(parse_capture_raw(raw)?)
+        }
+        (Some(ResourceKind::Refund), Some(raw)) => WebhookResource::Refund(parse_refund_raw(raw)?),
+        (Some(ResourceKind::Order), Some(raw)) => WebhookResource::Order(order_from_raw(raw)?),
     };
     Ok(WebhookEvent {
         id: wire.id,
@@ -193,11 +228,23 @@ mod tests {
         )
         .unwrap();
         assert_eq!(event.resource, WebhookResource::Other);
+        // Ignored types are not read, whatever their resource (PayPal's
+        // CHECKOUT.PAYMENT-APPROVAL.REVERSED has `order_id` and no `id`).
+        for body in [
+            r#"{"id":"WH-4","event_type":"CHECKOUT.PAYMENT-APPROVAL.REVERSED","resource_type":"checkout-order","resource":{"order_id":"5O190127TN364715T"}}"#,
+            r#"{"id":"WH-5","event_type":"PAYMENT.AUTHORIZATION.CREATED","resource_type":"capture","resource":{"id":"A"}}"#,
+            r#"{"id":"WH-6","event_type":"X.Y","resource_type":"refund","resource":[1,"two"]}"#,
+            r#"{"id":"WH-7","event_type":"X.Y"}"#,
+        ] {
+            let event = parse_webhook_event(body.as_bytes()).unwrap();
+            assert_eq!(event.resource, WebhookResource::Other, "{body}");
+        }
         for body in [
             "",
             "{}",
             r#"{"id":"","event_type":"X","resource":{}}"#,
-            r#"{"id":"WH","event_type":"X","resource_type":"capture","resource":{"id":"C"}}"#,
+            r#"{"id":"WH","event_type":"PAYMENT.CAPTURE.COMPLETED","resource_type":"capture","resource":{"id":"C"}}"#,
+            r#"{"id":"WH","event_type":"PAYMENT.CAPTURE.REFUNDED"}"#,
         ] {
             assert!(
                 matches!(

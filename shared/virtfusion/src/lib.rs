@@ -24,7 +24,7 @@ mod error;
 pub use error::{ConfigError, VirtFusionError};
 
 use billing_config::{SecretSpec, SecretValue, Secrets};
-use billing_money::Tokens;
+use billing_money::{TokenBalance, Tokens};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
 use serde::{Deserialize, Serialize};
@@ -170,9 +170,14 @@ impl VirtFusionClient {
 
     /// The user's token balance:
     /// `GET /selfService/hourlyStats/byUserExtRelationId/{id}?period[]=<today UTC>&range=m`,
-    /// reading `data.credit.tokens` (a number or a numeric string; whole
-    /// values only). `ext_relation_id` is our user id (the JWT `sub`).
-    pub async fn token_balance(&self, ext_relation_id: &str) -> Result<Tokens, VirtFusionError> {
+    /// reading `data.credit.tokens`: a number or a numeric string, possibly
+    /// fractional (kept exact); no `tokens` key (`"credit": {"value": 0}`)
+    /// means 0. `ext_relation_id` is our user id (the JWT `sub`; see
+    /// [`ExtRelation`] for how it is sent).
+    pub async fn token_balance(
+        &self,
+        ext_relation_id: &str,
+    ) -> Result<TokenBalance, VirtFusionError> {
         let url = self.balance_url(ext_relation_id, time::OffsetDateTime::now_utc().date())?;
         let body = self.send("token_balance", self.http.get(url)).await?;
         parse_balance(&body)
@@ -194,10 +199,12 @@ impl VirtFusionClient {
                 "tokens to add must be positive".into(),
             ));
         }
+        let relation = ExtRelation::of(ext_relation_id)?;
         let url = format!(
-            "{}/selfService/credit/byUserExtRelationId/{}",
+            "{}/selfService/credit/byUserExtRelationId/{}{}",
             self.api_base,
-            path_segment(ext_relation_id)?
+            relation.segment,
+            relation.query(None)
         );
         let body = serde_json::to_vec(&AddCreditBody {
             tokens,
@@ -227,13 +234,18 @@ impl VirtFusionClient {
         ext_relation_id: &str,
         date: time::Date,
     ) -> Result<String, VirtFusionError> {
-        Ok(format!(
-            "{}/selfService/hourlyStats/byUserExtRelationId/{}?period%5B%5D={:04}-{:02}-{:02}&range=m",
-            self.api_base,
-            path_segment(ext_relation_id)?,
+        let relation = ExtRelation::of(ext_relation_id)?;
+        let period = format!(
+            "period%5B%5D={:04}-{:02}-{:02}&range=m",
             date.year(),
             u8::from(date.month()),
             date.day()
+        );
+        Ok(format!(
+            "{}/selfService/hourlyStats/byUserExtRelationId/{}{}",
+            self.api_base,
+            relation.segment,
+            relation.query(Some(&period))
         ))
     }
 
@@ -305,11 +317,66 @@ async fn read_body(response: &mut reqwest::Response) -> Result<Vec<u8>, &'static
     Ok(body)
 }
 
+/// How a user id is named to VirtFusion's `byUserExtRelationId` routes.
+///
+/// VirtFusion's external relation id is an integer (SkyPANEL passes its
+/// numeric user id); since the `relStr` parameter, a route may instead match
+/// the user's relation *string* with `?relStr=true`. So:
+///
+/// - a canonical unsigned integer `sub` (`"42"`: ASCII digits, no sign, no
+///   leading zero, fits in 63 bits) is sent as the ext relation id, as is;
+/// - any other `sub` (`"user-7"`, and `"007"`, which VirtFusion would read as
+///   the integer 7 — someone else) is sent percent-encoded with
+///   `relStr=true`, matched against the relation string.
+///
+/// Never sent: a non-integer id without `relStr` (VirtFusion would answer
+/// 4xx to it forever, and a token purchase would stay undeliverable).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExtRelation {
+    /// The path segment (percent-encoded).
+    pub segment: String,
+    /// Whether `relStr=true` is sent.
+    pub rel_str: bool,
+}
+
+impl ExtRelation {
+    pub fn of(sub: &str) -> Result<ExtRelation, VirtFusionError> {
+        let numeric = !sub.is_empty()
+            && sub.len() <= 18
+            && sub.bytes().all(|b| b.is_ascii_digit())
+            && (sub == "0" || !sub.starts_with('0'));
+        Ok(ExtRelation {
+            segment: path_segment(sub)?,
+            rel_str: !numeric,
+        })
+    }
+
+    /// The query string (with its `?`), `extra` first.
+    fn query(&self, extra: Option<&str>) -> String {
+        match (extra, self.rel_str) {
+            (Some(extra), true) => format!("?{extra}&relStr=true"),
+            (Some(extra), false) => format!("?{extra}"),
+            (None, true) => "?relStr=true".to_owned(),
+            (None, false) => String::new(),
+        }
+    }
+}
+
 /// `{base}/api/v1` from a base URL: http(s), no credentials, query or fragment.
-/// Errors never repeat the URL (it comes from a secret).
+/// The base may already end in `/api/v1` (SkyPANEL stores VirtFusion's URL
+/// that way); it is not appended twice. Errors never repeat the URL (it
+/// comes from a secret).
 fn api_base(base_url: &str) -> Result<String, VirtFusionError> {
     let invalid = |why: &str| VirtFusionError::Invalid(format!("base URL {why}"));
     let trimmed = base_url.trim().trim_end_matches('/');
+    let trimmed = match trimmed.len().checked_sub("/api/v1".len()) {
+        Some(at)
+            if trimmed.is_char_boundary(at) && trimmed[at..].eq_ignore_ascii_case("/api/v1") =>
+        {
+            &trimmed[..at]
+        }
+        _ => trimmed,
+    };
     let url = reqwest::Url::parse(trimmed).map_err(|_| invalid("is not a valid URL"))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(invalid("must be http or https"));
@@ -357,8 +424,10 @@ struct BalanceData<'a> {
 
 #[derive(Deserialize)]
 struct BalanceCredit<'a> {
-    #[serde(borrow)]
-    tokens: &'a RawValue,
+    /// Absent in VirtFusion's answer for a user with no credit
+    /// (`"credit": {"value": 0}`).
+    #[serde(borrow, default)]
+    tokens: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -367,14 +436,17 @@ struct CreatedCredit<'a> {
     id: &'a RawValue,
 }
 
-/// `data.credit.tokens`, read from its literal JSON text (never as a float).
-fn parse_balance(body: &[u8]) -> Result<Tokens, VirtFusionError> {
-    let envelope: Envelope<BalanceData<'_>> = serde_json::from_slice(body).map_err(|_| {
-        VirtFusionError::BadResponse("no data.credit.tokens in balance response".into())
-    })?;
-    Tokens::parse_lenient(envelope.data.credit.tokens.get()).map_err(|_| {
-        VirtFusionError::BadResponse("data.credit.tokens is not a whole number".into())
-    })
+/// `data.credit.tokens`, read from its literal JSON text (never as a float);
+/// a missing (or null) `tokens` is 0.
+fn parse_balance(body: &[u8]) -> Result<TokenBalance, VirtFusionError> {
+    let envelope: Envelope<BalanceData<'_>> = serde_json::from_slice(body)
+        .map_err(|_| VirtFusionError::BadResponse("no data.credit in balance response".into()))?;
+    match envelope.data.credit.tokens.map(RawValue::get) {
+        None | Some("null") => Ok(TokenBalance::ZERO),
+        Some(text) => TokenBalance::parse_lenient(text).map_err(|_| {
+            VirtFusionError::BadResponse("data.credit.tokens is not a decimal number".into())
+        }),
+    }
 }
 
 /// `data.id` of a created credit: an integer (a numeric string is tolerated).
@@ -403,18 +475,26 @@ mod tests {
     #[test]
     fn balance_is_read_from_number_or_numeric_string() {
         let cases = [
-            (r#"{"data":{"credit":{"tokens":1250}}}"#, 1250),
-            (r#"{"data":{"credit":{"tokens":"1250"}}}"#, 1250),
+            (r#"{"data":{"credit":{"tokens":1250}}}"#, "1250"),
+            (r#"{"data":{"credit":{"tokens":"1250"}}}"#, "1250"),
             (
                 r#"{"data":{"credit":{"tokens":"1250.00"},"other":[1,2]}}"#,
-                1250,
+                "1250",
             ),
-            (r#"{"data":{"credit":{"tokens":0}}}"#, 0),
-            (r#"{"data":{"credit":{"tokens":-5}}}"#, -5),
+            (r#"{"data":{"credit":{"tokens":0}}}"#, "0"),
+            (r#"{"data":{"credit":{"tokens":-5}}}"#, "-5"),
+            // Fractions are VirtFusion's hourly billing: kept exact.
+            (r#"{"data":{"credit":{"tokens":12.5}}}"#, "12.5"),
+            (r#"{"data":{"credit":{"tokens":"1250.57"}}}"#, "1250.57"),
+            (r#"{"data":{"credit":{"tokens":0.1}}}"#, "0.1"),
+            // No tokens key: VirtFusion's answer for a user without credit.
+            (r#"{"data":{"credit":{"value":0}}}"#, "0"),
+            (r#"{"data":{"credit":{}}}"#, "0"),
+            (r#"{"data":{"credit":{"tokens":null}}}"#, "0"),
         ];
         for (body, expected) in cases {
             assert_eq!(
-                parse_balance(body.as_bytes()).unwrap().get(),
+                parse_balance(body.as_bytes()).unwrap().exact(),
                 expected,
                 "{body}"
             );
@@ -424,10 +504,10 @@ mod tests {
     #[test]
     fn bad_balances_are_bad_responses() {
         for body in [
-            r#"{"data":{"credit":{"tokens":12.5}}}"#,
             r#"{"data":{"credit":{"tokens":"1e3"}}}"#,
-            r#"{"data":{"credit":{"tokens":null}}}"#,
-            r#"{"data":{"credit":{}}}"#,
+            r#"{"data":{"credit":{"tokens":1e3}}}"#,
+            r#"{"data":{"credit":{"tokens":"ten"}}}"#,
+            r#"{"data":{"credit":{"tokens":[1]}}}"#,
             r#"{"data":{}}"#,
             "not json",
             "",
@@ -481,6 +561,54 @@ mod tests {
         assert_eq!(
             client("http://vf.local/").balance_url("123", date).unwrap(),
             "http://vf.local/api/v1/selfService/hourlyStats/byUserExtRelationId/123?period%5B%5D=2024-02-09&range=m"
+        );
+    }
+
+    #[test]
+    fn numeric_subs_are_ext_relation_ids_and_others_relation_strings() {
+        let date = time::macros::date!(2024 - 02 - 09);
+        let c = client("http://vf.local");
+        assert_eq!(
+            c.balance_url("42", date).unwrap(),
+            "http://vf.local/api/v1/selfService/hourlyStats/byUserExtRelationId/42?period%5B%5D=2024-02-09&range=m"
+        );
+        assert_eq!(
+            c.balance_url("user 7", date).unwrap(),
+            "http://vf.local/api/v1/selfService/hourlyStats/byUserExtRelationId/user%207?period%5B%5D=2024-02-09&range=m&relStr=true"
+        );
+        for (sub, rel_str) in [
+            ("42", false),
+            ("0", false),
+            ("123456789012345678", false),
+            ("007", true),
+            ("1234567890123456789", true),
+            ("-1", true),
+            ("1.5", true),
+            ("abc", true),
+            ("٣", true),
+        ] {
+            assert_eq!(ExtRelation::of(sub).unwrap().rel_str, rel_str, "{sub}");
+        }
+    }
+
+    #[test]
+    fn base_url_with_or_without_api_v1() {
+        for base in [
+            "https://vf.example.com",
+            "https://vf.example.com/",
+            "https://vf.example.com/api/v1",
+            "https://vf.example.com/api/v1/",
+            "https://vf.example.com/API/V1",
+        ] {
+            assert_eq!(
+                api_base(base).unwrap(),
+                "https://vf.example.com/api/v1",
+                "{base}"
+            );
+        }
+        assert_eq!(
+            api_base("https://x.example/panel/api/v1").unwrap(),
+            "https://x.example/panel/api/v1"
         );
     }
 

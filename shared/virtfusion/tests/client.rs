@@ -34,7 +34,7 @@ async fn balance_as_number() {
     let vf = stand_in().await;
     vf.set_balance(USER, 1250);
     assert_eq!(
-        client(&vf).token_balance(USER).await.unwrap(),
+        client(&vf).token_balance(USER).await.unwrap().whole(),
         Tokens::new(1250)
     );
 }
@@ -45,16 +45,22 @@ async fn balance_as_numeric_strings() {
     vf.set_balance(USER, 1250);
     let c = client(&vf);
     vf.set_tokens_format(TokensFormat::String);
-    assert_eq!(c.token_balance(USER).await.unwrap(), Tokens::new(1250));
+    assert_eq!(
+        c.token_balance(USER).await.unwrap().whole(),
+        Tokens::new(1250)
+    );
     vf.set_tokens_format(TokensFormat::DecimalString);
-    assert_eq!(c.token_balance(USER).await.unwrap(), Tokens::new(1250));
+    assert_eq!(
+        c.token_balance(USER).await.unwrap().whole(),
+        Tokens::new(1250)
+    );
 }
 
 #[tokio::test]
 async fn unknown_user_starts_at_zero() {
     let vf = stand_in().await;
     assert_eq!(
-        client(&vf).token_balance("new-user").await.unwrap(),
+        client(&vf).token_balance("new-user").await.unwrap().whole(),
         Tokens::new(0)
     );
 }
@@ -75,7 +81,10 @@ async fn add_then_remove_tokens() {
         .unwrap();
     assert_ne!(first, second);
     assert_eq!(vf.balance(USER), 1250);
-    assert_eq!(c.token_balance(USER).await.unwrap(), Tokens::new(1250));
+    assert_eq!(
+        c.token_balance(USER).await.unwrap().whole(),
+        Tokens::new(1250)
+    );
     let credits = vf.credits();
     assert_eq!(credits.len(), 2);
     assert_eq!(credits[0].id, first.get());
@@ -201,7 +210,10 @@ async fn apply_then_hang_is_uncertain_but_was_applied() {
     assert_eq!(credits[0].reference_2.as_deref(), Some("order-uncertain"));
     assert_eq!(vf.balance(USER), 700);
     // This is why an uncertain delivery is never retried blindly.
-    assert_eq!(c.token_balance(USER).await.unwrap(), Tokens::new(700));
+    assert_eq!(
+        c.token_balance(USER).await.unwrap().whole(),
+        Tokens::new(700)
+    );
 }
 
 #[tokio::test]
@@ -302,7 +314,10 @@ async fn control_api_over_http() {
     assert_eq!(fail.status(), 200);
     let c = client(&vf);
     assert_eq!(c.token_balance("7").await, Err(VirtFusionError::Uncertain));
-    assert_eq!(c.token_balance("7").await.unwrap(), Tokens::new(300));
+    assert_eq!(
+        c.token_balance("7").await.unwrap().whole(),
+        Tokens::new(300)
+    );
 
     let bad = http
         .post(control("fail"))
@@ -324,4 +339,22 @@ async fn control_api_over_http() {
     assert_eq!(state["credits"][0]["reference_2"], "order-http");
     assert_eq!(state["requestCount"], 3);
     assert_eq!(state["failure"]["mode"], "none");
+}
+
+/// SkyPANEL stores VirtFusion's URL with `/api/v1`; the client accepts it with or
+/// without (never `/api/v1/api/v1`).
+#[tokio::test]
+async fn base_url_with_api_v1_works_too() {
+    let vf = stand_in().await;
+    vf.set_balance(USER, 5);
+    for base in [
+        vf.base_url(),
+        format!("{}/api/v1", vf.base_url()),
+        format!("{}/api/v1/", vf.base_url()),
+    ] {
+        let c = client_with(&base, TOKEN, 300);
+        assert_eq!(c.token_balance(USER).await.unwrap().exact(), "5", "{base}");
+        c.add_tokens(USER, Tokens::new(1), "order-x").await.unwrap();
+    }
+    assert_eq!(vf.balance(USER), 8);
 }

@@ -1,0 +1,308 @@
+//! The webhook verifier the function uses: offline checks
+//! ([`crate::signature`]) with the signing certificate fetched from
+//! `paypal-cert-url` — only from an allow-list of PayPal's own certificate
+//! URLs, over HTTPS — and cached by URL, so that a flood of forged deliveries
+//! costs no call to PayPal:
+//!
+//! 1. headers and algorithm are checked, and the transmission time is within
+//!    [`DEFAULT_MAX_TRANSMISSION_SKEW`] of the clock (nothing fetched);
+//! 2. a `paypal-cert-url` outside the allow-list is refused (nothing fetched);
+//! 3. the certificate comes from the cache, or is fetched once (a failed
+//!    fetch is remembered for [`NEGATIVE_CACHE_TTL`], and at most
+//!    [`MAX_FETCHES_PER_MINUTE`] fetches leave one verifier per minute);
+//! 4. its validity window is checked against the clock, then the signature.
+//!
+//! The clock is injectable ([`WebhookVerifier::with_clock`]) so recorded
+//! deliveries can be checked as of their time.
+
+use crate::signature::{
+    self, AUTH_ALGO_SHA256_WITH_RSA, MAX_CERT_BYTES, SignatureError, SigningCertificate,
+};
+use crate::{ConfigError, WebhookHeaders};
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+/// PayPal's certificate URLs: live and sandbox API hosts, certificate path.
+pub const PAYPAL_CERT_URL_PREFIXES: [&str; 4] = [
+    "https://api.paypal.com/v1/notifications/certs/",
+    "https://api.sandbox.paypal.com/v1/notifications/certs/",
+    "https://api-m.paypal.com/v1/notifications/certs/",
+    "https://api-m.sandbox.paypal.com/v1/notifications/certs/",
+];
+/// How far `paypal-transmission-time` may be from the clock.
+pub const DEFAULT_MAX_TRANSMISSION_SKEW: Duration = Duration::from_secs(15 * 60);
+/// How long a failed certificate fetch is remembered.
+pub const NEGATIVE_CACHE_TTL: Duration = Duration::from_secs(300);
+/// Certificate fetches one verifier may make per minute (cache misses only).
+pub const MAX_FETCHES_PER_MINUTE: usize = 10;
+/// Certificates kept (PayPal rotates its certificate about once a year).
+const MAX_CACHED: usize = 32;
+
+type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
+
+/// Verifies PayPal webhook deliveries offline. Cheap to clone (shares its
+/// cache); build it once per cold start.
+#[derive(Clone)]
+pub struct WebhookVerifier {
+    http: reqwest::Client,
+    allowed: Arc<Vec<String>>,
+    clock: Clock,
+    max_skew: Duration,
+    cache: Arc<Mutex<Cache>>,
+    fetch_lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+#[derive(Default)]
+struct Cache {
+    certs: HashMap<String, Result<Arc<SigningCertificate>, Instant>>,
+    fetches: Vec<Instant>,
+}
+
+impl fmt::Debug for WebhookVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookVerifier")
+            .field("allowed", &self.allowed)
+            .field("max_skew", &self.max_skew)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WebhookVerifier {
+    /// Accepts certificates only from [`PAYPAL_CERT_URL_PREFIXES`] (HTTPS).
+    pub fn new(timeout: Duration) -> Result<WebhookVerifier, ConfigError> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout / 2)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|_| ConfigError::Http)?;
+        Ok(WebhookVerifier {
+            http,
+            allowed: Arc::new(
+                PAYPAL_CERT_URL_PREFIXES
+                    .iter()
+                    .map(|p| (*p).to_owned())
+                    .collect(),
+            ),
+            clock: Arc::new(SystemTime::now),
+            max_skew: DEFAULT_MAX_TRANSMISSION_SKEW,
+            cache: Arc::new(Mutex::new(Cache::default())),
+            fetch_lock: Arc::new(tokio::sync::Mutex::new(())),
+        })
+    }
+
+    /// Also accepts certificate URLs under `prefix` (e.g. the local
+    /// stand-in's `http://127.0.0.1:8092/v1/notifications/certs/`). Only for
+    /// local stacks and tests: a deployment allows PayPal's hosts alone
+    /// (see [`crate::from_env`]).
+    pub fn allow_cert_prefix(mut self, prefix: impl Into<String>) -> WebhookVerifier {
+        let mut allowed = (*self.allowed).clone();
+        allowed.push(prefix.into());
+        self.allowed = Arc::new(allowed);
+        self
+    }
+
+    /// The clock used for the certificate's validity window and the
+    /// transmission time.
+    pub fn with_clock(
+        mut self,
+        clock: impl Fn() -> SystemTime + Send + Sync + 'static,
+    ) -> WebhookVerifier {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    pub fn with_max_transmission_skew(mut self, skew: Duration) -> WebhookVerifier {
+        self.max_skew = skew;
+        self
+    }
+
+    /// Puts `cert` in the cache for `url` (e.g. a certificate obtained out of
+    /// band, or recorded deliveries checked without a network). The URL must
+    /// still be allowed for a delivery naming it to verify.
+    pub fn with_certificate(self, url: &str, cert: SigningCertificate) -> WebhookVerifier {
+        self.lock().certs.insert(url.to_owned(), Ok(Arc::new(cert)));
+        self
+    }
+
+    /// Whether `url` is an allowed certificate URL: it starts with an allowed
+    /// prefix, and has no query, fragment, credentials or dot segments.
+    pub fn is_allowed_cert_url(&self, url: &str) -> bool {
+        let Ok(parsed) = reqwest::Url::parse(url) else {
+            return false;
+        };
+        let plain = parsed.query().is_none()
+            && parsed.fragment().is_none()
+            && parsed.username().is_empty()
+            && parsed.password().is_none()
+            // The parser resolves `..`: what it kept must be what was sent.
+            && parsed.as_str() == url;
+        plain
+            && self.allowed.iter().any(|prefix| {
+                url.len() > prefix.len()
+                    && url.starts_with(prefix.as_str())
+                    && url[prefix.len()..]
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            })
+    }
+
+    /// Verifies one delivery: `Ok(())` only if PayPal's key signed exactly
+    /// `raw_body` with these headers for `webhook_id`, with a certificate
+    /// valid now, and the transmission is recent.
+    #[tracing::instrument(skip_all, fields(transmission_id = %headers.transmission_id))]
+    pub async fn verify(
+        &self,
+        headers: &WebhookHeaders,
+        webhook_id: &str,
+        raw_body: &[u8],
+    ) -> Result<(), SignatureError> {
+        let now = (self.clock)();
+        if headers.auth_algo != AUTH_ALGO_SHA256_WITH_RSA {
+            return Err(SignatureError::UnsupportedAlgorithm(
+                headers.auth_algo.chars().take(32).collect(),
+            ));
+        }
+        signature::check_transmission_time(headers, now, self.max_skew)?;
+        if !self.is_allowed_cert_url(&headers.cert_url) {
+            return Err(SignatureError::CertificateUrlNotAllowed);
+        }
+        let cert = self.certificate(&headers.cert_url).await?;
+        signature::verify_offline(headers, webhook_id, raw_body, &cert, now)
+    }
+
+    /// How many certificates are cached (for tests and logs).
+    pub fn cached_certificates(&self) -> usize {
+        self.lock()
+            .certs
+            .values()
+            .filter(|entry| entry.is_ok())
+            .count()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Cache> {
+        self.cache
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The cached certificate, or `None` if a fetch is needed; a recent
+    /// failure is an error without fetching.
+    fn cached(&self, url: &str) -> Option<Result<Arc<SigningCertificate>, SignatureError>> {
+        match self.lock().certs.get(url)? {
+            Ok(cert) => Some(Ok(cert.clone())),
+            Err(failed_at) if failed_at.elapsed() < NEGATIVE_CACHE_TTL => Some(Err(
+                SignatureError::CertificateUnavailable("failed recently"),
+            )),
+            Err(_) => None,
+        }
+    }
+
+    async fn certificate(&self, url: &str) -> Result<Arc<SigningCertificate>, SignatureError> {
+        if let Some(found) = self.cached(url) {
+            return found;
+        }
+        // One fetch at a time: concurrent first deliveries share its result.
+        let _single = self.fetch_lock.lock().await;
+        if let Some(found) = self.cached(url) {
+            return found;
+        }
+        {
+            let mut cache = self.lock();
+            cache
+                .fetches
+                .retain(|at| at.elapsed() < Duration::from_secs(60));
+            if cache.fetches.len() >= MAX_FETCHES_PER_MINUTE {
+                return Err(SignatureError::CertificateUnavailable("fetch budget spent"));
+            }
+            cache.fetches.push(Instant::now());
+        }
+        let fetched = self.fetch(url).await;
+        let mut cache = self.lock();
+        if cache.certs.len() >= MAX_CACHED {
+            cache.certs.clear();
+        }
+        match fetched {
+            Ok(cert) => {
+                let cert = Arc::new(cert);
+                cache.certs.insert(url.to_owned(), Ok(cert.clone()));
+                Ok(cert)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "PayPal signing certificate not fetched");
+                cache.certs.insert(url.to_owned(), Err(Instant::now()));
+                Err(e)
+            }
+        }
+    }
+
+    async fn fetch(&self, url: &str) -> Result<SigningCertificate, SignatureError> {
+        let mut response = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|_| SignatureError::CertificateUnavailable("no answer"))?;
+        let status = response.status();
+        if status.is_client_error() {
+            return Err(SignatureError::CertificateInvalid(
+                "PayPal has no such certificate",
+            ));
+        }
+        if !status.is_success() {
+            return Err(SignatureError::CertificateUnavailable(
+                "PayPal answered an error",
+            ));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|_| SignatureError::CertificateUnavailable("body lost"))?
+        {
+            if body.len() + chunk.len() > MAX_CERT_BYTES {
+                return Err(SignatureError::CertificateInvalid("too large"));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        SigningCertificate::from_pem(&body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_paypal_cert_urls_are_allowed() {
+        let verifier = WebhookVerifier::new(Duration::from_secs(1)).unwrap();
+        for ok in [
+            "https://api.paypal.com/v1/notifications/certs/CERT-360caa42-fca2a594-1a5f47cb",
+            "https://api.sandbox.paypal.com/v1/notifications/certs/CERT-360caa42-fca2a594-a5cafa77",
+            "https://api-m.paypal.com/v1/notifications/certs/CERT-1",
+        ] {
+            assert!(verifier.is_allowed_cert_url(ok), "{ok}");
+        }
+        for bad in [
+            "http://api.paypal.com/v1/notifications/certs/CERT-1",
+            "https://api.paypal.com.evil.example/v1/notifications/certs/CERT-1",
+            "https://evil.example/v1/notifications/certs/CERT-1",
+            "https://api.paypal.com/v1/notifications/certs/",
+            "https://api.paypal.com/v1/notifications/certs/../../oauth2/token",
+            "https://api.paypal.com/v1/notifications/certs/CERT-1?x=1",
+            "https://api.paypal.com/v1/notifications/certs/CERT-1#f",
+            "https://user@api.paypal.com/v1/notifications/certs/CERT-1",
+            "https://api.paypal.com:444/v1/notifications/certs/CERT-1",
+            "https://api.paypal.com/v1/notifications/certs/a/b",
+            "not a url",
+            "",
+        ] {
+            assert!(!verifier.is_allowed_cert_url(bad), "{bad}");
+        }
+        let local = verifier.allow_cert_prefix("http://127.0.0.1:8092/v1/notifications/certs/");
+        assert!(local.is_allowed_cert_url("http://127.0.0.1:8092/v1/notifications/certs/CERT-x"));
+        assert!(!local.is_allowed_cert_url("http://127.0.0.1:8093/v1/notifications/certs/CERT-x"));
+    }
+}
