@@ -302,6 +302,37 @@ async fn forged_deliveries_cost_no_call_to_paypal() {
     assert_eq!(assert_audit(&api.ledger(), &user).await, usd("6.00"));
 }
 
+/// The signing certificate cannot be fetched (PayPal unreachable): 503, nothing done,
+/// and PayPal's redelivery verifies once it can be (a network failure is not cached).
+#[tokio::test]
+async fn an_unreachable_certificate_is_503_and_the_redelivery_verifies() {
+    let api = TestApi::new().await;
+    let (order_id, user, _) = approved_order(&api, "4").await;
+    let capture_id = captured_at_paypal(&api, &order_id).await;
+    let event = api
+        .paypal
+        .signed_event(EventType::CaptureCompleted, &capture_id)
+        .unwrap();
+    api.paypal.refuse_connections(None);
+    assert_eq!(deliver(&api, &event).await.status, 503);
+    api.paypal.accept_connections();
+    // (At most 10 certificate fetches a minute: a few tries while the stand-in rebinds.)
+    let mut status = 0;
+    for _ in 0..8 {
+        let redelivery = SignedEvent {
+            headers: api.paypal.sign(&event.body),
+            ..event.clone()
+        };
+        status = deliver(&api, &redelivery).await.status;
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(status, 200);
+    assert_eq!(assert_audit(&api.ledger(), &user).await, usd("4.00"));
+}
+
 fn set_header(event: &mut SignedEvent, name: &str, value: &str) {
     for (n, v) in event.headers.iter_mut() {
         if n == name {

@@ -520,7 +520,7 @@ async fn require_token(
 /// VirtFusion's `byUserExtRelationId/{id}`: an integer external relation id,
 /// or with `relStr=true` the user's relation string. A non-integer id
 /// without `relStr` names nobody (404), as in VirtFusion.
-fn ext_relation(id: &str, params: &[(String, String)]) -> Result<String, Response> {
+fn ext_relation(id: &str, params: &[(String, String)]) -> Option<String> {
     let rel_str = params
         .iter()
         .any(|(key, value)| key == "relStr" && matches!(value.as_str(), "true" | "1"));
@@ -528,14 +528,14 @@ fn ext_relation(id: &str, params: &[(String, String)]) -> Result<String, Respons
         && id.bytes().all(|b| b.is_ascii_digit())
         && (id == "0" || !id.starts_with('0'))
         && id.parse::<u64>().is_ok();
-    if rel_str || integer {
-        Ok(id.to_owned())
-    } else {
-        Err(error(
-            StatusCode::NOT_FOUND,
-            "No user found with this external relation ID.",
-        ))
-    }
+    (rel_str || integer).then(|| id.to_owned())
+}
+
+fn no_such_user() -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "No user found with this external relation ID.",
+    )
 }
 
 async fn hourly_stats(
@@ -543,9 +543,8 @@ async fn hourly_stats(
     Path(user): Path<String>,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Response {
-    let user = match ext_relation(&user, &params) {
-        Ok(user) => user,
-        Err(response) => return response,
+    let Some(user) = ext_relation(&user, &params) else {
+        return no_such_user();
     };
     let param = |name: &str| {
         params
@@ -593,9 +592,8 @@ async fn add_credit(
     Query(params): Query<Vec<(String, String)>>,
     body: Bytes,
 ) -> Response {
-    let user = match ext_relation(&user, &params) {
-        Ok(user) => user,
-        Err(response) => return response,
+    let Some(user) = ext_relation(&user, &params) else {
+        return no_such_user();
     };
     let Ok(body) = serde_json::from_slice::<Value>(&body) else {
         return unprocessable("body must be JSON");

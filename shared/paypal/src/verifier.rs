@@ -7,8 +7,9 @@
 //! 1. headers and algorithm are checked, and the transmission time is within
 //!    [`DEFAULT_MAX_TRANSMISSION_SKEW`] of the clock (nothing fetched);
 //! 2. a `paypal-cert-url` outside the allow-list is refused (nothing fetched);
-//! 3. the certificate comes from the cache, or is fetched once (a failed
-//!    fetch is remembered for [`NEGATIVE_CACHE_TTL`], and at most
+//! 3. the certificate comes from the cache, or is fetched once (a
+//!    refusal — no such certificate — is remembered for
+//!    [`NEGATIVE_CACHE_TTL`], a network failure is not, and at most
 //!    [`MAX_FETCHES_PER_MINUTE`] fetches leave one verifier per minute);
 //! 4. its validity window is checked against the clock, then the signature.
 //!
@@ -33,7 +34,7 @@ pub const PAYPAL_CERT_URL_PREFIXES: [&str; 4] = [
 ];
 /// How far `paypal-transmission-time` may be from the clock.
 pub const DEFAULT_MAX_TRANSMISSION_SKEW: Duration = Duration::from_secs(15 * 60);
-/// How long a failed certificate fetch is remembered.
+/// How long a refused certificate URL (4xx, not a certificate) is remembered.
 pub const NEGATIVE_CACHE_TTL: Duration = Duration::from_secs(300);
 /// Certificate fetches one verifier may make per minute (cache misses only).
 pub const MAX_FETCHES_PER_MINUTE: usize = 10;
@@ -193,9 +194,9 @@ impl WebhookVerifier {
     fn cached(&self, url: &str) -> Option<Result<Arc<SigningCertificate>, SignatureError>> {
         match self.lock().certs.get(url)? {
             Ok(cert) => Some(Ok(cert.clone())),
-            Err(failed_at) if failed_at.elapsed() < NEGATIVE_CACHE_TTL => Some(Err(
-                SignatureError::CertificateUnavailable("failed recently"),
-            )),
+            Err(failed_at) if failed_at.elapsed() < NEGATIVE_CACHE_TTL => {
+                Some(Err(SignatureError::CertificateInvalid("refused recently")))
+            }
             Err(_) => None,
         }
     }
@@ -232,7 +233,11 @@ impl WebhookVerifier {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "PayPal signing certificate not fetched");
-                cache.certs.insert(url.to_owned(), Err(Instant::now()));
+                // A definite refusal (no such certificate, not a certificate) is
+                // remembered; a network failure is not (the budget bounds retries).
+                if !e.is_transient() {
+                    cache.certs.insert(url.to_owned(), Err(Instant::now()));
+                }
                 Err(e)
             }
         }
