@@ -74,6 +74,14 @@ export interface paths {
          *     200 with the same `amount` and credits nothing more. The credited
          *     amount is what PayPal captured. 202 when PayPal holds the payment as
          *     pending (its webhook settles it later).
+         *     409 `payment_not_completed`: the buyer has not approved yet. 409
+         *     `payment_source_declined`: PayPal declined the buyer's funding source
+         *     at capture (422 `INSTRUMENT_DECLINED`, `PAYER_ACTION_REQUIRED`,
+         *     `REDIRECT_PAYER_FOR_ALTERNATE_FUNDING`, `TRANSACTION_REFUSED`);
+         *     nothing was taken: let the buyer approve the same order again (PayPal
+         *     JS SDK `actions.restart()`), then capture again. 409
+         *     `payment_declined`: the capture itself was declined; the order is
+         *     closed.
          */
         post: operations["captureCustomCredits"];
         delete?: never;
@@ -115,6 +123,8 @@ export interface paths {
          *     scheduled job delivers later, exactly once) or PayPal holds the
          *     payment as pending; 202 `needs_review` when the delivery's outcome is
          *     uncertain (an admin settles it).
+         *     409 codes as for custom credits (`payment_source_declined`: the buyer
+         *     approves again, then capture again).
          */
         post: operations["captureVirtFusionTokens"];
         delete?: never;
@@ -352,11 +362,17 @@ export interface paths {
         /**
          * PayPal webhook deliveries (a Lambda function URL in AWS; served here locally)
          * @description No bearer token: PayPal's signature on the raw body is the
-         *     authentication, verified before anything else. An unverifiable or
-         *     forged event answers 401, a malformed one 400, and changes nothing.
-         *     Each event id is processed at most once (redeliveries answer 200
-         *     `duplicate`); unknown event types answer 200 `ignored`. 503 when the
-         *     verification itself could not be done (PayPal redelivers).
+         *     authentication, verified offline before anything else (RSA-SHA256
+         *     over `transmission_id|transmission_time|webhook_id|crc32(body)` with
+         *     the certificate at `paypal-cert-url`, accepted only from PayPal's
+         *     HTTPS certificate URLs and cached; transmission time within 15
+         *     minutes). An unverifiable or forged event answers 401, a malformed
+         *     one 400, and changes nothing (and costs no call to PayPal). Each
+         *     event id is processed at most once (redeliveries answer 200
+         *     `duplicate`); event types billing does not act on answer 200
+         *     `ignored` whatever their `resource` looks like. 503 when the
+         *     verification itself could not be done (the certificate could not be
+         *     fetched; PayPal redelivers).
          */
         post: operations["paypalWebhook"];
         delete?: never;
@@ -410,8 +426,20 @@ export interface components {
         };
         Balance: {
             virtFusion: {
+                /** @description Whole tokens (rounded down when VirtFusion reports a fraction) */
                 balance: components["schemas"]["Tokens"];
-                /** @example 1,250 Tokens */
+                /**
+                 * @description VirtFusion's balance exactly, as a decimal string (hourly
+                 *     billing leaves fractions; never a float). A missing
+                 *     `tokens` in VirtFusion's answer is 0.
+                 * @example 1250
+                 * @example 1250.57
+                 */
+                exact: string;
+                /**
+                 * @example 1,250 Tokens
+                 * @example 1,250.57 Tokens
+                 */
                 formatted: string;
                 /** @constant */
                 available: true;
@@ -1410,7 +1438,8 @@ export interface operations {
                     event_type: string;
                     resource_type?: string;
                     create_time?: string;
-                    resource: Record<string, never>;
+                    /** @description Read only for the event types billing acts on */
+                    resource?: unknown;
                 };
             };
         };
