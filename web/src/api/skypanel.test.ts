@@ -5,7 +5,7 @@ describe("SkyPANEL bridges", () => {
   it("flattens the balance", () => {
     expect(
       toPanelBalance({
-        virtFusion: { balance: 1250, formatted: "1,250 Tokens", available: true },
+        virtFusion: { balance: 1250, exact: "1250", formatted: "1,250 Tokens", available: true },
         customCredits: { balance: "12.50", formatted: "$12.50" },
       }),
     ).toEqual({ credits: 12.5, customCredits: 12.5, virtFusionTokens: 1250, virtFusionCredits: 12.5, virtFusionAvailable: true });
