@@ -1,3 +1,6 @@
+// The handler's future (reconciliation over the PayPal client) nests deeper than rustc's default query depth.
+#![recursion_limit = "256"]
+
 use lambda_runtime::{Error, run, service_fn};
 use reconcile_cron_fn::{Deps, handle};
 

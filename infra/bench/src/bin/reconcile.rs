@@ -85,6 +85,9 @@ async fn main() {
             capture_attempt: 0,
             delivery: None,
             credit_id: None,
+            reversal_id: None,
+            review_reason: None,
+            delivery_attempts: 0,
             created_at: ledger::format_rfc3339(seed.at),
         };
         let mut item = record.to_item();
