@@ -49,7 +49,7 @@ fn the_checker_refuses_what_the_contract_refuses() {
         )
     };
     let good = json!({
-        "virtFusion": {"balance": 1250, "formatted": "1,250 Tokens", "available": true},
+        "virtFusion": {"balance": 1250, "exact": "1250", "formatted": "1,250 Tokens", "available": true},
         "customCredits": {"balance": "12.50", "formatted": "$12.50"}
     });
     assert!(

@@ -93,7 +93,12 @@ pub fn acted_on_resource(event_type: &str) -> Option<ResourceKind> {
         | "PAYMENT.CAPTURE.PENDING"
         | "PAYMENT.CAPTURE.DENIED"
         | "PAYMENT.CAPTURE.DECLINED" => Some(ResourceKind::Capture),
-        "PAYMENT.CAPTURE.REFUNDED" | "PAYMENT.CAPTURE.REVERSED" => Some(ResourceKind::Refund),
+        "PAYMENT.CAPTURE.REFUNDED"
+        | "PAYMENT.CAPTURE.REVERSED"
+        | "PAYMENT.REFUND.PENDING"
+        | "PAYMENT.REFUND.COMPLETED"
+        | "PAYMENT.REFUND.FAILED"
+        | "PAYMENT.REFUND.CANCELLED" => Some(ResourceKind::Refund),
         "CHECKOUT.ORDER.APPROVED" => Some(ResourceKind::Order),
         _ => None,
     }
