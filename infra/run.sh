@@ -215,6 +215,7 @@ start_bg "events printer" /dev/stdout tail -n +1 -F "$DEVSTACK_LOG_DIR/events.lo
 
 USER_TOKEN=$("$DEVSTACK" token --sub 1001)
 ADMIN_TOKEN=$("$DEVSTACK" token --sub 1 --admin)
+SERVICE_TOKEN=$("$DEVSTACK" token --sub svc-panel --service)
 
 # 8. The billing page (web/dist), on its own origin; its runtime config
 # points it at this API and at the PayPal stand-in's approval page.
@@ -251,6 +252,9 @@ USER_TOKEN=$USER_TOKEN
 
 Admin token (sub 1, role admin, 24 h):
 ADMIN_TOKEN=$ADMIN_TOKEN
+
+Service token (sub svc-panel, role service: the /api/services routes, 24 h):
+SERVICE_TOKEN=$SERVICE_TOKEN
 
 Try:
   curl -s -H "authorization: Bearer $USER_TOKEN" $API/api/billing/balance

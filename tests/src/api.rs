@@ -112,6 +112,23 @@ impl TestApi {
         self.table.ledger()
     }
 
+    /// A valid token of a platform service (role `service`).
+    pub fn service_token(&self, sub: &str) -> String {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        sign(
+            &Claims {
+                sub: sub.into(),
+                roles: vec!["service".to_owned()],
+                exp: now + 3600,
+                nbf: None,
+            },
+            JWT_SECRET.as_bytes(),
+        )
+    }
+
     /// A valid token for `sub`, admin or not.
     pub fn token(&self, sub: &str, admin: bool) -> String {
         token_with(sub, admin, 3600, JWT_SECRET)
@@ -255,6 +272,11 @@ fn register_functions(
     f.share("virtfusion-tokens-capture", checkout, virtfusion_tokens_capture_fn::handle);
     f.share("admin-refunds", checkout, admin_refunds_fn::handle);
     f.share("paypal-webhook", checkout, paypal_webhook_fn::handle);
+    f.register("service-charges", core(), service_charges_fn::handle);
+    f.register("service-subscriptions", core(), service_subscriptions_fn::handle);
+    f.register("billing-subscriptions", core(), billing_subscriptions_fn::handle);
+    f.register("dns-plan-change", core(), dns_plan_change_fn::handle);
+    f.register("admin-dns-plans", core(), admin_dns_plans_fn::handle);
 }
 
 pub fn token_with(sub: &str, admin: bool, ttl_seconds: i64, secret: &str) -> String {

@@ -8,6 +8,8 @@ use integration_tests::{assert_audit, new_user, usd};
 use ledger::{Change, EntryDetails, EntryKind, Ledger, UserId};
 use serde_json::{Value, json};
 use std::sync::Arc;
+use time::OffsetDateTime;
+use time::macros::datetime;
 use tokio::task::JoinSet;
 
 const PLANS: &str = "/api/dns/plans";
@@ -153,7 +155,7 @@ async fn purchase_debits_and_creates_the_subscription_at_once() {
     assert_eq!(assert_audit(&api.ledger(), &user).await, usd("7.50"));
     let page = api.ledger().entries(&user, 10, None).await.unwrap();
     let debit = &page.entries[0];
-    assert_eq!(debit.kind, EntryKind::DnsPurchase);
+    assert_eq!(debit.kind, EntryKind::ServicePurchase);
     assert_eq!(debit.amount, usd("-5.00"));
     assert_eq!(debit.reference.as_deref(), sub["id"].as_str());
 
@@ -164,7 +166,10 @@ async fn purchase_debits_and_creates_the_subscription_at_once() {
             &api.token(user.as_str(), false),
         )
         .await;
-    assert_eq!(history.body["items"][0]["type"], json!("dns_purchase"));
+    assert_eq!(
+        history.body["items"][0]["type"],
+        json!("service_purchase_dns_plan")
+    );
     assert_eq!(history.body["items"][0]["amount"], json!("-5.00"));
 }
 
@@ -210,7 +215,7 @@ async fn ten_concurrent_purchases_make_one_subscription_and_one_charge() {
     let expected = usd("100.00").checked_sub(price).unwrap();
     assert_eq!(assert_audit(&api.ledger(), &user).await, expected);
     let kinds = entry_kinds(&api.ledger(), &user).await;
-    assert_eq!(kinds, [EntryKind::AdminCredit, EntryKind::DnsPurchase]);
+    assert_eq!(kinds, [EntryKind::AdminCredit, EntryKind::ServicePurchase]);
     let stored = billing::dns::get_subscription(&api.ledger(), &user)
         .await
         .unwrap()
@@ -501,4 +506,366 @@ async fn deploy_time_seed_answers_cloudformation() {
         .await
         .unwrap();
     assert_eq!(plans.len(), 3);
+}
+
+// ------------------------------------------------------------ plan changes
+
+/// A user on `plan` since `at`, with `funds` before buying.
+async fn dns_subscriber(ledger: &Ledger, funds: &str, plan: &str, at: OffsetDateTime) -> UserId {
+    let user = new_user();
+    credit(ledger, &user, funds).await;
+    billing::dns::purchase(ledger, &user, plan, at)
+        .await
+        .expect("purchase");
+    user
+}
+
+async fn renewal_job(ledger: &Ledger, at: OffsetDateTime) -> Value {
+    let deps = renewal_cron_fn::Deps::new(ledger.clone());
+    let event = json!({"time": billing::dns::dates::format_time(at), "detail": {}});
+    renewal_cron_fn::handle(
+        &deps,
+        lambda_runtime::LambdaEvent::new(event, Default::default()),
+    )
+    .await
+    .expect("job runs")
+}
+
+#[tokio::test]
+async fn an_upgrade_on_day_10_of_30_charges_the_prorated_difference_at_once() {
+    let api = seeded_api().await;
+    let ledger = api.ledger();
+    // Basic (5.00) from Apr 1: the period is Apr 1 - May 1, 30 days.
+    let user = dns_subscriber(&ledger, "50.00", "basic", datetime!(2024-04-01 00:00 UTC)).await;
+    let day_10 = datetime!(2024-04-11 00:00 UTC); // 10 days used, 20 left
+    let changed = billing::dns::change_plan(&ledger, &user, "pro", day_10)
+        .await
+        .expect("upgrade");
+    // (15.00 - 5.00) × 20 / 30 = 6.666… → 6.67 (half-up).
+    assert_eq!(changed.charged, usd("6.67"));
+    assert!(changed.upgrade);
+    assert_eq!(changed.balance, usd("38.33"));
+    let sub = billing::dns::get_subscription(&ledger, &user)
+        .await
+        .unwrap()
+        .unwrap();
+    let terms = sub.dns().unwrap();
+    assert_eq!(terms.plan_id.as_str(), "pro");
+    assert_eq!((terms.domain_limit, sub.price), (25, usd("15.00")));
+    assert_eq!(
+        sub.next_renewal_date,
+        datetime!(2024-05-01 00:00 UTC),
+        "same period"
+    );
+    let entry = &ledger.entries(&user, 1, None).await.unwrap().entries[0];
+    assert_eq!(entry.type_name(), "service_purchase_dns_plan");
+    assert_eq!(entry.amount, usd("-6.67"));
+    assert_eq!(entry.reference.as_deref(), Some(sub.id.as_str()));
+
+    // Through the route: the current plan is 409, an unknown plan 404,
+    // a short balance 402 — nothing changes.
+    let token = api.token(user.as_str(), false);
+    let same = api
+        .send(
+            "POST",
+            "/api/dns/subscription/change",
+            &token,
+            r#"{"planId":"pro"}"#,
+        )
+        .await;
+    assert_eq!(same.status, 409, "{:?}", same.body);
+    let unknown = api
+        .send(
+            "POST",
+            "/api/dns/subscription/change",
+            &token,
+            r#"{"planId":"gold"}"#,
+        )
+        .await;
+    assert_eq!(unknown.status, 404);
+    let bad = api
+        .send(
+            "POST",
+            "/api/dns/subscription/change",
+            &token,
+            r#"{"planId":"pro","x":1}"#,
+        )
+        .await;
+    assert_eq!(bad.status, 400);
+    // Through the route the clock is the wall clock: a fresh subscription.
+    let poor = dns_subscriber(&ledger, "5.00", "basic", OffsetDateTime::now_utc()).await;
+    let short = api
+        .send(
+            "POST",
+            "/api/dns/subscription/change",
+            &api.token(poor.as_str(), false),
+            r#"{"planId":"enterprise"}"#,
+        )
+        .await;
+    assert_eq!(short.status, 402, "{:?}", short.body);
+    let nobody = api
+        .send(
+            "POST",
+            "/api/dns/subscription/change",
+            &api.token(new_user().as_str(), false),
+            r#"{"planId":"pro"}"#,
+        )
+        .await;
+    assert_eq!(nobody.status, 404);
+    // A subscription whose period is over waits for its renewal: 409.
+    let due = api
+        .send(
+            "POST",
+            "/api/dns/subscription/change",
+            &token,
+            r#"{"planId":"enterprise"}"#,
+        )
+        .await;
+    assert_eq!(due.status, 409, "{:?}", due.body);
+    assert_eq!(assert_audit(&ledger, &user).await, usd("38.33"));
+    assert_eq!(assert_audit(&ledger, &poor).await, usd("0.00"));
+    assert_eq!(
+        billing::dns::get_subscription(&ledger, &poor)
+            .await
+            .unwrap()
+            .unwrap()
+            .dns()
+            .unwrap()
+            .plan_id
+            .as_str(),
+        "basic"
+    );
+}
+
+#[tokio::test]
+async fn a_downgrade_waits_for_the_next_renewal_and_renews_at_the_new_price() {
+    let api = seeded_api().await;
+    let ledger = api.ledger();
+    let user = dns_subscriber(&ledger, "40.00", "pro", datetime!(2025-01-15 10:00 UTC)).await;
+    let token = api.token(user.as_str(), false);
+    let response = api
+        .send(
+            "POST",
+            "/api/dns/subscription/change",
+            &token,
+            r#"{"planId":"basic"}"#,
+        )
+        .await;
+    assert_eq!(response.status, 200, "{:?}", response.body);
+    assert_eq!(response.body["change"], json!("downgrade"));
+    assert_eq!(response.body["charged"], json!("0.00"));
+    assert_eq!(
+        response.body["balance"],
+        json!("25.00"),
+        "no refund, no charge"
+    );
+    assert_eq!(
+        response.body["subscription"]["planId"],
+        json!("pro"),
+        "still pro"
+    );
+    assert_eq!(
+        response.body["subscription"]["pendingPlanId"],
+        json!("basic")
+    );
+
+    let summary = renewal_job(&ledger, datetime!(2025-02-15 10:00 UTC)).await;
+    assert_eq!(summary["renewed"], json!(1), "{summary}");
+    let sub = billing::dns::get_subscription(&ledger, &user)
+        .await
+        .unwrap()
+        .unwrap();
+    let terms = sub.dns().unwrap();
+    assert_eq!(terms.plan_id.as_str(), "basic");
+    assert!(terms.pending_plan.is_none());
+    assert_eq!(sub.price, usd("5.00"));
+    let entry = &ledger.entries(&user, 1, None).await.unwrap().entries[0];
+    assert_eq!(entry.type_name(), "service_renewal_dns_plan");
+    assert_eq!(entry.amount, usd("-5.00"));
+    assert_eq!(assert_audit(&ledger, &user).await, usd("20.00"));
+}
+
+/// An upgrade and the renewal of the same subscription at once: whichever
+/// commits first, the other re-reads; each charge happens once and the
+/// subscription ends on the dearer plan, in a state one of the two orders
+/// explains.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_upgrade_racing_a_renewal_ends_in_one_consistent_state() {
+    let api = seeded_api().await;
+    let ledger = api.ledger();
+    for round in 0..4 {
+        let user =
+            dns_subscriber(&ledger, "100.00", "basic", datetime!(2025-06-01 00:00 UTC)).await;
+        let due = datetime!(2025-07-01 00:00 UTC);
+        let upgrade_at = datetime!(2025-06-30 12:00 UTC); // one started day left of 30
+        let (job, change) = tokio::join!(
+            renewal_job(&ledger, due),
+            billing::dns::change_plan(&ledger, &user, "pro", upgrade_at)
+        );
+        let change = change.expect("upgrade");
+        assert_eq!(job["errors"], json!(0), "{job}");
+        // A later run renews what the race left due.
+        renewal_job(&ledger, due).await;
+        let sub = billing::dns::get_subscription(&ledger, &user)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(sub.dns().unwrap().plan_id.as_str(), "pro", "round {round}");
+        assert_eq!(sub.next_renewal_date, datetime!(2025-08-01 00:00 UTC));
+        let entries = ledger.entries(&user, 100, None).await.unwrap().entries;
+        let renewals: Vec<_> = entries
+            .iter()
+            .filter(|e| e.type_name() == "service_renewal_dns_plan")
+            .collect();
+        assert_eq!(
+            renewals.len(),
+            1,
+            "one renewal of the period, round {round}"
+        );
+        let balance = assert_audit(&ledger, &user).await;
+        // Upgrade first: 1/30 of 10.00 = 0.33, then the renewal at 15.00.
+        // Renewal first: 5.00 at basic, then the upgrade for the whole new
+        // period (it had not started at upgrade time): 10.00.
+        let upgrade_first = usd("100.00")
+            .checked_sub(usd("5.00"))
+            .unwrap()
+            .checked_sub(usd("0.33"))
+            .unwrap()
+            .checked_sub(usd("15.00"))
+            .unwrap();
+        let renewal_first = usd("100.00")
+            .checked_sub(usd("5.00"))
+            .unwrap()
+            .checked_sub(usd("5.00"))
+            .unwrap()
+            .checked_sub(usd("10.00"))
+            .unwrap();
+        if change.charged == usd("0.33") {
+            assert_eq!(balance, upgrade_first, "round {round}");
+            assert_eq!(renewals[0].amount, usd("-15.00"));
+        } else {
+            assert_eq!(change.charged, usd("10.00"), "round {round}");
+            assert_eq!(balance, renewal_first, "round {round}");
+            assert_eq!(renewals[0].amount, usd("-5.00"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn admins_manage_plans_and_new_prices_apply_from_the_next_renewal() {
+    let api = seeded_api().await;
+    let ledger = api.ledger();
+    let admin = api.token("1", true);
+    let user_token = api.token(new_user().as_str(), false);
+    const ADMIN_PLANS: &str = "/api/admin/dns/plans";
+
+    let listed = api.get(ADMIN_PLANS, &admin).await;
+    assert_eq!(listed.status, 200, "{:?}", listed.body);
+    assert_eq!(listed.body["plans"].as_array().unwrap().len(), 3);
+    assert_eq!(api.get(ADMIN_PLANS, &user_token).await.status, 403);
+
+    let team = r#"{"id":"team","name":"Team","description":"50 domains","price":"25.00","domainLimit":50,"recordLimit":5000}"#;
+    let created = api.send("POST", ADMIN_PLANS, &admin, team).await;
+    assert_eq!(created.status, 200, "{:?}", created.body);
+    assert_eq!(created.body["plan"]["isActive"], json!(true));
+    assert_eq!(
+        api.send("POST", ADMIN_PLANS, &admin, team).await.status,
+        409
+    );
+    for bad in [
+        r#"{"id":"Bad Id","name":"x","description":"x","price":"1.00","domainLimit":1,"recordLimit":1}"#,
+        r#"{"id":"ok","name":"","description":"x","price":"1.00","domainLimit":1,"recordLimit":1}"#,
+        r#"{"id":"ok","name":"x","description":"x","price":"0.001","domainLimit":1,"recordLimit":1}"#,
+        r#"{"id":"ok","name":"x","description":"x","price":"1.00","domainLimit":-1,"recordLimit":1}"#,
+        r#"{"id":"ok","name":"x","description":"x","price":"1.00","domainLimit":1}"#,
+    ] {
+        assert_eq!(
+            api.send("POST", ADMIN_PLANS, &admin, bad).await.status,
+            400,
+            "{bad}"
+        );
+    }
+
+    // A subscriber of Basic at 5.00; then Basic costs 6.00.
+    let user = dns_subscriber(&ledger, "20.00", "basic", datetime!(2025-03-05 00:00 UTC)).await;
+    let patched = api
+        .send(
+            "PATCH",
+            &format!("{ADMIN_PLANS}/basic"),
+            &admin,
+            r#"{"price":"6.00"}"#,
+        )
+        .await;
+    assert_eq!(patched.status, 200, "{:?}", patched.body);
+    assert_eq!(patched.body["plan"]["price"], json!("6.00"));
+    assert_eq!(
+        api.send(
+            "PATCH",
+            &format!("{ADMIN_PLANS}/gold"),
+            &admin,
+            r#"{"price":"6.00"}"#
+        )
+        .await
+        .status,
+        404
+    );
+    assert_eq!(
+        api.send("PATCH", &format!("{ADMIN_PLANS}/basic"), &admin, "{}")
+            .await
+            .status,
+        400
+    );
+    assert_eq!(
+        api.send(
+            "PATCH",
+            &format!("{ADMIN_PLANS}/basic"),
+            &admin,
+            r#"{"price":"-1"}"#
+        )
+        .await
+        .status,
+        400
+    );
+    // The current period stays as paid; the renewal charges the new price.
+    let sub = billing::dns::get_subscription(&ledger, &user)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(sub.price, usd("5.00"));
+    let summary = renewal_job(&ledger, datetime!(2025-04-05 00:00 UTC)).await;
+    assert_eq!(summary["renewed"], json!(1), "{summary}");
+    assert_eq!(
+        ledger.entries(&user, 1, None).await.unwrap().entries[0].amount,
+        usd("-6.00")
+    );
+
+    // Deactivated: no longer listed or sold, but its subscriptions renew.
+    let off = api
+        .send(
+            "PATCH",
+            &format!("{ADMIN_PLANS}/basic"),
+            &admin,
+            r#"{"isActive":false}"#,
+        )
+        .await;
+    assert_eq!(off.body["plan"]["isActive"], json!(false));
+    let public = api.get(PLANS, &user_token).await;
+    assert!(
+        public.body["plans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["id"] != json!("basic"))
+    );
+    let buyer = new_user();
+    credit(&ledger, &buyer, "50.00").await;
+    assert_eq!(buy(&api, &buyer, "basic").await.status, 404);
+    let summary = renewal_job(&ledger, datetime!(2025-05-05 00:00 UTC)).await;
+    assert_eq!(summary["renewed"], json!(1), "{summary}");
+    assert_eq!(
+        assert_audit(&ledger, &user).await,
+        usd("3.00"),
+        "20 - 5 - 6 - 6"
+    );
+    assert_eq!(assert_audit(&ledger, &buyer).await, usd("50.00"));
 }

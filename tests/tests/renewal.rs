@@ -73,7 +73,7 @@ async fn renewals_of(ledger: &Ledger, user: &UserId) -> usize {
     let page = ledger.entries(user, 1000, None).await.unwrap();
     page.entries
         .iter()
-        .filter(|e| e.kind == EntryKind::DnsRenewal)
+        .filter(|e| e.type_name() == "service_renewal_dns_plan")
         .count()
 }
 
@@ -116,7 +116,7 @@ async fn a_due_subscription_is_charged_and_moves_one_month_on() {
         "40.00 - 15.00 - 15.00"
     );
     let entry = &ledger.entries(&user, 1, None).await.unwrap().entries[0];
-    assert_eq!(entry.kind, EntryKind::DnsRenewal);
+    assert_eq!(entry.kind, EntryKind::ServiceRenewal);
     assert_eq!(entry.amount, usd("-15.00"));
     assert_eq!(entry.reference.as_deref(), Some(sub.id.as_str()));
 
@@ -498,6 +498,200 @@ async fn the_sample_event_runs_the_job_and_bad_clocks_are_refused() {
     assert_eq!(count(&summary, "pastDue"), 1, "{summary}");
 }
 
+/// A service subscription of `user` created at `at` through the engine's
+/// service product (the same code as `POST /api/services/subscriptions`).
+async fn service_subscriber(
+    ledger: &Ledger,
+    user: &UserId,
+    service_id: &str,
+    price: &str,
+    interval: &str,
+    at: OffsetDateTime,
+) -> billing::subscriptions::Subscription {
+    use billing::services::subscriptions::{SubscribeRequest, prepare, subscribe};
+    let caller = UserId::parse("svc-panel").unwrap();
+    let request = SubscribeRequest {
+        user_id: user.as_str().to_owned(),
+        service_type: "dedicated_server".into(),
+        service_id: service_id.into(),
+        price: usd(price),
+        interval: interval.into(),
+        description: format!("server {service_id}"),
+    };
+    let key = format!("{user}-{service_id}");
+    let prepared = prepare(ledger, &caller, &key, request, at)
+        .await
+        .expect("prepare");
+    let sub = prepared.subscription.clone();
+    subscribe(ledger, prepared, |_, _| {
+        billing::idempotency::StoredResponse {
+            status: 200,
+            body: json!({}),
+        }
+    })
+    .await
+    .expect("subscribe");
+    sub
+}
+
+async fn engine_sub(
+    ledger: &Ledger,
+    sub: &billing::subscriptions::Subscription,
+) -> billing::subscriptions::Subscription {
+    billing::subscriptions::get(ledger, &sub.key())
+        .await
+        .unwrap()
+        .expect("subscription")
+}
+
+fn service_renewals(entries: &[ledger::Entry]) -> usize {
+    entries
+        .iter()
+        .filter(|e| e.type_name() == "service_renewal_dedicated_server")
+        .count()
+}
+
+#[tokio::test]
+async fn a_yearly_subscription_started_on_february_29_renews_on_28_then_29() {
+    let (table, mut deps) = setup().await;
+    // The run "as of" 2027 and 2028: the clock-skew guard is off, as locally.
+    deps.max_clock_skew = time::Duration::days(3650);
+    let ledger = table.ledger();
+    let user = new_user();
+    credit(&ledger, &user, "500.00").await;
+    let start = datetime!(2024-02-29 09:00 UTC);
+    let sub = service_subscriber(&ledger, &user, "srv-leap", "100.00", "year", start).await;
+    assert_eq!(sub.next_renewal_date, datetime!(2025-02-28 09:00 UTC));
+    // Not due the day before.
+    let early = job(&deps, datetime!(2025-02-27 09:00 UTC)).await;
+    assert_eq!(count(&early, "renewed"), 0, "{early}");
+    let expected = [
+        datetime!(2025-02-28 09:00 UTC),
+        datetime!(2026-02-28 09:00 UTC),
+        datetime!(2027-02-28 09:00 UTC),
+        datetime!(2028-02-29 09:00 UTC),
+    ];
+    for window in expected.windows(2) {
+        let summary = job(&deps, window[0]).await;
+        assert_eq!(count(&summary, "renewed"), 1, "{summary}");
+        let now = engine_sub(&ledger, &sub).await;
+        assert_eq!(now.next_renewal_date, window[1], "renewed on {}", window[0]);
+        assert_eq!(now.last_renewal_date, Some(window[0]));
+    }
+    let entries = ledger.entries(&user, 100, None).await.unwrap().entries;
+    assert_eq!(service_renewals(&entries), 3);
+    assert_eq!(entries[0].amount, usd("-100.00"));
+    assert_eq!(assert_audit(&ledger, &user).await, usd("100.00"));
+}
+
+/// DNS plans and service subscriptions due together, the job run three
+/// times at once: each due subscription renewed exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_concurrent_runs_renew_each_mixed_subscription_once() {
+    let (table, deps) = setup().await;
+    let ledger = table.ledger();
+    let start = datetime!(2025-01-31 12:00 UTC);
+    let mut users = Vec::new();
+    for i in 0..6 {
+        let (user, _) = subscriber(&ledger, "100.00", "basic", start).await;
+        service_subscriber(&ledger, &user, &format!("srv-{i}"), "20.00", "month", start).await;
+        users.push(user);
+    }
+    let deps = Arc::new(deps);
+    let now = datetime!(2025-02-28 12:00 UTC);
+    let mut runs = JoinSet::new();
+    for _ in 0..3 {
+        let deps = deps.clone();
+        runs.spawn(async move { job(&deps, now).await });
+    }
+    let mut renewed = 0;
+    while let Some(summary) = runs.join_next().await {
+        let summary = summary.unwrap();
+        assert_eq!(count(&summary, "errors"), 0, "{summary}");
+        renewed += count(&summary, "renewed");
+    }
+    assert_eq!(renewed, 12, "6 DNS plans + 6 servers, once each");
+    for user in &users {
+        let entries = ledger.entries(user, 100, None).await.unwrap().entries;
+        assert_eq!(renewals_of(&ledger, user).await, 1, "{user}");
+        assert_eq!(service_renewals(&entries), 1, "{user}");
+        // 100 - 5 - 20 (first periods) - 5 - 20 (renewals)
+        assert_eq!(assert_audit(&ledger, user).await, usd("50.00"));
+    }
+}
+
+/// One user, a DNS plan and two servers all due in one run, with credits
+/// for two renewals: two are renewed, the third is `past_due`, nothing is
+/// half done (no charge without its renewal, no renewal without its charge).
+#[tokio::test]
+async fn one_run_with_funds_for_two_of_three_leaves_the_third_past_due() {
+    let (table, deps) = setup().await;
+    let ledger = table.ledger();
+    let start = datetime!(2025-03-10 08:00 UTC);
+    // 5 (DNS basic) + 2 × 20 (servers) for the first periods, then 40 for the renewals.
+    let (user, dns) = subscriber(&ledger, "45.00", "basic", start).await;
+    let a = service_subscriber(&ledger, &user, "srv-a", "20.00", "month", start).await;
+    let b = service_subscriber(&ledger, &user, "srv-b", "20.00", "month", start).await;
+    assert_eq!(ledger.balance(&user).await.unwrap(), usd("0.00"));
+    credit(&ledger, &user, "40.00").await;
+
+    let due = datetime!(2025-04-10 08:00 UTC);
+    let summary = job(&deps, due).await;
+    assert_eq!(count(&summary, "errors"), 0, "{summary}");
+    let renewed = count(&summary, "renewed");
+    let past_due = count(&summary, "pastDue");
+    assert_eq!(renewed + past_due, 3, "{summary}");
+    // $40 pays both servers, or one server and the DNS plan (and then the
+    // other server is short): two or one renewals, the rest past due.
+    let subs = [
+        sub_of(&ledger, &user).await,
+        engine_sub(&ledger, &a).await,
+        engine_sub(&ledger, &b).await,
+    ];
+    let paid: Vec<_> = subs
+        .iter()
+        .filter(|s| s.status == SubscriptionStatus::Active)
+        .collect();
+    let unpaid: Vec<_> = subs
+        .iter()
+        .filter(|s| s.status == SubscriptionStatus::PastDue)
+        .collect();
+    assert_eq!(paid.len() as u64, renewed);
+    assert_eq!(unpaid.len() as u64, past_due);
+    assert!(past_due >= 1, "{summary}");
+    for s in &paid {
+        assert!(s.next_renewal_date > due, "renewed: moved on");
+    }
+    for s in &unpaid {
+        assert_eq!(
+            s.next_renewal_date, due,
+            "past due: still the unpaid period"
+        );
+        assert!(s.past_due_since.is_some());
+    }
+    let charged: ledger::Usd = paid
+        .iter()
+        .map(|s| s.price)
+        .fold(usd("0.00"), |acc, p| acc.checked_add(p).unwrap());
+    let balance = assert_audit(&ledger, &user).await;
+    assert_eq!(balance, usd("40.00").checked_sub(charged).unwrap());
+    assert_eq!(dns.price, usd("5.00"));
+    if renewed == 2 && paid.iter().all(|s| s.price == usd("20.00")) {
+        // Both servers: the DNS plan (5.00 > 0.00 left) is the one past due.
+        assert_eq!(balance, usd("0.00"));
+    }
+    // Funds arrive: the next run renews what is past due.
+    credit(&ledger, &user, "50.00").await;
+    let later = job(&deps, datetime!(2025-04-11 08:00 UTC)).await;
+    assert_eq!(count(&later, "renewed"), past_due, "{later}");
+    assert_eq!(count(&later, "pastDue"), 0, "{later}");
+    assert_eq!(
+        assert_audit(&ledger, &user).await,
+        usd("45.00"),
+        "90 - 45 of renewals"
+    );
+}
+
 /// 10,000 subscriptions, 100 of them due: the job reads about 100 index
 /// entries and 100 subscriptions, not 10,000. Prints the throughput recorded
 /// in docs/benchmarks.md ("Renewal job").
@@ -515,10 +709,27 @@ async fn ten_thousand_subscriptions_hundred_due_reads_about_a_hundred() {
     let setup_started = std::time::Instant::now();
     let mut due_users = Vec::new();
     let mut items = Vec::with_capacity(TOTAL);
+    // Mixed kinds: every other subscription is a monthly dedicated server at
+    // the DNS plan's price, so every due user can pay exactly one renewal.
     for i in 0..TOTAL {
         let user = new_user();
         let start = if i < DUE { due_start } else { later_start };
-        let sub = Subscription::start(user.clone(), plan, start).unwrap();
+        let sub = if i % 2 == 0 {
+            billing::dns::start_subscription(user.clone(), plan, start).unwrap()
+        } else {
+            billing::subscriptions::Subscription::start(
+                user.clone(),
+                billing::subscriptions::Product::Service(billing::subscriptions::ServiceTerms {
+                    service_type: ledger::ServiceType::parse("dedicated_server").unwrap(),
+                    service_id: format!("srv-{i}"),
+                    description: "DS-1".into(),
+                }),
+                plan.price,
+                billing::subscriptions::Interval::Month,
+                start,
+            )
+            .unwrap()
+        };
         items.push(sub.to_item());
         if i < DUE {
             due_users.push(user);
@@ -557,7 +768,9 @@ async fn ten_thousand_subscriptions_hundred_due_reads_about_a_hundred() {
     // Up to 3 pages of due renewals + 1 Query each of the pending and the
     // claimed (stale-claim check) delivery partitions.
     assert!(queries <= 5, "{calls:?}");
-    assert!(batch_gets <= 2, "{calls:?}");
+    // Two pages of subscriptions, plus the DNS plans they renew at, read
+    // once per run (a handful of items).
+    assert!(batch_gets <= 3, "{calls:?}");
     assert_eq!(
         calls.get("TransactWriteItems").copied(),
         Some(DUE as u64),

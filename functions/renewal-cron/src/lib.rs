@@ -1,6 +1,7 @@
 //! `renewal-cron`: invoked by an EventBridge schedule. The event's `time` is
-//! the job's clock ("now"). Renews due DNS subscriptions (see
-//! `billing::dns::renewal`), then retries pending VirtFusion deliveries, and
+//! the job's clock ("now"). Renews every due subscription, DNS plans and
+//! platform services alike (one engine: `billing::subscriptions::renewal`),
+//! then retries pending VirtFusion deliveries, and
 //! returns a JSON summary. Stops taking work [`Deps::stop_margin`] before the
 //! Lambda deadline; whatever is left stays due and the next run does it.
 

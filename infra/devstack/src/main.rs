@@ -196,14 +196,20 @@ struct EventsArgs {
     /// The admin token in the events [default: a sample one for admin 1]
     #[arg(long, value_name = "JWT")]
     admin_token: Option<String>,
+    /// The service token in the /api/services events [default: a sample one, sub svc-panel]
+    #[arg(long, value_name = "JWT")]
+    service_token: Option<String>,
 }
 
 #[derive(Debug, Args)]
 struct TokenArgs {
     #[arg(long, default_value = "1001")]
     sub: String,
-    #[arg(long)]
+    #[arg(long, conflicts_with = "service")]
     admin: bool,
+    /// Role `service` (a platform service: the /api/services routes)
+    #[arg(long)]
+    service: bool,
     #[arg(long, default_value_t = 24,
           value_parser = clap::value_parser!(i64).range(1..=24 * 366 * 10))]
     ttl_hours: i64,
@@ -500,7 +506,7 @@ fn token(args: TokenArgs) -> CliResult {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let claims = json!({
         "sub": args.sub,
-        "roles": roles(args.admin),
+        "roles": if args.service { json!(["service"]) } else { roles(args.admin) },
         "iat": now,
         "exp": now + args.ttl_hours * 3600,
     });
@@ -540,12 +546,15 @@ const EVENT_EPOCH_MS: i64 = 1_764_072_000_000;
 const EVENT_TOKEN_EXP: i64 = 4_102_444_800;
 const EVENT_HOST: &str = "local.execute-api.us-east-1.amazonaws.com";
 const SAMPLE_ORDER_ID: &str = "5O190127TN364715T";
+const SAMPLE_CHARGE_ID: &str = "ch_0123456789abcdef0123456789abcdef";
+const SAMPLE_SUBSCRIPTION_ID: &str = "sub_0123456789abcdef0123456789abcdef";
 
 fn events(args: EventsArgs) -> CliResult {
     let EventsArgs {
         out,
         token: user_token,
         admin_token,
+        service_token,
     } = args;
     let secret = jwt_secret();
     let user_token = match user_token {
@@ -562,6 +571,13 @@ fn events(args: EventsArgs) -> CliResult {
             &json!({"sub": "1", "roles": roles(true), "exp": EVENT_TOKEN_EXP}),
         )?,
     };
+    let service_token = match service_token {
+        Some(token) => token,
+        None => sign_jwt(
+            &secret,
+            &json!({"sub": "svc-panel", "roles": ["service"], "exp": EVENT_TOKEN_EXP}),
+        )?,
+    };
     let routes = load_template()?.routes();
     std::fs::create_dir_all(&out)
         .map_err(|e| CliError::Failed(format!("{}: {e}", out.display())))?;
@@ -569,6 +585,8 @@ fn events(args: EventsArgs) -> CliResult {
     for (index, route) in routes.iter().enumerate() {
         let token = if route.path.starts_with("/api/admin") {
             &admin_token
+        } else if route.path.starts_with("/api/services") {
+            &service_token
         } else {
             &user_token
         };
@@ -606,6 +624,10 @@ fn sample_path(route: &RouteDef) -> String {
                 Some("planId") => "basic".to_owned(),
                 Some("orderId") => SAMPLE_ORDER_ID.to_owned(),
                 Some("mismatchId") => "3C679366HH908993F-amount".to_owned(),
+                Some("chargeId") => SAMPLE_CHARGE_ID.to_owned(),
+                Some("id") if route.path.contains("/subscriptions/") => {
+                    SAMPLE_SUBSCRIPTION_ID.to_owned()
+                }
                 Some(_) => "1001".to_owned(),
                 None => segment.to_owned(),
             },
@@ -626,6 +648,32 @@ fn sample_body(route: &RouteDef) -> Option<Value> {
     }
     if method == "GET" {
         return None;
+    }
+    match (method, path) {
+        ("POST", "/api/services/charges") => {
+            return Some(json!({
+                "userId": "1001", "amount": "49.00", "serviceType": "dedicated_server",
+                "serviceId": "srv-42", "description": "DS-1, December"
+            }));
+        }
+        ("POST", "/api/services/subscriptions") => {
+            return Some(json!({
+                "userId": "1001", "serviceType": "dedicated_server", "serviceId": "srv-42",
+                "price": "49.00", "interval": "month", "description": "DS-1 dedicated server"
+            }));
+        }
+        ("POST", "/api/services/charges/{chargeId}/refund") => {
+            return Some(json!({"amount": "10.00", "reason": "partial outage credit"}));
+        }
+        ("POST", "/api/dns/subscription/change") => return Some(json!({"planId": "pro"})),
+        ("POST", "/api/admin/dns/plans") => {
+            return Some(json!({
+                "id": "team", "name": "Team", "description": "For teams: 50 domains.",
+                "price": "25.00", "domainLimit": 50, "recordLimit": 5000
+            }));
+        }
+        ("PATCH", "/api/admin/dns/plans/{planId}") => return Some(json!({"price": "6.00"})),
+        _ => {}
     }
     if path.ends_with("/add") {
         Some(json!({"amount": "10.00"}))
@@ -664,6 +712,7 @@ fn moves_money(route: &RouteDef) -> bool {
         && (route.path.ends_with("/add")
             || route.path.ends_with("/purchase")
             || route.path.ends_with("/refunds")
+            || route.path.starts_with("/api/services/")
             || route.path.starts_with("/api/admin/users/"))
 }
 
@@ -673,6 +722,8 @@ fn sample_event(route: &RouteDef, index: usize, token: &str) -> Value {
         "limit=25"
     } else if route.path.ends_with("/virtfusion-deliveries") {
         "status=needs_review"
+    } else if route.path == "/api/services/subscriptions" && route.method == "GET" {
+        "userId=1001"
     } else {
         ""
     };
@@ -706,11 +757,19 @@ fn sample_event(route: &RouteDef, index: usize, token: &str) -> Value {
     if moves_money(route) {
         headers.push((
             "idempotency-key".into(),
-            format!(
-                "sample-{}-{}",
-                route.function,
-                route.method.to_ascii_lowercase()
-            ),
+            // Keys are scoped to the caller, not the route: one per route.
+            match route.path.rsplit('/').next() {
+                Some(last @ ("refund" | "cancel")) => format!(
+                    "sample-{}-{}-{last}",
+                    route.function,
+                    route.method.to_ascii_lowercase()
+                ),
+                _ => format!(
+                    "sample-{}-{}",
+                    route.function,
+                    route.method.to_ascii_lowercase()
+                ),
+            },
         ));
     }
     let request_id = format!("c0ffee00-0000-4000-8000-{index:012}");

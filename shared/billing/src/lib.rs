@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod after_webhook;
+mod attrs;
 pub mod balance;
 pub mod checkout;
 pub mod deliveries;
@@ -17,6 +18,8 @@ mod reason;
 pub mod reconcile;
 pub mod refund_store;
 pub mod refunds;
+pub mod services;
+pub mod subscriptions;
 pub mod webhook;
 
 pub use error::BillingError;

@@ -24,6 +24,13 @@ impl Caller {
     pub fn is_admin(&self) -> bool {
         self.roles.iter().any(|r| r == "admin")
     }
+
+    /// A platform service (role `service`) or an admin: may call the
+    /// `/api/services/...` routes for any user. (A service token never
+    /// passes [`Auth::admin`].)
+    pub fn is_service(&self) -> bool {
+        self.is_admin() || self.roles.iter().any(|r| r == "service")
+    }
 }
 
 /// Verifies bearer tokens. The secret comes from the secret cache at each
@@ -105,6 +112,18 @@ impl Auth {
     pub async fn admin(&self, req: &Request) -> Result<Caller, ApiError> {
         let caller = self.caller(req).await?;
         if !caller.is_admin() {
+            return Err(ApiError::forbidden());
+        }
+        Ok(caller)
+    }
+}
+
+impl Auth {
+    /// A platform service or an admin (401 without a valid token, 403 for a
+    /// user token).
+    pub async fn service(&self, req: &Request) -> Result<Caller, ApiError> {
+        let caller = self.caller(req).await?;
+        if !caller.is_service() {
             return Err(ApiError::forbidden());
         }
         Ok(caller)

@@ -29,7 +29,7 @@ pub fn credit_entry(entry: &Entry, for_admin: bool) -> Value {
     let mut item = json!({
         "id": format!("cc-{}", entry.seq),
         "system": "custom_credits",
-        "type": entry.kind.as_str(),
+        "type": entry.type_name(),
         "amount": entry.amount,
         "status": "completed",
         "description": entry.description,
@@ -39,6 +39,15 @@ pub fn credit_entry(entry: &Entry, for_admin: bool) -> Value {
     });
     if let Some(reference) = &entry.reference {
         item["reference"] = json!(reference);
+    }
+    if let Some(service) = &entry.service {
+        item["serviceType"] = json!(service.service_type);
+        if let Some(id) = &service.service_id {
+            item["serviceId"] = json!(id);
+        }
+        if let Some(id) = &service.charge_id {
+            item["chargeId"] = json!(id);
+        }
     }
     if for_admin {
         item["adminId"] = json!(entry.admin_id);
@@ -80,24 +89,67 @@ pub fn dns_plan(plan: &billing::dns::Plan) -> Value {
     })
 }
 
-/// A DNS subscription (times RFC 3339 UTC; `price` is what it renews at).
-pub fn dns_subscription(sub: &billing::dns::Subscription) -> Value {
-    use billing::dns::dates::format_time;
+/// A DNS plan as admins see it (with `isActive`).
+pub fn dns_plan_admin(plan: &billing::dns::Plan) -> Value {
+    let mut view = dns_plan(plan);
+    view["isActive"] = json!(plan.active);
+    view
+}
+
+/// A subscription of either product (times RFC 3339 UTC; `price` is what
+/// the current period cost). DNS plans add their plan fields, services
+/// their service fields; both carry `serviceType` and `interval`.
+pub fn subscription(sub: &billing::subscriptions::Subscription) -> Value {
+    use billing::subscriptions::Product;
+    use billing::subscriptions::dates::format_time;
     let time = |at: Option<time::OffsetDateTime>| at.map(format_time);
-    json!({
+    let mut view = json!({
         "id": sub.id,
-        "planId": sub.plan_id.as_str(),
-        "planName": sub.plan_name,
+        "userId": sub.user.as_str(),
+        "serviceType": sub.product.service_type(),
         "price": sub.price,
+        "interval": sub.interval.as_str(),
         "status": sub.status.as_str(),
         "autoRenew": sub.auto_renew,
         "startDate": format_time(sub.start_date),
         "nextRenewalDate": format_time(sub.next_renewal_date),
         "lastRenewalDate": time(sub.last_renewal_date),
-        "domainLimit": sub.domain_limit,
-        "recordLimit": sub.record_limit,
         "pastDueSince": time(sub.past_due_since),
         "cancelledAt": time(sub.cancelled_at),
         "expiredAt": time(sub.expired_at),
+    });
+    match &sub.product {
+        Product::DnsPlan(terms) => {
+            view["planId"] = json!(terms.plan_id.as_str());
+            view["planName"] = json!(terms.plan_name);
+            view["domainLimit"] = json!(terms.domain_limit);
+            view["recordLimit"] = json!(terms.record_limit);
+            view["pendingPlanId"] = json!(terms.pending_plan.as_ref().map(|p| p.as_str()));
+        }
+        Product::Service(terms) => {
+            view["serviceId"] = json!(terms.service_id);
+            view["description"] = json!(terms.description);
+        }
+    }
+    view
+}
+
+/// A DNS subscription (the engine's view of the DNS product).
+pub fn dns_subscription(sub: &billing::subscriptions::Subscription) -> Value {
+    subscription(sub)
+}
+
+/// A platform service charge.
+pub fn charge(charge: &billing::services::Charge) -> Value {
+    json!({
+        "id": charge.id,
+        "userId": charge.user.as_str(),
+        "amount": charge.amount,
+        "refundedAmount": charge.refunded,
+        "status": charge.status().as_str(),
+        "serviceType": charge.service_type.as_str(),
+        "serviceId": charge.service_id,
+        "description": charge.description,
+        "createdAt": charge.created_at,
     })
 }

@@ -130,6 +130,7 @@ mod tests {
             admin_id: None,
             reason: None,
             reference: None,
+            service: None,
         }
     }
 

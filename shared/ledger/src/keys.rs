@@ -52,6 +52,30 @@ impl fmt::Debug for UserId {
     }
 }
 
+/// A platform service type (API.md "Platform services"): `[a-z][a-z0-9_]{0,31}`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceType(String);
+
+impl ServiceType {
+    pub fn parse(raw: &str) -> Option<ServiceType> {
+        let mut bytes = raw.bytes();
+        let ok = raw.len() <= 32
+            && bytes.next().is_some_and(|b| b.is_ascii_lowercase())
+            && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        ok.then(|| ServiceType(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ServiceType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 pub fn entry_sk(seq: u64) -> String {
     format!("{ENTRY_SK_PREFIX}{seq:0width$}", width = SEQ_WIDTH)
 }
@@ -117,6 +141,16 @@ mod tests {
         assert!(UserId::parse("user_7-a").is_ok());
         for bad in ["", "a#b", "a b", "ä", &"x".repeat(65)] {
             assert!(UserId::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn service_types_are_restricted() {
+        for good in ["dedicated_server", "a", "dns_plan", "x1_2", &"a".repeat(32)] {
+            assert!(ServiceType::parse(good).is_some(), "{good}");
+        }
+        for bad in ["", "1a", "_a", "Dedicated", "a-b", "a b", &"a".repeat(33)] {
+            assert!(ServiceType::parse(bad).is_none(), "{bad}");
         }
     }
 

@@ -26,8 +26,8 @@ mod retry;
 
 pub use audit::AuditReport;
 pub use error::LedgerError;
-pub use item::{AttrMap, Entry, EntryKind};
-pub use keys::{OnceKey, UserId, UserIdError};
+pub use item::{AttrMap, DNS_PLAN_SERVICE_TYPE, Entry, EntryKind, ServiceRef};
+pub use keys::{OnceKey, ServiceType, UserId, UserIdError};
 pub use metrics::DynamoCallCounter;
 pub use mutation::{Applied, Change, ChangeHook, ChangeOutcome, EntryDetails, Overdraft, Preview};
 pub use read::{EntryCursor, EntryPage};

@@ -27,6 +27,8 @@ pub struct EntryDetails {
     pub admin_id: Option<String>,
     pub reason: Option<String>,
     pub reference: Option<String>,
+    /// For the service kinds (required there): what the entry is about.
+    pub service: Option<crate::ServiceRef>,
 }
 
 impl EntryDetails {
@@ -37,7 +39,23 @@ impl EntryDetails {
             admin_id: None,
             reason: None,
             reference: None,
+            service: None,
         }
+    }
+
+    /// The service type, service id and charge id a service entry names.
+    pub fn service(
+        mut self,
+        service_type: impl Into<String>,
+        service_id: Option<String>,
+        charge_id: Option<String>,
+    ) -> Self {
+        self.service = Some(crate::ServiceRef {
+            service_type: service_type.into(),
+            service_id,
+            charge_id,
+        });
+        self
     }
 
     pub fn admin(mut self, admin_id: impl Into<String>, reason: impl Into<String>) -> Self {
@@ -192,6 +210,20 @@ impl Ledger {
     /// `TransactWriteItems`, retried on conflict within [`crate::RetryPolicy`].
     #[tracing::instrument(skip_all, fields(user = %change.user, kind = change.details.kind.as_str()))]
     pub async fn apply(&self, change: Change) -> Result<ChangeOutcome, LedgerError> {
+        // A service entry must name a valid service type, or it could not be read back.
+        let service_type = change
+            .details
+            .service
+            .as_ref()
+            .map(|s| s.service_type.as_str());
+        if change.details.kind.is_service()
+            != service_type.is_some_and(|t| crate::ServiceType::parse(t).is_some())
+        {
+            return Err(LedgerError::corrupt(
+                change.user.pk(),
+                "a service entry needs a valid service type (and only a service entry has one)",
+            ));
+        }
         let mutation_id = uuid::Uuid::new_v4().simple().to_string();
         let created_at = crate::now_rfc3339();
         let mut maybe_written: Option<u64> = None;
@@ -344,6 +376,7 @@ impl Ledger {
             admin_id: change.details.admin_id.clone(),
             reason: change.details.reason.clone(),
             reference: change.details.reference.clone(),
+            service: change.details.service.clone(),
         };
         // The ledger's invariants, asserted where the entry is written: it
         // follows the account's last entry, and after = before + amount.

@@ -1,5 +1,7 @@
-//! DNS plans paid with custom credits: the plan catalogue, the atomic
-//! purchase, cancellation, and the monthly renewal job's rules.
+//! DNS plans paid with custom credits: the plan catalogue (and its admin
+//! management), the atomic purchase, plan changes and cancellation. The
+//! subscriptions themselves are the engine's ([`crate::subscriptions`]);
+//! this module holds the DNS product's rules.
 //!
 //! | item | pk | sk | index (`gsi1`, sparse, keys only) |
 //! | --- | --- | --- | --- |
@@ -8,19 +10,24 @@
 //!
 //! Every money movement goes through `Ledger::apply`: a purchase is the debit
 //! plus the subscription put (conditioned on the user having no subscription
-//! that blocks it) plus a check of the plan; a renewal is the debit plus the
-//! subscription update (conditioned on it still being due for that period)
-//! plus the once-marker `renewal/<subId>#<period>`.
+//! that blocks it) plus a check of the plan; an upgrade is the prorated debit
+//! plus the subscription update (conditioned on the period and plan read).
 
-mod attrs;
-pub mod dates;
+pub mod change;
 pub mod plans;
-pub mod renewal;
-pub mod subscription;
+pub mod purchase;
 
-pub use plans::{Plan, PlanId, default_plans, get_plan, list_active_plans, seed_default_plans};
-pub use renewal::{Deadline, RenewalOptions, RenewalSummary, run_renewals};
-pub use subscription::{
-    PreparedPurchase, Purchased, Subscription, SubscriptionStatus, apply_purchase, cancel,
-    get_subscription, prepare_purchase, purchase, purchase_refusal,
+/// The engine's date arithmetic and renewal job, under their former paths.
+pub use crate::subscriptions::{dates, renewal};
+
+pub use crate::subscriptions::renewal::{Deadline, RenewalOptions, RenewalSummary, run_renewals};
+pub use crate::subscriptions::{Subscription, SubscriptionStatus};
+pub use change::{PlanChange, change_plan};
+pub use plans::{
+    NewPlan, Plan, PlanId, PlanPatch, create_plan, default_plans, get_plan, list_active_plans,
+    list_all_plans, seed_default_plans, update_plan,
+};
+pub use purchase::{
+    PreparedPurchase, Purchased, apply_purchase, cancel, get_subscription, prepare_purchase,
+    purchase, purchase_refusal, start_subscription,
 };

@@ -1,8 +1,8 @@
 //! DNS plans: `pk=PLAN#<id>`, `sk=PLAN`, listed through the sparse index
 //! `gsi1` (`gsi1pk=PLAN`, `gsi1sk=<id>`), so listing never scans the table.
 
-use super::attrs::{corrupt, get_bool, get_s, get_u32, get_usd, n, s, usd};
 use crate::BillingError;
+use crate::attrs::{corrupt, get_bool, get_s, get_u32, get_usd, n, s, usd};
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use billing_money::Usd;
 use ledger::{AttrMap, Ledger, LedgerError};
@@ -213,6 +213,188 @@ pub async fn list_active_plans(ledger: &Ledger) -> Result<Vec<Plan>, BillingErro
     }
     plans.sort_by(|a, b| a.price.cmp(&b.price).then_with(|| a.id.cmp(&b.id)));
     Ok(plans)
+}
+
+/// Every plan, active and inactive, cheapest first (admin listing).
+pub async fn list_all_plans(ledger: &Ledger) -> Result<Vec<Plan>, BillingError> {
+    let out = ledger
+        .client()
+        .query()
+        .table_name(ledger.table())
+        .index_name(INDEX_NAME)
+        .key_condition_expression("gsi1pk = :pk")
+        .expression_attribute_values(":pk", s(PLAN_INDEX_PK))
+        .limit(MAX_PLANS as i32)
+        .send()
+        .await
+        .map_err(|e| LedgerError::dynamo("Query", &e))?;
+    let keys: Vec<AttrMap> = out
+        .items()
+        .iter()
+        .filter_map(|k| {
+            Some(HashMap::from([
+                ("pk".to_owned(), k.get("pk")?.clone()),
+                ("sk".to_owned(), k.get("sk")?.clone()),
+            ]))
+        })
+        .collect();
+    let mut plans = batch_get(ledger, keys, false)
+        .await?
+        .iter()
+        .map(Plan::from_item)
+        .collect::<Result<Vec<_>, _>>()?;
+    plans.sort_by(|a, b| a.price.cmp(&b.price).then_with(|| a.id.cmp(&b.id)));
+    Ok(plans)
+}
+
+/// Plan prices: $0.01 – $100,000.00 (two places: `Usd`).
+pub fn plan_price(price: Usd) -> Result<Usd, BillingError> {
+    crate::services::service_amount(price, "price")
+}
+
+fn plan_text(value: &str, field: &str, max: usize) -> Result<String, BillingError> {
+    let trimmed = value.trim();
+    if trimmed.is_empty() || trimmed.chars().count() > max || trimmed.chars().any(char::is_control)
+    {
+        return Err(BillingError::InvalidInput(format!(
+            "{field} must be 1-{max} characters"
+        )));
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// A plan an admin creates (`POST /api/admin/dns/plans`).
+#[derive(Clone, Debug)]
+pub struct NewPlan {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub price: Usd,
+    pub domain_limit: u32,
+    pub record_limit: u32,
+}
+
+impl NewPlan {
+    pub fn validate(self) -> Result<Plan, BillingError> {
+        Ok(Plan {
+            id: PlanId::parse(&self.id).ok_or_else(|| {
+                BillingError::InvalidInput(
+                    "id must be 1-64 characters of a-z, 0-9, '-' or '_'".into(),
+                )
+            })?,
+            name: plan_text(&self.name, "name", 100)?,
+            description: plan_text(&self.description, "description", 500)?,
+            price: plan_price(self.price)?,
+            domain_limit: self.domain_limit,
+            record_limit: self.record_limit,
+            active: true,
+        })
+    }
+}
+
+/// Creates a plan (active). 409 when the id exists (plans are never deleted).
+pub async fn create_plan(ledger: &Ledger, plan: &Plan) -> Result<(), BillingError> {
+    let result = ledger
+        .client()
+        .put_item()
+        .table_name(ledger.table())
+        .set_item(Some(plan.to_item()))
+        .condition_expression("attribute_not_exists(pk)")
+        .send()
+        .await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+        {
+            Err(BillingError::Conflict {
+                message: format!("A plan with id {} already exists", plan.id),
+                code: "plan_exists",
+            })
+        }
+        Err(e) => Err(LedgerError::dynamo("PutItem", &e).into()),
+    }
+}
+
+/// What an admin changes on a plan (`PATCH /api/admin/dns/plans/{planId}`).
+#[derive(Clone, Debug, Default)]
+pub struct PlanPatch {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub price: Option<Usd>,
+    pub domain_limit: Option<u32>,
+    pub record_limit: Option<u32>,
+    pub active: Option<bool>,
+}
+
+/// Changes a plan. A new price applies to new purchases now and to existing
+/// subscriptions from their next renewal (the renewal job charges the
+/// plan's price of the day); a deactivated plan is no longer sold, and its
+/// subscriptions keep renewing. 404 unknown plan, 400 empty patch.
+pub async fn update_plan(
+    ledger: &Ledger,
+    id: &str,
+    patch: PlanPatch,
+) -> Result<Plan, BillingError> {
+    let id = PlanId::parse(id).ok_or(BillingError::NotFound("Plan"))?;
+    let mut sets: Vec<String> = Vec::new();
+    let mut values: HashMap<String, AttributeValue> = HashMap::new();
+    let mut names: HashMap<String, String> = HashMap::new();
+    let mut set = |name: &str, value: AttributeValue| {
+        sets.push(format!("#{name} = :{name}"));
+        names.insert(format!("#{name}"), name.to_owned());
+        values.insert(format!(":{name}"), value);
+    };
+    if let Some(name) = &patch.name {
+        set("name", s(plan_text(name, "name", 100)?));
+    }
+    if let Some(description) = &patch.description {
+        set(
+            "description",
+            s(plan_text(description, "description", 500)?),
+        );
+    }
+    if let Some(price) = patch.price {
+        set("price", usd(plan_price(price)?));
+    }
+    if let Some(limit) = patch.domain_limit {
+        set("domainLimit", n(limit));
+    }
+    if let Some(limit) = patch.record_limit {
+        set("recordLimit", n(limit));
+    }
+    if let Some(active) = patch.active {
+        set("active", AttributeValue::Bool(active));
+    }
+    if sets.is_empty() {
+        return Err(BillingError::InvalidInput(
+            "nothing to change: give at least one of name, description, price, domainLimit, recordLimit, isActive".into(),
+        ));
+    }
+    let result = ledger
+        .client()
+        .update_item()
+        .table_name(ledger.table())
+        .key("pk", s(id.pk()))
+        .key("sk", s(PLAN_SK))
+        .update_expression(format!("SET {}", sets.join(", ")))
+        .condition_expression("attribute_exists(pk)")
+        .set_expression_attribute_names(Some(names))
+        .set_expression_attribute_values(Some(values))
+        .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+        .send()
+        .await;
+    match result {
+        Ok(out) => Plan::from_item(&out.attributes.unwrap_or_default()),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+        {
+            Err(BillingError::NotFound("Plan"))
+        }
+        Err(e) => Err(LedgerError::dynamo("UpdateItem", &e).into()),
+    }
 }
 
 /// Reads up to 100 items by key, retrying unprocessed keys a bounded number of times.

@@ -1,12 +1,15 @@
-//! The renewal job: finds the subscriptions that need it through the sparse
+//! The renewal job of every subscription (DNS plans and platform services,
+//! one engine): finds the subscriptions that need it through the sparse
 //! index (`gsi1pk=RENEWAL`, `gsi1sk <= now`), so its cost grows with the due
 //! subscriptions, not with all of them, and for each one:
 //!
 //! - **active, due**: debits the price and moves `nextRenewalDate` one
 //!   anchored month on, in one `Ledger::apply` with the once-key
 //!   `renewal/<subId>#<period>` and the subscription update conditioned on
-//!   it still being due for that period — however many runs overlap, a
-//!   period is charged once;
+//!   it still being due for that period at the price read — however many
+//!   runs overlap, a period is charged once; a DNS plan renews at its plan's
+//!   price of the day (and a pending downgrade takes effect), a service at
+//!   its own price;
 //! - **short balance**: `past_due` (from the first failure), retried by every
 //!   later run; after the grace period
 //!   ([`GRACE_PERIOD`](super::dates::GRACE_PERIOD)) it expires;
@@ -17,21 +20,20 @@
 //! transaction, so an abandoned item is either done or untouched). What is
 //! left is still in the index and the next run picks it up.
 
-use super::attrs::{corrupt, s, time};
-use super::dates::{format_time, grace_end, next_renewal, period_id, to_millis};
-use super::plans::{INDEX_NAME, batch_get};
-use super::subscription::subscription_event;
-use super::subscription::{
-    RENEWAL_INDEX_PK, SUBSCRIPTION_SK, Subscription, SubscriptionStatus, expire, renewal_sort_key,
-};
+use super::dates::{format_time, period_id, to_millis};
+use super::model::{Action, Product, Subscription, SubscriptionStatus, decide};
+use super::store::{RENEWAL_INDEX_PK, expire, renewal_sort_key, subscription_event};
 use crate::BillingError;
+use crate::attrs::{corrupt, n, s, time, usd};
+use crate::dns::plans::{INDEX_NAME, PLAN_SK, Plan, PlanId, batch_get};
 use crate::events::{self, DetailType, Event, Written};
 use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 use ledger::{
     AttrMap, Change, ChangeOutcome, EntryDetails, EntryKind, Ledger, LedgerError, OnceKey,
 };
 use serde::Serialize;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::task::JoinSet;
@@ -112,33 +114,6 @@ pub struct RenewalSummary {
     pub elapsed_ms: u64,
 }
 
-/// What the job does with a subscription at `now` (pure).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Action {
-    /// Charge the period ending at `nextRenewalDate` and start the next one.
-    Renew,
-    /// End it without a charge.
-    Expire,
-    /// Nothing to do (not due, or already over).
-    Skip,
-}
-
-pub fn decide(sub: &Subscription, now: OffsetDateTime) -> Action {
-    match sub.status {
-        SubscriptionStatus::Expired => Action::Skip,
-        _ if sub.next_renewal_date > now => Action::Skip,
-        SubscriptionStatus::Active if sub.auto_renew => Action::Renew,
-        SubscriptionStatus::Active | SubscriptionStatus::Cancelled => Action::Expire,
-        SubscriptionStatus::PastDue => {
-            let since = sub.past_due_since.unwrap_or(sub.next_renewal_date);
-            match grace_end(since) {
-                Some(end) if now < end && sub.auto_renew => Action::Renew,
-                _ => Action::Expire,
-            }
-        }
-    }
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
     Renewed,
@@ -147,10 +122,14 @@ pub enum Outcome {
     Skipped,
 }
 
+/// The plans DNS renewals charge, read once per run (a handful of items).
+pub type PlanCache = HashMap<PlanId, Plan>;
+
 /// Processes one subscription as read (consistently) at `now`.
 pub async fn process(
     ledger: &Ledger,
     sub: &Subscription,
+    plans: &PlanCache,
     now: OffsetDateTime,
 ) -> Result<Outcome, BillingError> {
     match decide(sub, now) {
@@ -159,14 +138,14 @@ pub async fn process(
             Some(_) => Outcome::Expired,
             None => Outcome::Skipped,
         }),
-        Action::Renew => renew(ledger, sub, now).await,
+        Action::Renew => renew(ledger, sub, plans, now).await,
     }
 }
 
 /// The condition every renewal-side write carries: still this subscription,
-/// still due for the period read, still renewing.
-const STILL_DUE: &str =
-    "id = :id AND nextRenewalDate = :due AND autoRenew = :true AND #status IN (:active, :past_due)";
+/// still due for the period read at the price read, still renewing.
+const STILL_DUE: &str = "id = :id AND nextRenewalDate = :due AND price = :seen_price \
+     AND autoRenew = :true AND #status IN (:active, :past_due)";
 
 fn still_due(
     update: aws_sdk_dynamodb::types::builders::UpdateBuilder,
@@ -177,54 +156,89 @@ fn still_due(
         .expression_attribute_names("#status", "status")
         .expression_attribute_values(":id", s(&sub.id))
         .expression_attribute_values(":due", time(sub.next_renewal_date))
+        .expression_attribute_values(":seen_price", usd(sub.price))
         .expression_attribute_values(":true", AttributeValue::Bool(true))
         .expression_attribute_values(":active", s(SubscriptionStatus::Active.as_str()))
         .expression_attribute_values(":past_due", s(SubscriptionStatus::PastDue.as_str()))
 }
 
+/// What the next period costs and the product's terms for it: a DNS plan
+/// renews at its plan's current price (the pending plan's, after a
+/// downgrade); a plan that cannot be read renews as it was.
+fn renewal_terms(sub: &Subscription, plans: &PlanCache) -> (ledger::Usd, Option<Plan>) {
+    match &sub.product {
+        Product::DnsPlan(terms) => {
+            let id = terms.pending_plan.as_ref().unwrap_or(&terms.plan_id);
+            match plans.get(id) {
+                Some(plan) => (plan.price, Some(plan.clone())),
+                None => (sub.price, None),
+            }
+        }
+        Product::Service(_) => (sub.price, None),
+    }
+}
+
 async fn renew(
     ledger: &Ledger,
     sub: &Subscription,
+    plans: &PlanCache,
     now: OffsetDateTime,
 ) -> Result<Outcome, BillingError> {
     let due = sub.next_renewal_date;
-    let next = next_renewal(due, sub.anchor_day)
+    let next = sub
+        .following_due()
         .ok_or_else(|| corrupt(&sub.to_item(), "renewal date out of range"))?;
     let period = period_id(due);
+    let (price, plan) = renewal_terms(sub, plans);
+    let key = sub.key();
+    let mut set = String::from(
+        "SET #status = :active, nextRenewalDate = :next, lastRenewalDate = :now, \
+         price = :price, gsi1pk = :gsi_pk, gsi1sk = :gsi_sk, updatedAt = :now",
+    );
+    let mut update = Update::builder()
+        .table_name(ledger.table())
+        .key("pk", s(key.user.pk()))
+        .key("sk", s(&key.sk))
+        .expression_attribute_values(":next", time(next))
+        .expression_attribute_values(":now", time(now))
+        .expression_attribute_values(":price", usd(price))
+        .expression_attribute_values(":gsi_pk", s(RENEWAL_INDEX_PK))
+        .expression_attribute_values(":gsi_sk", s(renewal_sort_key(next, &sub.user)));
+    let mut label = sub.product.label();
+    if let Some(plan) = &plan {
+        set.push_str(
+            ", planId = :plan_id, planName = :plan_name, domainLimit = :domains, recordLimit = :records",
+        );
+        update = update
+            .expression_attribute_values(":plan_id", s(plan.id.as_str()))
+            .expression_attribute_values(":plan_name", s(&plan.name))
+            .expression_attribute_values(":domains", n(plan.domain_limit))
+            .expression_attribute_values(":records", n(plan.record_limit));
+        label = format!("DNS plan {}", plan.name);
+    }
     let update = still_due(
-        Update::builder()
-            .table_name(ledger.table())
-            .key("pk", s(sub.user.pk()))
-            .key("sk", s(SUBSCRIPTION_SK))
-            .update_expression(
-                "SET #status = :active, nextRenewalDate = :next, lastRenewalDate = :now, \
-                 gsi1pk = :gsi_pk, gsi1sk = :gsi_sk, updatedAt = :now REMOVE pastDueSince",
-            )
-            .expression_attribute_values(":next", time(next))
-            .expression_attribute_values(":now", time(now))
-            .expression_attribute_values(":gsi_pk", s(RENEWAL_INDEX_PK))
-            .expression_attribute_values(":gsi_sk", s(renewal_sort_key(next, &sub.user))),
+        update.update_expression(format!("{set} REMOVE pastDueSince, pendingPlanId")),
         sub,
     )
     .build()
     .map_err(|e| corrupt(&sub.to_item(), e.to_string()))?;
+    let service_id = match &plan {
+        Some(plan) => plan.id.as_str().to_owned(),
+        None => sub.product.service_id().to_owned(),
+    };
     let details = EntryDetails::new(
-        EntryKind::DnsRenewal,
-        format!(
-            "DNS plan {}: renewal {} to {}",
-            sub.plan_name,
-            period,
-            period_id(next)
-        ),
+        EntryKind::ServiceRenewal,
+        format!("{label}: renewal {} to {}", period, period_id(next)),
     )
+    .service(sub.product.service_type(), Some(service_id), None)
     .reference(&sub.id);
     let once = OnceKey::new(RENEWAL_ONCE_KIND, format!("{}#{}", sub.id, period));
     let renewed = subscription_event(DetailType::SubscriptionRenewed, &once.pk(), sub)
-        .usd("amount", sub.price)
+        .usd("amount", price)
         .text("period", period.clone())
         .text("renewedAt", format_time(now))
         .text("nextRenewalDate", format_time(next));
-    let change = Change::new(sub.user.clone(), -sub.price, details)
+    let change = Change::new(sub.user.clone(), -price, details)
         .once(once)
         .with_item(TransactWriteItem::builder().update(update).build())
         .with_item_for(events::outbox(ledger.table(), move |preview| {
@@ -235,7 +249,7 @@ async fn renew(
         // Another run charged this period first.
         Ok(ChangeOutcome::AlreadyApplied(_)) => Ok(Outcome::Skipped),
         Err(LedgerError::InsufficientBalance { .. }) => mark_past_due(ledger, sub, now).await,
-        // Cancelled, renewed or replaced meanwhile.
+        // Cancelled, renewed, changed or replaced meanwhile.
         Err(LedgerError::ConditionFailed { .. }) => Ok(Outcome::Skipped),
         Err(e) => Err(e.into()),
     }
@@ -249,11 +263,12 @@ async fn mark_past_due(
     let retry_at = now
         .checked_add(PAST_DUE_RETRY_DELAY)
         .ok_or_else(|| corrupt(&sub.to_item(), "time out of range"))?;
+    let key = sub.key();
     let update = still_due(
         Update::builder()
             .table_name(ledger.table())
-            .key("pk", s(sub.user.pk()))
-            .key("sk", s(SUBSCRIPTION_SK))
+            .key("pk", s(key.user.pk()))
+            .key("sk", s(&key.sk))
             .update_expression(
                 "SET #status = :past_due, pastDueSince = if_not_exists(pastDueSince, :now), \
                  gsi1sk = :gsi_sk, updatedAt = :now",
@@ -304,7 +319,8 @@ pub async fn run_renewals(
     let upper = format!("{}#~", format_time(now)); // '~' sorts after every user id character
     let page_size = i32::from(options.page_size.clamp(1, 100));
     let mut start_key: Option<AttrMap> = None;
-    let mut seen: HashSet<String> = HashSet::new();
+    let mut seen: HashSet<(String, String)> = HashSet::new();
+    let mut plans = PlanCache::new();
     let mut exhausted = false;
     for _ in 0..options.max_pages {
         if Instant::now() >= deadline.soft {
@@ -331,19 +347,28 @@ pub async fn run_renewals(
             .items()
             .iter()
             .filter_map(|k| {
-                let pk = k.get("pk")?.clone();
-                let sk = k.get("sk")?.clone();
-                let AttributeValue::S(text) = &pk else {
+                let (AttributeValue::S(pk), AttributeValue::S(sk)) = (k.get("pk")?, k.get("sk")?)
+                else {
                     return None;
                 };
-                seen.insert(text.clone())
-                    .then(|| AttrMap::from([("pk".to_owned(), pk), ("sk".to_owned(), sk)]))
+                seen.insert((pk.clone(), sk.clone()))
+                    .then(|| AttrMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))]))
             })
             .collect();
         if !keys.is_empty() {
             let items = batch_get(ledger, keys, true).await?;
             summary.read += items.len() as u64;
-            process_page(ledger, items, now, deadline, &mut summary).await;
+            let subs = parse_page(items, &mut summary);
+            load_plans(ledger, &subs, &mut plans).await?;
+            process_page(
+                ledger,
+                subs,
+                Arc::new(plans.clone()),
+                now,
+                deadline,
+                &mut summary,
+            )
+            .await;
         }
         match out.last_evaluated_key {
             Some(key) if !key.is_empty() => start_key = Some(key),
@@ -359,26 +384,62 @@ pub async fn run_renewals(
     Ok(summary)
 }
 
+fn parse_page(items: Vec<AttrMap>, summary: &mut RenewalSummary) -> Vec<Subscription> {
+    let mut subs = Vec::with_capacity(items.len());
+    for item in items {
+        match Subscription::from_item(&item) {
+            Ok(sub) => subs.push(sub),
+            Err(error) => {
+                tracing::error!(%error, "unreadable subscription skipped");
+                summary.errors += 1;
+            }
+        }
+    }
+    subs
+}
+
+/// Reads the plans of the page's DNS subscriptions not read yet this run
+/// (one BatchGetItem, only when a page has a DNS plan not seen before).
+async fn load_plans(
+    ledger: &Ledger,
+    subs: &[Subscription],
+    plans: &mut PlanCache,
+) -> Result<(), BillingError> {
+    let wanted: HashSet<PlanId> = subs
+        .iter()
+        .filter_map(Subscription::dns)
+        .flat_map(|terms| std::iter::once(&terms.plan_id).chain(terms.pending_plan.as_ref()))
+        .filter(|id| !plans.contains_key(*id))
+        .cloned()
+        .collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let keys = wanted
+        .iter()
+        .map(|id| AttrMap::from([("pk".to_owned(), s(id.pk())), ("sk".to_owned(), s(PLAN_SK))]))
+        .collect();
+    for item in batch_get(ledger, keys, true).await? {
+        let plan = Plan::from_item(&item)?;
+        plans.insert(plan.id.clone(), plan);
+    }
+    Ok(())
+}
+
 async fn process_page(
     ledger: &Ledger,
-    items: Vec<AttrMap>,
+    subs: Vec<Subscription>,
+    plans: Arc<PlanCache>,
     now: OffsetDateTime,
     deadline: Deadline,
     summary: &mut RenewalSummary,
 ) {
     let mut tasks = JoinSet::new();
-    for item in items {
-        let sub = match Subscription::from_item(&item) {
-            Ok(sub) => sub,
-            Err(error) => {
-                tracing::error!(%error, "unreadable subscription skipped");
-                summary.errors += 1;
-                continue;
-            }
-        };
-        let ledger = ledger.clone();
+    for sub in subs {
+        let (ledger, plans) = (ledger.clone(), plans.clone());
         tasks.spawn(async move {
-            let result = tokio::time::timeout_at(deadline.hard, process(&ledger, &sub, now)).await;
+            let result =
+                tokio::time::timeout_at(deadline.hard, process(&ledger, &sub, &plans, now)).await;
             (sub, result)
         });
     }
@@ -409,13 +470,14 @@ async fn process_page(
 #[cfg(test)]
 mod tests {
     use super::super::dates::GRACE_PERIOD;
+    use super::super::model::{Action, decide};
     use super::*;
     use ledger::UserId;
     use time::macros::datetime;
 
     fn sub(status: SubscriptionStatus, auto_renew: bool) -> Subscription {
-        let plan = &super::super::plans::default_plans()[1];
-        let mut sub = Subscription::start(
+        let plan = &crate::dns::default_plans()[1];
+        let mut sub = crate::dns::start_subscription(
             UserId::parse("7").unwrap(),
             plan,
             datetime!(2024-01-31 10:00 UTC),

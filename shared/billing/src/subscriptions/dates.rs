@@ -1,5 +1,8 @@
 //! Renewal date arithmetic, pure and in UTC.
 //!
+//! Intervals are whole calendar months: a month, or a year (12 months, so a
+//! Feb 29 start renews on Feb 28 in common years and Feb 29 in leap years).
+//!
 //! A subscription renews on its *anchor day*, the day of the month it started
 //! on. Months shorter than the anchor day renew on their last day, and the
 //! next month goes back to the anchor: Jan 31 → Feb 28 (29 in a leap year) →
@@ -32,13 +35,49 @@ impl AnchorDay {
     }
 }
 
+/// How often a subscription renews.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Interval {
+    Month,
+    Year,
+}
+
+impl Interval {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Interval::Month => "month",
+            Interval::Year => "year",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Interval> {
+        match text {
+            "month" => Some(Interval::Month),
+            "year" => Some(Interval::Year),
+            _ => None,
+        }
+    }
+
+    pub fn months(self) -> u32 {
+        match self {
+            Interval::Month => 1,
+            Interval::Year => 12,
+        }
+    }
+}
+
 /// `at` moved `months` calendar months on, onto the anchor day clamped to the
 /// length of the target month, same time of day (UTC). `None` past year 9999.
 pub fn add_months(at: OffsetDateTime, anchor: AnchorDay, months: u32) -> Option<OffsetDateTime> {
+    shift_months(at, anchor, i64::from(months))
+}
+
+/// Like [`add_months`], backwards or forwards.
+pub fn shift_months(at: OffsetDateTime, anchor: AnchorDay, months: i64) -> Option<OffsetDateTime> {
     let at = at.to_offset(UtcOffset::UTC);
-    let index = i64::from(at.year()) * 12 + i64::from(u8::from(at.month())) - 1 + i64::from(months);
+    let index = i64::from(at.year()) * 12 + i64::from(u8::from(at.month())) - 1 + months;
     let year = i32::try_from(index.div_euclid(12)).ok()?;
-    if year > 9999 {
+    if !(1..=9999).contains(&year) {
         return None;
     }
     let month = Month::try_from(u8::try_from(index.rem_euclid(12) + 1).ok()?).ok()?;
@@ -47,9 +86,27 @@ pub fn add_months(at: OffsetDateTime, anchor: AnchorDay, months: u32) -> Option<
     Some(date.with_time(at.time()).assume_utc())
 }
 
-/// The renewal date after `due`.
+/// The monthly renewal date after `due`.
 pub fn next_renewal(due: OffsetDateTime, anchor: AnchorDay) -> Option<OffsetDateTime> {
     add_months(due, anchor, 1)
+}
+
+/// The renewal date one `interval` after `due`.
+pub fn next_due(
+    due: OffsetDateTime,
+    anchor: AnchorDay,
+    interval: Interval,
+) -> Option<OffsetDateTime> {
+    add_months(due, anchor, interval.months())
+}
+
+/// When the period ending at `due` began.
+pub fn period_start(
+    due: OffsetDateTime,
+    anchor: AnchorDay,
+    interval: Interval,
+) -> Option<OffsetDateTime> {
+    shift_months(due, anchor, -i64::from(interval.months()))
 }
 
 /// When a subscription that became `past_due` at `since` expires.
@@ -152,6 +209,27 @@ mod tests {
             add_months(leap_start, a, 48).unwrap(),
             datetime!(2028-02-29 12:00 UTC)
         );
+    }
+
+    #[test]
+    fn yearly_from_february_29() {
+        let start = datetime!(2024-02-29 12:00 UTC);
+        let a = AnchorDay::of(start);
+        let y = Interval::Year;
+        let first = next_due(start, a, y).unwrap();
+        assert_eq!(first, datetime!(2025-02-28 12:00 UTC));
+        let second = next_due(first, a, y).unwrap();
+        assert_eq!(second, datetime!(2026-02-28 12:00 UTC));
+        let third = next_due(second, a, y).unwrap();
+        let fourth = next_due(third, a, y).unwrap();
+        assert_eq!(fourth, datetime!(2028-02-29 12:00 UTC), "back to the 29th");
+        assert_eq!(period_start(first, a, y).unwrap(), start);
+        assert_eq!(
+            period_start(datetime!(2024-03-31 00:00 UTC), anchor(31), Interval::Month).unwrap(),
+            datetime!(2024-02-29 00:00 UTC)
+        );
+        assert_eq!(Interval::parse("year"), Some(Interval::Year));
+        assert_eq!(Interval::parse("week"), None);
     }
 
     #[test]

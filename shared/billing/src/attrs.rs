@@ -21,7 +21,7 @@ pub(crate) fn usd(value: Usd) -> AttributeValue {
 }
 
 pub(crate) fn time(at: OffsetDateTime) -> AttributeValue {
-    AttributeValue::S(super::dates::format_time(at))
+    AttributeValue::S(crate::subscriptions::dates::format_time(at))
 }
 
 pub(crate) fn corrupt(item: &AttrMap, problem: impl Into<String>) -> BillingError {
@@ -68,7 +68,7 @@ pub(crate) fn get_usd(item: &AttrMap, name: &str) -> Result<Usd, BillingError> {
 }
 
 pub(crate) fn get_time(item: &AttrMap, name: &str) -> Result<OffsetDateTime, BillingError> {
-    super::dates::parse_time(get_s(item, name)?)
+    crate::subscriptions::dates::parse_time(get_s(item, name)?)
         .ok_or_else(|| corrupt(item, format!("{name} is not an RFC 3339 time")))
 }
 
