@@ -124,7 +124,8 @@ fn timestamps_are_checked_as_rfc3339() {
     let s = spec();
     let subscription = |start: &str| {
         json!({"subscription": {
-            "id": "sub_1", "planId": "basic", "planName": "Basic", "price": "5.00",
+            "id": "sub_1", "userId": "1001", "serviceType": "dns_plan", "interval": "month",
+            "planId": "basic", "planName": "Basic", "pendingPlanId": null, "price": "5.00",
             "status": "active", "autoRenew": true, "startDate": start,
             "nextRenewalDate": "2025-12-25T12:00:00Z", "lastRenewalDate": null,
             "domainLimit": 5, "recordLimit": 100, "pastDueSince": null,
