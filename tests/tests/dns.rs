@@ -642,31 +642,28 @@ async fn a_downgrade_waits_for_the_next_renewal_and_renews_at_the_new_price() {
     let api = seeded_api().await;
     let ledger = api.ledger();
     let user = dns_subscriber(&ledger, "40.00", "pro", datetime!(2025-01-15 10:00 UTC)).await;
-    let token = api.token(user.as_str(), false);
-    let response = api
-        .send(
-            "POST",
-            "/api/dns/subscription/change",
-            &token,
-            r#"{"planId":"basic"}"#,
-        )
+    let changed =
+        billing::dns::change_plan(&ledger, &user, "basic", datetime!(2025-01-20 10:00 UTC))
+            .await
+            .expect("downgrade");
+    assert!(!changed.upgrade);
+    assert_eq!(changed.charged, usd("0.00"));
+    assert_eq!(changed.balance, usd("25.00"), "no refund, no charge");
+    let terms = changed.subscription.dns().unwrap();
+    assert_eq!(terms.plan_id.as_str(), "pro", "still pro");
+    assert_eq!(
+        terms.pending_plan.as_ref().map(|p| p.as_str()),
+        Some("basic")
+    );
+    // The route shows the pending plan.
+    let view = api
+        .get(SUBSCRIPTION, &api.token(user.as_str(), false))
         .await;
-    assert_eq!(response.status, 200, "{:?}", response.body);
-    assert_eq!(response.body["change"], json!("downgrade"));
-    assert_eq!(response.body["charged"], json!("0.00"));
     assert_eq!(
-        response.body["balance"],
-        json!("25.00"),
-        "no refund, no charge"
-    );
-    assert_eq!(
-        response.body["subscription"]["planId"],
-        json!("pro"),
-        "still pro"
-    );
-    assert_eq!(
-        response.body["subscription"]["pendingPlanId"],
-        json!("basic")
+        view.body["subscription"]["pendingPlanId"],
+        json!("basic"),
+        "{:?}",
+        view.body
     );
 
     let summary = renewal_job(&ledger, datetime!(2025-02-15 10:00 UTC)).await;

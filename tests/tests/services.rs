@@ -643,9 +643,14 @@ async fn sample_events_drive_the_service_and_subscription_functions() {
         .unwrap();
     let user = UserId::parse("1001").unwrap();
     credit(&api.ledger(), &user, "200.00").await;
-    billing::dns::purchase(&api.ledger(), &user, "basic", time::OffsetDateTime::now_utc())
-        .await
-        .unwrap();
+    billing::dns::purchase(
+        &api.ledger(),
+        &user,
+        "basic",
+        time::OffsetDateTime::now_utc(),
+    )
+    .await
+    .unwrap();
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events");
     let mut names: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
