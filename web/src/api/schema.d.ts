@@ -249,18 +249,8 @@ export interface paths {
         /**
          * Refund a PayPal purchase (full or partial) and take back what it bought (role admin)
          * @description Refunding more than was captured is 400. Credits already spent are
-         *     refused (409 `credits_spent`) unless `force` is true, which records
-         *     the difference as debt (a negative balance). The `Idempotency-Key`
-         *     header is required (400 without): the PayPal-Request-Id is derived
-         *     from it, so a retried refund never becomes a second PayPal refund.
-         *     `reason` is internal (audit trail only); `noteToPayer` is what PayPal
-         *     shows the buyer. A refund PayPal answers `PENDING` takes the credits
-         *     at once (`status: "pending"`) and gives them back (`refund_reverted`)
-         *     if PayPal later fails or cancels it. Token purchases: the VirtFusion
-         *     credit is removed only for a whole refund of a delivered purchase
-         *     whose credit id is known; a whole refund of a delivery not yet made
-         *     cancels it; anything else (partial, delivery in flight or under
-         *     review) puts the purchase on the review list (`reviewReason`).
+         *     refused (400) unless `force` is true, which records the difference
+         *     as debt (a negative balance).
          */
         post: operations["adminRefund"];
         delete?: never;
@@ -381,6 +371,226 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/services/charges": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Charge a user's custom credits for a platform service
+         * @description Role `service` or `admin` (a user token: 403). One atomic debit with its entry
+         *     (`service_purchase_<serviceType>`, naming serviceId and chargeId) and
+         *     the charge. 402 when the balance is short (also for a user who never
+         *     had credits); nothing changes on any failure. A retry with the same
+         *     key and body replays the first answer and charges nothing more.
+         *     `dns_plan` is reserved for the DNS routes (400).
+         */
+        post: operations["createServiceCharge"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/services/charges/{chargeId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * One charge, with how much of it was refunded
+         * @description Role `service` or `admin` (a user token: 403).
+         */
+        get: operations["getServiceCharge"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/services/charges/{chargeId}/refund": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Give back part or all of a charge
+         * @description Role `service` or `admin` (a user token: 403). Without `amount`, everything not yet refunded. Several
+         *     partial refunds up to the charged amount; more is 400 (nothing
+         *     changes). Audited with the reason and the caller's id
+         *     (entry `service_refund_<serviceType>`).
+         */
+        post: operations["refundServiceCharge"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/services/subscriptions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A user's service subscriptions (any status), in key order
+         * @description Role `service` or `admin` (a user token: 403). `userId` is required.
+         */
+        get: operations["listServiceSubscriptions"];
+        put?: never;
+        /**
+         * Subscribe a user to a service; the first period is charged atomically
+         * @description Role `service` or `admin` (a user token: 403). One active subscription per (userId, serviceType,
+         *     serviceId): 409 otherwise. 402 when the balance is short (nothing
+         *     changes). Intervals are anchored on the start date (month ends clamp;
+         *     a Feb 29 yearly start renews on Feb 28 in common years).
+         */
+        post: operations["createServiceSubscription"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/services/subscriptions/{id}/cancel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Cancel any user's subscription (auto-renew off; usable until nextRenewalDate)
+         * @description Role `service` or `admin` (a user token: 403). Idempotent: cancelling again answers the cancelled
+         *     subscription. A past-due subscription ends now. 404 unknown id, 409
+         *     already ended.
+         */
+        post: operations["cancelServiceSubscription"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/billing/subscriptions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The caller's DNS plan subscription and every service subscription */
+        get: operations["listMySubscriptions"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/billing/subscriptions/{id}/cancel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Cancel one of the caller's own subscriptions (another user's is 404) */
+        post: operations["cancelMySubscription"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/dns/subscription/change": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Upgrade now (prorated charge) or downgrade at the next renewal
+         * @description An upgrade (a plan dearer than the subscription's current price)
+         *     applies at once and charges the difference prorated by the days left
+         *     of the current period: `difference × days left / days in the
+         *     period`, a started day counting as left, rounded half-up to the cent
+         *     — in one atomic step with the change (402 when short, nothing
+         *     changes). A downgrade (same price or cheaper) is recorded as
+         *     `pendingPlanId` and takes effect at the next renewal, which charges
+         *     its price; no refund. The current plan: 409. Only an active
+         *     subscription changes plans (409), 404 without one or for an unknown
+         *     or inactive plan.
+         */
+        post: operations["changeDnsPlan"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/dns/plans": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Every DNS plan, active and inactive */
+        get: operations["adminListDnsPlans"];
+        put?: never;
+        /** Create a DNS plan (active); 409 if the id exists */
+        post: operations["adminCreateDnsPlan"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/dns/plans/{planId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /**
+         * Change a plan; new prices apply from each subscription's next renewal
+         * @description A deactivated plan (`isActive: false`) is no longer listed or sold;
+         *     its subscriptions keep renewing until cancelled. Plans are never
+         *     deleted. An empty body is 400; an unknown plan 404.
+         */
+        patch: operations["adminUpdateDnsPlan"];
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -454,8 +664,15 @@ export interface components {
                 formatted: components["schemas"]["FormattedUsd"];
             };
         };
-        /** @enum {string} */
-        CreditEntryType: "purchase" | "admin_credit" | "admin_debit" | "dns_purchase" | "dns_renewal" | "refund" | "reversal" | "refund_reverted" | "reversal_cancelled";
+        /**
+         * @description The seed's vocabulary: `purchase`, `admin_add`, `admin_remove`,
+         *     `service_purchase_<serviceType>` (DNS plans: `dns_plan`),
+         *     `service_renewal_<serviceType>`, `service_refund_<serviceType>`,
+         *     `refund`, `reversal` (and the after-purchase kinds). Entries stored
+         *     under the former names (`admin_credit`, `admin_debit`, `dns_purchase`,
+         *     `dns_renewal`) read as the new ones.
+         */
+        CreditEntryType: ("purchase" | "admin_add" | "admin_remove" | "refund" | "refund_reverted" | "reversal" | "reversal_cancelled") | string;
         /** @description A custom credits ledger entry */
         CreditTransaction: {
             id: string;
@@ -472,6 +689,9 @@ export interface components {
             balanceAfter: components["schemas"]["Money"];
             /** @description What the entry settles (PayPal order id, subscription id, refund id) */
             reference?: string;
+            serviceType?: components["schemas"]["ServiceType"];
+            serviceId?: string;
+            chargeId?: string;
         };
         /** @description A ledger entry as admins see it (who changed it and why) */
         AdminCreditTransaction: {
@@ -491,23 +711,17 @@ export interface components {
             adminId: string | null;
             reason: string | null;
         };
-        /**
-         * @description A VirtFusion token purchase, or what a PayPal refund (`refund`) or
-         *     chargeback (`reversal`) of one took back (negative tokens; the
-         *     refund's status: pending, completed, failed, cancelled,
-         *     reversal_cancelled)
-         */
+        /** @description A VirtFusion token purchase */
         TokenTransaction: {
-            /** @description The PayPal order id (refund lines - the order id, a dash and the refund id) */
+            /** @description The PayPal order id */
             id: string;
             /** @constant */
             system: "virtfusion";
+            /** @constant */
+            type: "purchase";
+            amount: components["schemas"]["Tokens"];
             /** @enum {string} */
-            type: "purchase" | "refund" | "reversal";
-            /** @description Tokens, signed (negative for refund and reversal lines) */
-            amount: number;
-            /** @enum {string} */
-            status: "pending" | "completed" | "needs_review" | "refunded" | "failed" | "cancelled" | "reversal_cancelled";
+            status: "pending" | "completed" | "needs_review" | "refunded" | "failed";
             description: string;
             createdAt: components["schemas"]["Timestamp"];
         };
@@ -553,9 +767,16 @@ export interface components {
         };
         DnsSubscription: {
             id: string;
+            userId: components["schemas"]["UserId"];
+            /** @constant */
+            serviceType: "dns_plan";
+            /** @constant */
+            interval: "month";
+            /** @description A downgrade that takes effect at the next renewal */
+            pendingPlanId: components["schemas"]["PlanId"] | null;
             planId: components["schemas"]["PlanId"];
             planName: string;
-            /** @description What it renews at */
+            /** @description What the current period cost (a renewal charges the plan's price of the day) */
             price: components["schemas"]["Money"];
             /** @enum {string} */
             status: "active" | "past_due" | "cancelled" | "expired";
@@ -568,6 +789,57 @@ export interface components {
             pastDueSince: components["schemas"]["Timestamp"] | null;
             cancelledAt: components["schemas"]["Timestamp"] | null;
             expiredAt: components["schemas"]["Timestamp"] | null;
+        };
+        /** @example dedicated_server */
+        ServiceType: string;
+        /** @description 1-128 printable ASCII characters */
+        ServiceId: string;
+        ServiceDescription: string;
+        /** @description A platform service charge */
+        Charge: {
+            id: string;
+            userId: components["schemas"]["UserId"];
+            amount: components["schemas"]["Money"];
+            refundedAmount: components["schemas"]["Money"];
+            /** @enum {string} */
+            status: "charged" | "partially_refunded" | "refunded";
+            serviceType: components["schemas"]["ServiceType"];
+            serviceId: string;
+            description: string;
+            createdAt: components["schemas"]["Timestamp"];
+        };
+        /** @description A platform service subscription */
+        ServiceSubscription: {
+            id: string;
+            userId: components["schemas"]["UserId"];
+            serviceType: components["schemas"]["ServiceType"];
+            serviceId: string;
+            description: string;
+            /** @description Charged each period */
+            price: components["schemas"]["Money"];
+            /** @enum {string} */
+            interval: "month" | "year";
+            /** @enum {string} */
+            status: "active" | "past_due" | "cancelled" | "expired";
+            autoRenew: boolean;
+            startDate: components["schemas"]["Timestamp"];
+            nextRenewalDate: components["schemas"]["Timestamp"];
+            lastRenewalDate: components["schemas"]["Timestamp"] | null;
+            pastDueSince: components["schemas"]["Timestamp"] | null;
+            cancelledAt: components["schemas"]["Timestamp"] | null;
+            expiredAt: components["schemas"]["Timestamp"] | null;
+        };
+        /** @description A DNS plan or a platform service subscription (one engine) */
+        Subscription: components["schemas"]["DnsSubscription"] | components["schemas"]["ServiceSubscription"];
+        /** @description A DNS plan as admins see it */
+        AdminDnsPlan: {
+            id: components["schemas"]["PlanId"];
+            name: string;
+            description: string;
+            price: components["schemas"]["Money"];
+            domainLimit: number;
+            recordLimit: number;
+            isActive: boolean;
         };
         /** @description A VirtFusion token delivery (the order that paid for it) */
         Delivery: {
@@ -743,13 +1015,7 @@ export interface components {
                 "application/json": components["schemas"]["Error"];
             };
         };
-        /**
-         * @description An upstream or DynamoDB is unavailable or busy; nothing was changed,
-         *     retry (`code`: `upstream_unavailable`, `busy`). Exception, code
-         *     `outcome_unknown`: a write's answer was lost and the read that would
-         *     tell whether it committed failed too — the change may have been
-         *     applied; retry with the same Idempotency-Key (it is applied at most once).
-         */
+        /** @description An upstream or DynamoDB is unavailable or busy; nothing was changed, retry */
         ServiceUnavailable: {
             headers: {
                 "x-request-id": components["headers"]["RequestId"];
@@ -1230,8 +1496,6 @@ export interface operations {
                     orderId: components["schemas"]["OrderId"];
                     amount?: components["schemas"]["MoneyInput"];
                     reason: components["schemas"]["Reason"];
-                    /** @description Shown to the buyer by PayPal */
-                    noteToPayer?: string;
                     /** @default false */
                     force?: boolean;
                 };
@@ -1253,15 +1517,8 @@ export interface operations {
                         amount: components["schemas"]["Money"];
                         /** @description Custom credits refunds - the user's balance after it */
                         balance?: components["schemas"]["Money"];
-                        /**
-                         * @description Where the refund stands at PayPal
-                         * @enum {string}
-                         */
-                        status?: "pending" | "completed" | "failed" | "cancelled";
-                        /** @description Token refunds - whether VirtFusion's credit was removed (or the undelivered delivery cancelled); false means sent to review */
+                        /** @description Token refunds - whether VirtFusion's credit was removed (or never delivered) */
                         tokensRevoked?: boolean;
-                        /** @description Token refunds sent to the review list - why */
-                        reviewReason?: string;
                     };
                 };
             };
@@ -1465,6 +1722,464 @@ export interface operations {
             409: components["responses"]["Conflict"];
             500: components["responses"]["InternalError"];
             502: components["responses"]["BadGateway"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    createServiceCharge: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description Required on every POST of the service routes (400 without one) */
+                "Idempotency-Key": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    userId: components["schemas"]["UserId"];
+                    /** @description 0.01 - 100000.00 */
+                    amount: components["schemas"]["MoneyInput"];
+                    serviceType: components["schemas"]["ServiceType"];
+                    serviceId: components["schemas"]["ServiceId"];
+                    description: components["schemas"]["ServiceDescription"];
+                };
+            };
+        };
+        responses: {
+            /** @description Charged */
+            200: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @constant */
+                        success: true;
+                        charge: components["schemas"]["Charge"];
+                        balance: components["schemas"]["Money"];
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            402: components["responses"]["InsufficientFunds"];
+            403: components["responses"]["Forbidden"];
+            409: components["responses"]["Conflict"];
+            422: components["responses"]["IdempotencyKeyReused"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    getServiceCharge: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                chargeId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The charge */
+            200: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        charge: components["schemas"]["Charge"];
+                    };
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    refundServiceCharge: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description Required on every POST of the service routes (400 without one) */
+                "Idempotency-Key": string;
+            };
+            path: {
+                chargeId: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description 0.01 - 100000.00, at most what is left of the charge */
+                    amount?: components["schemas"]["MoneyInput"];
+                    reason: components["schemas"]["Reason"];
+                };
+            };
+        };
+        responses: {
+            /** @description Refunded */
+            200: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @constant */
+                        success: true;
+                        charge: components["schemas"]["Charge"];
+                        balance: components["schemas"]["Money"];
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            422: components["responses"]["IdempotencyKeyReused"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    listServiceSubscriptions: {
+        parameters: {
+            query: {
+                userId: components["schemas"]["UserId"];
+                serviceType?: components["schemas"]["ServiceType"];
+                /** @description Page size */
+                limit?: components["parameters"]["Limit"];
+                /** @description The `nextCursor` of the previous page, as returned */
+                cursor?: components["parameters"]["Cursor"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page */
+            200: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        items: components["schemas"]["Subscription"][];
+                        nextCursor: string | null;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    createServiceSubscription: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description Required on every POST of the service routes (400 without one) */
+                "Idempotency-Key": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    userId: components["schemas"]["UserId"];
+                    serviceType: components["schemas"]["ServiceType"];
+                    serviceId: components["schemas"]["ServiceId"];
+                    /** @description 0.01 - 100000.00 per period */
+                    price: components["schemas"]["MoneyInput"];
+                    /** @enum {string} */
+                    interval: "month" | "year";
+                    description: components["schemas"]["ServiceDescription"];
+                };
+            };
+        };
+        responses: {
+            /** @description Subscribed */
+            200: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @constant */
+                        success: true;
+                        subscription: components["schemas"]["Subscription"];
+                        balance: components["schemas"]["Money"];
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            402: components["responses"]["InsufficientFunds"];
+            403: components["responses"]["Forbidden"];
+            409: components["responses"]["Conflict"];
+            422: components["responses"]["IdempotencyKeyReused"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    cancelServiceSubscription: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description Required on every POST of the service routes (400 without one) */
+                "Idempotency-Key": string;
+            };
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Cancelled */
+            200: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @constant */
+                        success: true;
+                        subscription: components["schemas"]["Subscription"];
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    listMySubscriptions: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Every subscription of the caller (any status) */
+            200: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        items: components["schemas"]["Subscription"][];
+                    };
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    cancelMySubscription: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Cancelled */
+            200: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @constant */
+                        success: true;
+                        subscription: components["schemas"]["Subscription"];
+                    };
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    changeDnsPlan: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    planId: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Changed */
+            200: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @constant */
+                        success: true;
+                        subscription: components["schemas"]["DnsSubscription"];
+                        balance: components["schemas"]["Money"];
+                        charged: components["schemas"]["Money"];
+                        /** @enum {string} */
+                        change: "upgrade" | "downgrade";
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            402: components["responses"]["InsufficientFunds"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    adminListDnsPlans: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Plans */
+            200: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        plans: components["schemas"]["AdminDnsPlan"][];
+                    };
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    adminCreateDnsPlan: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    id: components["schemas"]["PlanId"];
+                    name: string;
+                    description: string;
+                    /** @description Monthly, 0.01 - 100000.00 */
+                    price: components["schemas"]["MoneyInput"];
+                    domainLimit: number;
+                    recordLimit: number;
+                };
+            };
+        };
+        responses: {
+            /** @description Created */
+            200: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        plan: components["schemas"]["AdminDnsPlan"];
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            409: components["responses"]["Conflict"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    adminUpdateDnsPlan: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                planId: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    name?: string;
+                    description?: string;
+                    price?: components["schemas"]["MoneyInput"];
+                    domainLimit?: number;
+                    recordLimit?: number;
+                    isActive?: boolean;
+                };
+            };
+        };
+        responses: {
+            /** @description Changed */
+            200: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        plan: components["schemas"]["AdminDnsPlan"];
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            500: components["responses"]["InternalError"];
             503: components["responses"]["ServiceUnavailable"];
         };
     };
