@@ -249,8 +249,18 @@ export interface paths {
         /**
          * Refund a PayPal purchase (full or partial) and take back what it bought (role admin)
          * @description Refunding more than was captured is 400. Credits already spent are
-         *     refused (400) unless `force` is true, which records the difference
-         *     as debt (a negative balance).
+         *     refused (409 `credits_spent`) unless `force` is true, which records
+         *     the difference as debt (a negative balance). The `Idempotency-Key`
+         *     header is required (400 without): the PayPal-Request-Id is derived
+         *     from it, so a retried refund never becomes a second PayPal refund.
+         *     `reason` is internal (audit trail only); `noteToPayer` is what PayPal
+         *     shows the buyer. A refund PayPal answers `PENDING` takes the credits
+         *     at once (`status: "pending"`) and gives them back (`refund_reverted`)
+         *     if PayPal later fails or cancels it. Token purchases: the VirtFusion
+         *     credit is removed only for a whole refund of a delivered purchase
+         *     whose credit id is known; a whole refund of a delivery not yet made
+         *     cancels it; anything else (partial, delivery in flight or under
+         *     review) puts the purchase on the review list (`reviewReason`).
          */
         post: operations["adminRefund"];
         delete?: never;
@@ -711,17 +721,23 @@ export interface components {
             adminId: string | null;
             reason: string | null;
         };
-        /** @description A VirtFusion token purchase */
+        /**
+         * @description A VirtFusion token purchase, or what a PayPal refund (`refund`) or
+         *     chargeback (`reversal`) of one took back (negative tokens; the
+         *     refund's status: pending, completed, failed, cancelled,
+         *     reversal_cancelled)
+         */
         TokenTransaction: {
-            /** @description The PayPal order id */
+            /** @description The PayPal order id (refund lines - the order id, a dash and the refund id) */
             id: string;
             /** @constant */
             system: "virtfusion";
-            /** @constant */
-            type: "purchase";
-            amount: components["schemas"]["Tokens"];
             /** @enum {string} */
-            status: "pending" | "completed" | "needs_review" | "refunded" | "failed";
+            type: "purchase" | "refund" | "reversal";
+            /** @description Tokens, signed (negative for refund and reversal lines) */
+            amount: number;
+            /** @enum {string} */
+            status: "pending" | "completed" | "needs_review" | "refunded" | "failed" | "cancelled" | "reversal_cancelled";
             description: string;
             createdAt: components["schemas"]["Timestamp"];
         };
@@ -1015,7 +1031,13 @@ export interface components {
                 "application/json": components["schemas"]["Error"];
             };
         };
-        /** @description An upstream or DynamoDB is unavailable or busy; nothing was changed, retry */
+        /**
+         * @description An upstream or DynamoDB is unavailable or busy; nothing was changed,
+         *     retry (`code`: `upstream_unavailable`, `busy`). Exception, code
+         *     `outcome_unknown`: a write's answer was lost and the read that would
+         *     tell whether it committed failed too — the change may have been
+         *     applied; retry with the same Idempotency-Key (it is applied at most once).
+         */
         ServiceUnavailable: {
             headers: {
                 "x-request-id": components["headers"]["RequestId"];
@@ -1496,6 +1518,8 @@ export interface operations {
                     orderId: components["schemas"]["OrderId"];
                     amount?: components["schemas"]["MoneyInput"];
                     reason: components["schemas"]["Reason"];
+                    /** @description Shown to the buyer by PayPal */
+                    noteToPayer?: string;
                     /** @default false */
                     force?: boolean;
                 };
@@ -1517,8 +1541,15 @@ export interface operations {
                         amount: components["schemas"]["Money"];
                         /** @description Custom credits refunds - the user's balance after it */
                         balance?: components["schemas"]["Money"];
-                        /** @description Token refunds - whether VirtFusion's credit was removed (or never delivered) */
+                        /**
+                         * @description Where the refund stands at PayPal
+                         * @enum {string}
+                         */
+                        status?: "pending" | "completed" | "failed" | "cancelled";
+                        /** @description Token refunds - whether VirtFusion's credit was removed (or the undelivered delivery cancelled); false means sent to review */
                         tokensRevoked?: boolean;
+                        /** @description Token refunds sent to the review list - why */
+                        reviewReason?: string;
                     };
                 };
             };
