@@ -748,7 +748,7 @@ async fn a_won_dispute_restores_what_the_reversal_took_exactly_once() {
     assert_eq!(assert_audit(&api.ledger(), &user).await, usd("4.00"));
     assert_eq!(
         entry_kinds(&api, &user).await,
-        vec!["purchase", "admin_debit", "reversal", "reversal_cancelled"]
+        vec!["purchase", "admin_remove", "reversal", "reversal_cancelled"]
     );
     assert_eq!(order(&api, &order_id).await.refunded_amount, usd("0.00"));
 }
