@@ -555,7 +555,7 @@ fn service_renewals(entries: &[ledger::Entry]) -> usize {
 async fn a_yearly_subscription_started_on_february_29_renews_on_28_then_29() {
     let (table, mut deps) = setup().await;
     // The run "as of" 2027 and 2028: the clock-skew guard is off, as locally.
-    deps.max_clock_skew = time::Duration::days(3650);
+    deps.max_clock_skew = Some(time::Duration::days(3650));
     let ledger = table.ledger();
     let user = new_user();
     credit(&ledger, &user, "500.00").await;
