@@ -347,3 +347,85 @@ async fn the_publisher_reports_the_first_failed_record_so_the_stream_resumes_the
         json!({"batchItemFailures": [{"itemIdentifier": "100"}]})
     );
 }
+
+#[tokio::test]
+async fn service_charges_and_their_refunds_publish_once_each() {
+    let api = TestApi::new().await;
+    let mut events = EventsEnv::new(&api.table).await;
+    let user = new_user();
+    fund(&api, &user, "100.00").await;
+    let service = api.service_token("svc-panel");
+    let post = |path: String, key: &'static str, body: Value| {
+        let api = &api;
+        let service = service.clone();
+        async move {
+            api.call(
+                "POST",
+                &path,
+                Some(&service),
+                Some(&body.to_string()),
+                &[
+                    ("content-type", "application/json"),
+                    ("idempotency-key", key),
+                ],
+            )
+            .await
+        }
+    };
+    let charge = json!({
+        "userId": user.as_str(),
+        "amount": "49.00",
+        "serviceType": "dedicated_server",
+        "serviceId": "srv-42",
+        "description": "DS-1, December",
+    });
+    let charged = post("/api/services/charges".into(), "c", charge.clone()).await;
+    assert_eq!(charged.status, 200, "{:?}", charged.body);
+    // The retry replays: no second event.
+    let again = post("/api/services/charges".into(), "c", charge).await;
+    assert_eq!(again.status, 200, "{:?}", again.body);
+    let id = charged.body["charge"]["id"].as_str().unwrap().to_owned();
+    let refund = format!("/api/services/charges/{id}/refund");
+    let partial = json!({"amount": "10.00", "reason": "outage"});
+    assert_eq!(
+        post(refund.clone(), "r1", partial.clone()).await.status,
+        200
+    );
+    assert_eq!(post(refund.clone(), "r1", partial).await.status, 200);
+    let rest = json!({"reason": "outage"});
+    assert_eq!(post(refund, "r2", rest).await.status, 200);
+
+    let got = published(&mut events).await;
+    assert_eq!(
+        types(&got),
+        [
+            "service.charge_refunded",
+            "service.charge_refunded",
+            "service.charged"
+        ],
+        "{got:?}"
+    );
+    let charged = of_type(&got, DetailType::ServiceCharged)[0];
+    assert_eq!(charged.detail["chargeId"], json!(id));
+    assert_eq!(charged.detail["amount"], json!("49.00"));
+    assert_eq!(charged.detail["balance"], json!("51.00"));
+    assert_eq!(charged.detail["serviceType"], json!("dedicated_server"));
+    let mut refunded: Vec<(Value, Value)> = of_type(&got, DetailType::ServiceChargeRefunded)
+        .iter()
+        .map(|e| {
+            (
+                e.detail["amount"].clone(),
+                e.detail["refundedAmount"].clone(),
+            )
+        })
+        .collect();
+    refunded.sort_by_key(|(_, total)| total.to_string());
+    assert_eq!(
+        refunded,
+        [
+            (json!("10.00"), json!("10.00")),
+            (json!("39.00"), json!("49.00"))
+        ]
+    );
+    assert_eq!(assert_audit(&api.ledger(), &user).await, usd("100.00"));
+}
