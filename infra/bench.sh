@@ -14,7 +14,9 @@ if [ -z "${DYNAMODB_ENDPOINT:-}" ]; then
   export DYNAMODB_ENDPOINT="http://127.0.0.1:$port"
 fi
 # `./infra/bench.sh reconcile`: the reconciliation bench instead of the ledger's.
+# `./infra/bench.sh hot`: one hot account, before/after backoff side by side.
 case "${1:-ledger}" in
   reconcile) cargo run --quiet -p ledger-bench --bin reconcile --profile bench-local ;;
+  hot) cargo run --quiet -p ledger-bench --bin hot --profile bench-local ;;
   *) cargo run --quiet -p ledger-bench --profile bench-local ;;
 esac

@@ -31,7 +31,7 @@ pub use keys::{OnceKey, ServiceType, UserId, UserIdError};
 pub use metrics::DynamoCallCounter;
 pub use mutation::{Applied, Change, ChangeHook, ChangeOutcome, EntryDetails, Overdraft, Preview};
 pub use read::{EntryCursor, EntryPage};
-pub use retry::RetryPolicy;
+pub use retry::{BackoffShape, RetryPolicy};
 
 pub use aws_sdk_dynamodb as dynamodb;
 pub use billing_money::Usd;
