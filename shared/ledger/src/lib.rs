@@ -16,6 +16,7 @@
 //! | once-marker | `ONCE#<kind>#<id>` | `ONCE` |
 
 mod audit;
+mod capacity;
 mod error;
 mod item;
 pub mod keys;
@@ -25,6 +26,7 @@ mod read;
 mod retry;
 
 pub use audit::AuditReport;
+pub use capacity::{CapacityMeter, Consumed};
 pub use error::LedgerError;
 pub use item::{AttrMap, DNS_PLAN_SERVICE_TYPE, Entry, EntryKind, ServiceRef};
 pub use keys::{OnceKey, ServiceType, UserId, UserIdError};
