@@ -310,7 +310,7 @@ start_dynamodb_local() {
   fi
 }
 
-# --- the billing page (issue 20; web/) ------------------------------------------
+# --- the billing page (web/) ------------------------------------------
 # ensure_web_deps — `npm ci` in web/ (the committed package-lock.json) unless
 # node_modules already matches it.
 ensure_web_deps() {
@@ -347,7 +347,7 @@ ensure_chromium() {
 }
 # --- end the billing page ---------------------------------------------------------
 
-# --- moto (issue 16): a real EventBridge / SQS / Secrets Manager API over HTTP,
+# --- moto : a real EventBridge / SQS / Secrets Manager API over HTTP,
 # for the outbox publisher and the Secrets Manager path (tests and local stack).
 MOTO_VERSION="${MOTO_VERSION:-5.2.5}"
 

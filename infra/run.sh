@@ -136,7 +136,7 @@ start_bg "VirtFusion stand-in" "$DEVSTACK_LOG_DIR/virtfusion.log" \
 VIRTFUSION_PID=$LAST_PID
 wait_http "$VIRTFUSION_BASE_URL/" 30 "" "$VIRTFUSION_PID" || fail "the VirtFusion stand-in did not start (.local/logs/virtfusion.log)"
 
-# 5b. moto: the EventBridge API the outbox publisher publishes to (issue 16).
+# 5b. moto: the EventBridge API the outbox publisher publishes to.
 log "starting moto (EventBridge + SQS API) on :$MOTO_PORT"
 start_moto "$MOTO_PORT" || fail "moto did not start (.local/logs/moto-$MOTO_PORT.log)"
 EVENTBRIDGE_ENDPOINT="http://127.0.0.1:$MOTO_PORT"

@@ -50,7 +50,7 @@ else
 fi
 # --- end deploy checks ------------------------------------------------------------
 
-# --- the billing page (issue 20) ------------------------------------------------
+# --- the billing page ------------------------------------------------
 # npm ci (committed lock), the typed client regenerated from docs/openapi.yaml
 # and diffed with the committed one, typecheck + unit tests + vite build;
 # Debian's chromium for the browser tests that run on the schemathesis stack.
@@ -68,7 +68,7 @@ if [ -z "${DYNAMODB_ENDPOINT:-}" ]; then
   trap 'stop_started' EXIT
   export DYNAMODB_ENDPOINT="http://127.0.0.1:$port"
 fi
-# --- moto (issue 16): EventBridge/SQS/Secrets Manager for the events and secrets tests.
+# --- moto : EventBridge/SQS/Secrets Manager for the events and secrets tests.
 if [ -z "${MOTO_ENDPOINT:-}" ]; then
   moto_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   start_moto "$moto_port"

@@ -1,5 +1,5 @@
 #![recursion_limit = "256"]
-//! After the purchase (issue 13): refunds (pending, failed, partial, in the
+//! After the purchase: refunds (pending, failed, partial, in the
 //! dashboard), reversals, won disputes and token deliveries. Each test plays
 //! a scenario through the PayPal and VirtFusion stand-ins and ends with the
 //! chain audit and exact balances and token counts. The rows of
