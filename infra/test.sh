@@ -68,7 +68,7 @@ if [ -z "${DYNAMODB_ENDPOINT:-}" ]; then
   trap 'stop_started' EXIT
   export DYNAMODB_ENDPOINT="http://127.0.0.1:$port"
 fi
-# --- moto : EventBridge/SQS/Secrets Manager for the events and secrets tests.
+# --- moto: EventBridge/SQS/Secrets Manager for the events and secrets tests.
 if [ -z "${MOTO_ENDPOINT:-}" ]; then
   moto_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   start_moto "$moto_port"
