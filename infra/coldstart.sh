@@ -2,9 +2,13 @@
 # Cold start proxy (not part of CI; results in docs/benchmarks.md, "Cold start
 # proxy"): for every function binary built in release, the time from process
 # start to the first event served and the peak RSS, side by side in one run
-# with a minimal Node.js 20 handler doing one DynamoDB GetItem with AWS SDK v3.
+# with a minimal Node.js 20 handler doing one DynamoDB GetItem with AWS SDK v3,
+# run twice: as `npm install` leaves it and bundled by esbuild (minified, one
+# file: what a careful Node engineer deploys); and the floor, a bare
+# `lambda_runtime` binary that answers at once (infra/coldstart/hello).
 #
 #   infra/coldstart.sh [RUNS]        # default 7 runs per function
+#   COLDSTART_FUNCTIONS="balance paypal-webhook" infra/coldstart.sh 11   # a subset
 #
 # What it does: starts an in-memory DynamoDB Local and the VirtFusion and
 # PayPal stand-ins on spare ports, creates the table, seeds the DNS plans and
@@ -32,21 +36,31 @@ PP_PORT=${COLDSTART_PAYPAL_PORT:-8142}
 mkdir -p "$OUT"
 trap stop_started EXIT
 
-mapfile -t FUNCTIONS < <("$TARGET_DIR/debug/devstack" functions 2>/dev/null || "$RELEASE/devstack" functions)
-missing=0
-for fn in "${FUNCTIONS[@]}" devstack; do [ -x "$RELEASE/$fn" ] || missing=1; done
-if [ "$missing" = 1 ] || [ "${COLDSTART_BUILD:-0}" = 1 ]; then
+if [ -n "${COLDSTART_FUNCTIONS:-}" ]; then
+  read -r -a FUNCTIONS <<<"$COLDSTART_FUNCTIONS"
+else
+  mapfile -t FUNCTIONS < <("$TARGET_DIR/debug/devstack" functions 2>/dev/null || "$RELEASE/devstack" functions)
+fi
+missing=()
+for fn in "${FUNCTIONS[@]}" devstack dns-seed admin-credits coldstart-hello; do
+  [ -x "$RELEASE/$fn" ] || missing+=(--bin "$fn")
+done
+if [ "${COLDSTART_BUILD:-0}" = 1 ]; then
   log "cargo build --release --bins (nice'd; slow with fat LTO)"
   nice -n 10 cargo build --release --bins
+elif [ ${#missing[@]} -gt 0 ]; then
+  log "cargo build --release ${missing[*]} (nice'd; slow with fat LTO)"
+  nice -n 10 cargo build --release "${missing[@]}"
 fi
 log "release profile in effect (Cargo.toml):"
 sed -n '/^\[profile.release\]/,/^\[/p' Cargo.toml | grep -v '^\[profile\.[a-z-]*\]$' | grep -v '^$' | sed 's/^/    /' >&2
 log "binaries built: $(date -r "$RELEASE/balance" '+%F %T')"
 
 ensure_node_deps
-if [ ! -d infra/coldstart/node/node_modules/@aws-sdk/client-dynamodb ]; then
+if [ ! -d infra/coldstart/node/node_modules/esbuild ]; then
   (cd infra/coldstart/node && npm ci --no-audit --no-fund --loglevel=error)
 fi
+(cd infra/coldstart/node && npm run --silent bundle >/dev/null 2>&1)
 
 for port in "$DDB_PORT" "$VF_PORT" "$PP_PORT"; do
   port_in_use "$port" && { log "port $port is in use (set COLDSTART_*_PORT)"; exit 1; }
@@ -106,7 +120,10 @@ for fn in "${FUNCTIONS[@]}"; do
   echo "$fn: ${src#"$ROOT"/}" >>"$OUT/events/SOURCES"
   cases+=(--case "$fn|$OUT/events/$fn.json|$RELEASE/$fn")
 done
-cases+=(--case "node20-getitem|$OUT/events/balance.json|$(command -v node) $ROOT/infra/coldstart/node/bootstrap.mjs")
+GET_EVENT=$(pick_event balance) || exit 1
+cases+=(--case "rust-bare-hello|$GET_EVENT|$RELEASE/coldstart-hello")
+cases+=(--case "node20-getitem|$GET_EVENT|$(command -v node) $ROOT/infra/coldstart/node/bootstrap.mjs")
+cases+=(--case "node20-getitem-bundled|$GET_EVENT|$(command -v node) $ROOT/infra/coldstart/node/dist/bootstrap.bundle.mjs")
 
 # Give user 1001 an account (so every GetItem finds an item): one credit.
 python3 infra/coldstart/harness.py --runs 1 --env-file "$OUT/env" --logs "$OUT/seed" \
@@ -114,5 +131,5 @@ python3 infra/coldstart/harness.py --runs 1 --env-file "$OUT/env" --logs "$OUT/s
 
 log "measuring: $RUNS runs of ${#FUNCTIONS[@]} functions + Node (load: $(cut -d' ' -f1-3 /proc/loadavg))"
 python3 infra/coldstart/harness.py --runs "$RUNS" --env-file "$OUT/env" --logs "$OUT/logs" \
-  --reference node20-getitem --json "$OUT/results.json" --markdown "$OUT/table.md" "${cases[@]}"
+  --reference node20-getitem-bundled --floor rust-bare-hello --json "$OUT/results.json" --markdown "$OUT/table.md" "${cases[@]}"
 log "load after: $(cut -d' ' -f1-3 /proc/loadavg); table: ${OUT#"$ROOT"/}/table.md"

@@ -234,16 +234,17 @@ def summarize(results: list[dict]) -> dict:
     }
 
 
-def markdown(summaries: dict[str, dict], reference: str | None, sizes: dict[str, int]) -> str:
+def markdown(summaries: dict[str, dict], reference: str | None, sizes: dict[str, int], floor: str | None = None) -> str:
     ref = summaries.get(reference) if reference else None
+    bare = summaries.get(floor) if floor else None
     lines = [
-        "| function | answered | median ms | p90 / max ms | init → first poll ms (median) | peak RSS MB (median / max) | binary MB | ms vs Node | RSS vs Node |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| function | answered | median ms | p90 / max ms | init → first poll ms (median) | first poll vs bare | peak RSS MB (median / max) | binary MB | ms vs Node | RSS vs Node |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, s in summaries.items():
         statuses = ", ".join(f"{k}×{v}" for k, v in sorted(s["statuses"].items()))
         if "median_ms" not in s:
-            lines.append(f"| {name} | {statuses} | – | – | – | – | – | – | – |")
+            lines.append(f"| {name} | {statuses} | – | – | – | – | – | – | – | – |")
             continue
         ratio_ms = ratio_rss = "–"
         if ref and "median_ms" in ref and name != reference:
@@ -252,9 +253,12 @@ def markdown(summaries: dict[str, dict], reference: str | None, sizes: dict[str,
                 ratio_rss = f"{s['rss_median_mb'] / ref['rss_median_mb']:.2f}×"
         size = f"{sizes[name] / 1e6:.1f}" if name in sizes else "–"
         poll = f"{s['first_poll_median_ms']:.1f}" if s.get("first_poll_median_ms") is not None else "–"
+        vs_bare = "–"
+        if bare and bare.get("first_poll_median_ms") and s.get("first_poll_median_ms") is not None and name != floor:
+            vs_bare = f"{s['first_poll_median_ms'] / bare['first_poll_median_ms']:.2f}×"
         rss = f"{s['rss_median_mb']:.1f} / {s['rss_max_mb']:.1f}" if s.get("rss_median_mb") else "–"
         lines.append(
-            f"| {name} | {statuses} | {s['median_ms']:.1f} | {s['p90_ms']:.1f} / {s['max_ms']:.1f} | {poll} | {rss} | {size} | {ratio_ms} | {ratio_rss} |"
+            f"| {name} | {statuses} | {s['median_ms']:.1f} | {s['p90_ms']:.1f} / {s['max_ms']:.1f} | {poll} | {vs_bare} | {rss} | {size} | {ratio_ms} | {ratio_rss} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -265,6 +269,7 @@ def main() -> int:
     ap.add_argument("--env-file", type=Path, required=True)
     ap.add_argument("--case", action="append", required=True, help="NAME|EVENT|COMMAND")
     ap.add_argument("--reference", help="case the ratios are taken against")
+    ap.add_argument("--floor", help="case the init → first poll ratio is taken against")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--markdown", type=Path)
     ap.add_argument("--logs", type=Path, default=Path(".local/coldstart"))
@@ -299,7 +304,7 @@ def main() -> int:
     summaries = {name: summarize(rs) for name, rs in results.items()}
     if args.json:
         args.json.write_text(json.dumps({"summaries": summaries, "runs": results}, indent=2) + "\n")
-    table = markdown(summaries, args.reference, sizes)
+    table = markdown(summaries, args.reference, sizes, args.floor)
     if args.markdown:
         args.markdown.write_text(table)
     print(table)
