@@ -41,10 +41,16 @@ if [ -n "${COLDSTART_FUNCTIONS:-}" ]; then
 else
   mapfile -t FUNCTIONS < <("$TARGET_DIR/debug/devstack" functions 2>/dev/null || "$RELEASE/devstack" functions)
 fi
+# Tools (tables, stand-ins, seeding): the debug build when there is one.
+TOOLS=$RELEASE
+[ -x "$TARGET_DIR/debug/devstack" ] && [ -x "$TARGET_DIR/debug/dns-seed" ] && [ -x "$TARGET_DIR/debug/admin-credits" ] && TOOLS=$TARGET_DIR/debug
 missing=()
-for fn in "${FUNCTIONS[@]}" devstack dns-seed admin-credits coldstart-hello; do
+for fn in "${FUNCTIONS[@]}" coldstart-hello; do
   [ -x "$RELEASE/$fn" ] || missing+=(--bin "$fn")
 done
+if [ "$TOOLS" = "$RELEASE" ]; then
+  for fn in devstack dns-seed admin-credits; do [ -x "$RELEASE/$fn" ] || missing+=(--bin "$fn"); done
+fi
 if [ "${COLDSTART_BUILD:-0}" = 1 ]; then
   log "cargo build --release --bins (nice'd; slow with fat LTO)"
   nice -n 10 cargo build --release --bins
@@ -54,7 +60,7 @@ elif [ ${#missing[@]} -gt 0 ]; then
 fi
 log "release profile in effect (Cargo.toml):"
 sed -n '/^\[profile.release\]/,/^\[/p' Cargo.toml | grep -v '^\[profile\.[a-z-]*\]$' | grep -v '^$' | sed 's/^/    /' >&2
-log "binaries built: $(date -r "$RELEASE/balance" '+%F %T')"
+log "binaries built: $(date -r "$RELEASE/coldstart-hello" "+%F %T")"
 
 ensure_node_deps
 if [ ! -d infra/coldstart/node/node_modules/esbuild ]; then
@@ -90,18 +96,18 @@ set -a
 source "$OUT/env"
 set +a
 
-"$RELEASE/devstack" tables --endpoint "$DYNAMODB_ENDPOINT" --table "$BILLING_TABLE"
-"$RELEASE/dns-seed" --seed-now >"$OUT/seed.log" 2>&1
-start_bg "VirtFusion stand-in" "$OUT/virtfusion.log" "$RELEASE/devstack" virtfusion --port "$VF_PORT"
+"$TOOLS/devstack" tables --endpoint "$DYNAMODB_ENDPOINT" --table "$BILLING_TABLE"
+"$TOOLS/dns-seed" --seed-now >"$OUT/seed.log" 2>&1
+start_bg "VirtFusion stand-in" "$OUT/virtfusion.log" "$TOOLS/devstack" virtfusion --port "$VF_PORT"
 wait_http "$VIRTFUSION_BASE_URL/" 30 "" "$LAST_PID"
-start_bg "PayPal stand-in" "$OUT/paypal.log" "$RELEASE/devstack" paypal --port "$PP_PORT" \
+start_bg "PayPal stand-in" "$OUT/paypal.log" "$TOOLS/devstack" paypal --port "$PP_PORT" \
   --webhook-target "http://127.0.0.1:9/unused" --state "$OUT/paypal-state.json"
 wait_http "$PAYPAL_BASE_URL/" 30 "" "$LAST_PID"
 
 # Events: the repository's, else freshly generated ones (same token secret).
 rm -rf "$OUT/events" "$OUT/generated"
 mkdir -p "$OUT/events"
-"$RELEASE/devstack" events --out "$OUT/generated" >/dev/null
+"$TOOLS/devstack" events --out "$OUT/generated" >/dev/null
 pick_event() {
   local fn=$1 dir f
   for dir in events "$OUT/generated"; do
@@ -127,7 +133,7 @@ cases+=(--case "node20-getitem-bundled|$GET_EVENT|$(command -v node) $ROOT/infra
 
 # Give user 1001 an account (so every GetItem finds an item): one credit.
 python3 infra/coldstart/harness.py --runs 1 --env-file "$OUT/env" --logs "$OUT/seed" \
-  --case "admin-credits|$(pick_event admin-credits.post)|$RELEASE/admin-credits" >/dev/null
+  --case "admin-credits|$(pick_event admin-credits.post)|$TOOLS/admin-credits" >/dev/null
 
 log "measuring: $RUNS runs of ${#FUNCTIONS[@]} functions + Node (load: $(cut -d' ' -f1-3 /proc/loadavg))"
 python3 infra/coldstart/harness.py --runs "$RUNS" --env-file "$OUT/env" --logs "$OUT/logs" \
