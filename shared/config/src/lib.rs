@@ -7,7 +7,9 @@
 
 mod secrets;
 
-pub use secrets::{DEFAULT_TTL, SecretError, SecretSpec, SecretValue, Secrets};
+pub use secrets::{
+    DEFAULT_TTL, Rereadable, SecretError, SecretSpec, SecretValue, Secrets, secrets_manager_client,
+};
 
 use aws_config::BehaviorVersion;
 use aws_config::timeout::TimeoutConfig;
