@@ -65,6 +65,18 @@ fn builder() -> tracing_subscriber::fmt::SubscriberBuilder<
         .without_time()
 }
 
+/// The same JSON lines into `writer` (tests read what the functions log,
+/// e.g. to check the template's metric filters against it).
+pub fn json_subscriber<W>(directives: &str, writer: W) -> impl tracing::Subscriber + Send + Sync
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    builder()
+        .with_env_filter(EnvFilter::try_new(directives).unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(writer)
+        .finish()
+}
+
 /// Structured JSON logs to stdout (CloudWatch), at the level of
 /// [`log_directives`] from the environment. Call once at the top of `main`.
 pub fn init_tracing() {
