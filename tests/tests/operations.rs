@@ -302,11 +302,7 @@ async fn paid(api: &TestApi, route: &str, user: &UserId, amount: &str) -> (Strin
         )
         .await;
     // 202: paid, the token delivery's outcome still open.
-    assert!(
-        [200, 202].contains(&captured.status),
-        "{:?}",
-        captured.body
-    );
+    assert!([200, 202].contains(&captured.status), "{:?}", captured.body);
     (order_id, captured.body)
 }
 
