@@ -23,6 +23,7 @@
 //! Credentials, access tokens and payer data (names, emails) are never
 //! logged nor put in an error.
 
+mod answer;
 mod dispute;
 mod error;
 mod model;
@@ -47,6 +48,8 @@ pub use webhook::{
     acted_on_resource, parse_webhook_event,
 };
 
+pub use answer::FUNDING_DECLINES;
+use answer::{expect_success, has_issue, is_code};
 use billing_config::{Rereadable, SecretSpec, SecretValue, Secrets};
 use billing_money::Usd;
 use oauth::{CachedToken, CredentialSource, Credentials};
@@ -624,105 +627,6 @@ async fn read_body(response: &mut reqwest::Response) -> Result<Vec<u8>, &'static
     Ok(body)
 }
 
-/// Maps a non-2xx answer to its error (2xx passes).
-fn expect_success(
-    operation: &'static str,
-    status: StatusCode,
-    body: &[u8],
-) -> Result<(), PayPalError> {
-    if status.is_success() {
-        return Ok(());
-    }
-    let summary = ErrorSummary::read(body);
-    let error = match status.as_u16() {
-        404 => PayPalError::NotFound,
-        422 if summary.has_issue("ORDER_NOT_APPROVED") => PayPalError::NotApproved,
-        422 if summary.funding_decline().is_some() => PayPalError::FundingDeclined {
-            issue: summary.funding_decline().unwrap_or_default().to_owned(),
-        },
-        409 if summary.has_issue("PREVIOUS_REQUEST_IN_PROGRESS") => PayPalError::RequestInProgress,
-        401 => PayPalError::Auth,
-        code @ 400..=499 => PayPalError::Rejected {
-            status: code,
-            issue: summary.issues.into_iter().next(),
-        },
-        code => PayPalError::Upstream { status: code },
-    };
-    // PayPal's error name, issue and debug id help support; the body itself
-    // may carry payer data and is not logged.
-    tracing::warn!(
-        operation,
-        status = status.as_u16(),
-        name = summary.name.as_deref().unwrap_or(""),
-        debug_id = summary.debug_id.as_deref().unwrap_or(""),
-        outcome = %error,
-        "PayPal call failed"
-    );
-    Err(error)
-}
-
-fn has_issue(body: &[u8], issue: &str) -> bool {
-    ErrorSummary::read(body).has_issue(issue)
-}
-
-/// The parts of a PayPal error body that are safe to keep and log.
-#[derive(Default)]
-struct ErrorSummary {
-    name: Option<String>,
-    debug_id: Option<String>,
-    issues: Vec<String>,
-}
-
-impl ErrorSummary {
-    fn read(body: &[u8]) -> ErrorSummary {
-        let Ok(wire) = serde_json::from_slice::<ErrorWire>(body) else {
-            return ErrorSummary::default();
-        };
-        ErrorSummary {
-            name: wire.name.filter(|n| is_code(n)),
-            debug_id: wire.debug_id.filter(|d| is_code(d)),
-            issues: wire
-                .details
-                .into_iter()
-                .filter_map(|d| d.issue)
-                .filter(|i| is_code(i))
-                .take(8)
-                .collect(),
-        }
-    }
-
-    fn has_issue(&self, issue: &str) -> bool {
-        self.issues.iter().any(|i| i == issue)
-    }
-
-    /// The capture issue that means "the buyer must pick another funding
-    /// source" (Orders v2 `orders.capture-422`), if any.
-    fn funding_decline(&self) -> Option<&str> {
-        self.issues
-            .iter()
-            .map(String::as_str)
-            .find(|issue| FUNDING_DECLINES.contains(issue))
-    }
-}
-
-/// Capture 422 issues after which the buyer must approve again.
-pub const FUNDING_DECLINES: [&str; 4] = [
-    "INSTRUMENT_DECLINED",
-    "PAYER_ACTION_REQUIRED",
-    "REDIRECT_PAYER_FOR_ALTERNATE_FUNDING",
-    "TRANSACTION_REFUSED",
-];
-
-/// PayPal's codes are short words of `A-Z a-z 0-9 _ -`; anything else is not
-/// kept (it could be free text).
-fn is_code(text: &str) -> bool {
-    !text.is_empty()
-        && text.len() <= 64
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
 fn bearer(token: &SecretValue) -> Result<HeaderValue, PayPalError> {
     let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
         .map_err(|_| PayPalError::Auth)?;
@@ -849,25 +753,10 @@ struct VerifyAnswer {
     verification_status: String,
 }
 
-#[derive(Deserialize)]
-struct ErrorWire {
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    debug_id: Option<String>,
-    #[serde(default)]
-    details: Vec<ErrorDetailWire>,
-}
-
-#[derive(Deserialize)]
-struct ErrorDetailWire {
-    #[serde(default)]
-    issue: Option<String>,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::answer::ErrorSummary;
 
     fn usd(cents: i64) -> Usd {
         Usd::from_cents(cents).unwrap()
