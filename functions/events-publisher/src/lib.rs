@@ -146,13 +146,7 @@ async fn put_chunk(deps: &Deps, chunk: &[Pending]) -> Option<String> {
         }
     };
     if out.failed_entry_count() == 0 {
-        for p in chunk {
-            tracing::info!(
-                event_id = %p.record.event_id,
-                detail_type = %p.record.detail_type,
-                "event published"
-            );
-        }
+        chunk.iter().for_each(log_published);
         return None;
     }
     // Entries answer in request order; the first refused one is where the stream resumes.
@@ -166,7 +160,51 @@ async fn put_chunk(deps: &Deps, chunk: &[Pending]) -> Option<String> {
             );
             return Some(p.sequence.clone());
         }
-        tracing::info!(event_id = %p.record.event_id, detail_type = %p.record.detail_type, "event published");
+        log_published(p);
     }
     first
+}
+
+/// One line per published event: the template's business metrics are
+/// metric filters on these lines (`detail_type`; `amount_cents`, the
+/// detail's `amount` in integer cents; `token_action` of a token refund).
+/// Nothing about the payer is logged.
+fn log_published(p: &Pending) {
+    let (amount_cents, token_action) = metric_fields(&p.record.detail);
+    tracing::info!(
+        event_id = %p.record.event_id,
+        detail_type = %p.record.detail_type,
+        amount_cents,
+        token_action = token_action.as_deref(),
+        "event published"
+    );
+}
+
+/// From an event's `detail` text: its `amount` in cents, its `tokenAction`.
+pub fn metric_fields(detail: &str) -> (Option<i64>, Option<String>) {
+    let detail: Value = serde_json::from_str(detail).unwrap_or(Value::Null);
+    let amount_cents = detail
+        .get("amount")
+        .and_then(Value::as_str)
+        .and_then(|a| billing_money::parse_usd_literal(a).ok())
+        .map(|a| a.cents());
+    let token_action = detail
+        .get("tokenAction")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    (amount_cents, token_action)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_fields_are_exact_cents_and_the_token_action() {
+        let detail = json!({"amount": "12.50", "tokenAction": "review"}).to_string();
+        assert_eq!(metric_fields(&detail), (Some(1250), Some("review".into())));
+        let none = json!({"amount": 12.5}).to_string();
+        assert_eq!(metric_fields(&none), (None, None));
+        assert_eq!(metric_fields("not json"), (None, None));
+    }
 }

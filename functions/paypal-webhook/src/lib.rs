@@ -49,7 +49,10 @@ pub async fn handle(deps: &CheckoutDeps, req: Request) -> Result<Response<Body>,
                     )
                 });
             }
+            // `rejected = "signature"`: the template's metric filter
+            // (WebhookSignatureFailures) counts these lines.
             tracing::warn!(
+                rejected = "signature",
                 transmission_id = %headers.transmission_id,
                 reason = %e,
                 "PayPal webhook signature not verified"

@@ -32,7 +32,7 @@ pub struct Deps {
     /// An event `time` further than this ahead of the wall clock is refused
     /// (`None`: not checked — the local stack, to run "as of" any time).
     pub max_clock_skew: Option<time::Duration>,
-    secrets: billing_config::Secrets,
+    secrets: std::sync::Arc<billing_config::Secrets>,
     paypal: tokio::sync::OnceCell<paypal::PayPalClient>,
     virtfusion: tokio::sync::OnceCell<virtfusion::VirtFusionClient>,
 }
@@ -66,7 +66,7 @@ impl Deps {
             options: ReconcileOptions::default(),
             stop_margin: Duration::from_secs(20),
             max_clock_skew: Some(time::Duration::minutes(15)),
-            secrets: billing_config::Secrets::new(),
+            secrets: std::sync::Arc::new(billing_config::Secrets::new()),
             paypal: tokio::sync::OnceCell::new(),
             virtfusion: tokio::sync::OnceCell::new(),
         }

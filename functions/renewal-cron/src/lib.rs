@@ -25,7 +25,7 @@ pub struct Deps {
     /// a wrong clock must not renew (charge) periods that have not started.
     /// `None`: no limit (the local stack, to run the job "as of next month").
     pub max_clock_skew: Option<time::Duration>,
-    secrets: billing_config::Secrets,
+    secrets: std::sync::Arc<billing_config::Secrets>,
     /// Built at the first run that has pending deliveries to retry.
     virtfusion: tokio::sync::OnceCell<virtfusion::VirtFusionClient>,
 }
@@ -48,7 +48,7 @@ impl Deps {
             options: RenewalOptions::default(),
             stop_margin: Duration::from_secs(10),
             max_clock_skew: max_clock_skew_from_env(),
-            secrets: billing_config::Secrets::new(),
+            secrets: std::sync::Arc::new(billing_config::Secrets::new()),
             virtfusion: tokio::sync::OnceCell::new(),
         }
     }

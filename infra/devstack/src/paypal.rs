@@ -447,6 +447,8 @@ struct Data {
     /// After-purchase switches (pending refunds), see `paypal_after.rs`.
     after: after::AfterState,
     declines: Declines,
+    /// REST credentials accepted instead of the configured ones (a rotation).
+    credentials: Option<(String, String)>,
 }
 
 impl Data {
@@ -466,6 +468,7 @@ impl Data {
             deliveries: Vec::new(),
             after: after::AfterState::default(),
             declines: Declines::default(),
+            credentials: None,
         }
     }
 }
@@ -881,6 +884,13 @@ impl PayPalStandIn {
     /// Revokes every access token: the next API call answers 401.
     pub fn expire_tokens(&self) {
         self.shared.lock().tokens.clear();
+    }
+
+    /// Rotates the REST app's credentials, as PayPal's dashboard does: from
+    /// now on only these get a token (the old ones answer 401
+    /// `invalid_client`). Tokens already issued stay valid until they expire.
+    pub fn rotate_credentials(&self, client_id: &str, client_secret: &str) {
+        self.shared.lock().credentials = Some((client_id.to_owned(), client_secret.to_owned()));
     }
 
     /// `POST /v1/oauth2/token` requests so far.
@@ -1545,12 +1555,15 @@ async fn oauth_token(
 ) -> Response {
     shared.token_requests.fetch_add(1, Ordering::SeqCst);
     run_op(&shared, Operation::Token, move |shared| {
+        let (client_id, client_secret) = shared.lock().credentials.clone().unwrap_or_else(|| {
+            (
+                shared.config.client_id.clone(),
+                shared.config.client_secret.clone(),
+            )
+        });
         let expected = format!(
             "Basic {}",
-            BASE64.encode(format!(
-                "{}:{}",
-                shared.config.client_id, shared.config.client_secret
-            ))
+            BASE64.encode(format!("{client_id}:{client_secret}"))
         );
         let authorized = headers
             .get(header::AUTHORIZATION)

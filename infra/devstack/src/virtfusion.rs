@@ -148,7 +148,8 @@ impl Data {
 }
 
 struct Shared {
-    api_token: String,
+    /// The accepted API token (rotated by [`VirtFusionStandIn::rotate_api_token`]).
+    api_token: Mutex<String>,
     data: Mutex<Data>,
     requests: AtomicU64,
     phase: watch::Sender<Phase>,
@@ -268,7 +269,7 @@ impl VirtFusionStandIn {
         let addr = listener.local_addr()?;
         let (phase, _) = watch::channel(Phase::Serving);
         let shared = Arc::new(Shared {
-            api_token: api_token.to_owned(),
+            api_token: Mutex::new(api_token.to_owned()),
             data: Mutex::new(Data::new()),
             requests: AtomicU64::new(0),
             phase,
@@ -290,6 +291,15 @@ impl VirtFusionStandIn {
     /// API requests (ignored for [`FailureMode::Refuse`]).
     pub fn set_failure(&self, mode: FailureMode, times: Option<u32>) {
         self.shared.set_failure(mode, times);
+    }
+
+    /// Accepts only `api_token` from now on (an operator rotated it).
+    pub fn rotate_api_token(&self, api_token: &str) {
+        *self
+            .shared
+            .api_token
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = api_token.to_owned();
     }
 
     /// Behave again.
@@ -506,7 +516,13 @@ async fn require_token(
     request: Request,
     next: Next,
 ) -> Response {
-    let expected = format!("Bearer {}", shared.api_token);
+    let expected = format!(
+        "Bearer {}",
+        shared
+            .api_token
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    );
     let authorized = headers
         .get(header::AUTHORIZATION)
         .is_some_and(|value| value.as_bytes() == expected.as_bytes());

@@ -16,6 +16,7 @@ pub mod orders;
 pub mod purchases;
 mod reason;
 pub mod reconcile;
+mod refund_events;
 pub mod refund_store;
 pub mod refunds;
 pub mod services;

@@ -20,15 +20,16 @@
 //! else (partial, in flight, under review, no credit id) goes to the review
 //! list with the reason and what PayPal returned.
 //!
-//! Hook (events outbox, not on main yet): `refund.completed`,
-//! `refund.failed`, `payment.reversed` and `payment.reversal_cancelled` are
-//! to be written with the transitions of the same names below, in the same
-//! transaction (`Change::with_item_for`).
+//! Events: `refund.completed`, `refund.failed`, `payment.reversed` and
+//! `payment.reversal_cancelled` ride in the transaction of their transition
+//! ([`crate::refund_events`]), so a repeated report publishes nothing more.
 
 use crate::checkout::write_together;
+use crate::events::{self, Event};
 use crate::orders::{
     DELIVERY_REVIEW, Delivery, OrderRecord, OrderUpdate, PaymentStatus, PurchaseKind,
 };
+use crate::refund_events::Reached;
 use crate::refund_store::{self as store, RecordSource};
 use crate::{BillingError, Reason};
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -38,6 +39,12 @@ use paypal::PayPalClient;
 use virtfusion::VirtFusionClient;
 
 pub use crate::refund_store::{Movement, RefundRecord, RefundState};
+
+mod tokens;
+use tokens::{
+    REVOKING, TokenAction, guarded, revoke, to_review, token_action, with_token_action,
+    with_token_action_of,
+};
 
 /// Who asked for the refund.
 #[derive(Clone, Debug)]
@@ -303,6 +310,15 @@ pub async fn cancel_reversal(ledger: &Ledger, order_id: &str) -> Result<bool, Bi
             RefundState::Completed,
             RefundState::Cancelled,
         )?;
+        let restored = Reached {
+            order: &order,
+            refund_id: &reversal_id,
+            amount: record.amount,
+            movement: Movement::Reversal,
+            to: RefundState::Cancelled,
+            refunded_total: back,
+        }
+        .reversal_cancelled();
         let done = match order.kind {
             PurchaseKind::Credits => {
                 let change = Change::new(
@@ -316,8 +332,11 @@ pub async fn cancel_reversal(ledger: &Ledger, order_id: &str) -> Result<bool, Bi
                 )
                 .once(OnceKey::new("reversal_cancelled", &reversal_id))
                 .with_item(counted.item(ledger.table())?)
-                .with_item(record_moved);
-                // Hook: outbox event `payment.reversal_cancelled` rides here.
+                .with_item(record_moved)
+                .with_item_for(events::outbox(ledger.table(), {
+                    let restored = restored.usd("creditsReturned", record.amount);
+                    move |preview| restored.clone().usd("balance", preview.balance_after)
+                }));
                 match ledger.apply(change).await {
                     Ok(_) => true,
                     Err(LedgerError::ConditionFailed { .. }) => false,
@@ -348,6 +367,10 @@ pub async fn cancel_reversal(ledger: &Ledger, order_id: &str) -> Result<bool, Bi
                         "reversal_cancelled",
                     )?);
                 }
+                let restored = restored
+                    .text("tokenAction", "review")
+                    .text("reviewReason", "reversal_cancelled");
+                items.push(restored.item(ledger.table())?);
                 write_together(ledger, items).await?.is_none()
             }
         };
@@ -366,83 +389,14 @@ enum Step {
     },
 }
 
-/// `reviewReason` while a whole refund's VirtFusion credit is being removed.
-const REVOKING: &str = "refund_revoking";
-
-/// What a completed refund or reversal does to a token purchase's delivery.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum TokenAction {
-    /// Whole purchase, delivered, credit id known: remove it at VirtFusion.
-    Revoke(u64),
-    /// Whole purchase, not delivered yet (nobody is delivering): no longer owed.
-    Cancel,
-    /// Anything else: the admins' review list, with this reason.
-    Review(String),
-}
-
-fn token_action(order: &OrderRecord, refunded_total: Usd, movement: Movement) -> TokenAction {
-    let whole = order.captured_amount.is_some_and(|c| refunded_total >= c);
-    let case = match (order.delivery, whole, order.credit_id) {
-        (Some(Delivery::Refunded), _, _) => return TokenAction::Cancel,
-        (Some(Delivery::Pending), true, _) => return TokenAction::Cancel,
-        (Some(Delivery::Delivered), true, Some(credit_id)) => {
-            return TokenAction::Revoke(credit_id);
-        }
-        (_, false, _) => "partial",
-        (Some(Delivery::Delivering), _, _) => "during_delivery",
-        (Some(Delivery::NeedsReview), _, _) => "under_review",
-        _ => "without_credit_id",
-    };
-    TokenAction::Review(format!("{}_{case}", movement.as_str()))
-}
-
-/// `update` plus the delivery move of `action` (build `update` with
-/// [`guarded`], so it is conditioned on the delivery state it leaves).
-fn with_token_action(
-    update: OrderUpdate,
-    order: &OrderRecord,
-    action: &TokenAction,
-) -> OrderUpdate {
-    match action {
-        TokenAction::Cancel => update
-            .set_s("delivery", Delivery::Refunded.as_str())
-            .remove("gsi1pk")
-            .remove("gsi1sk"),
-        // Listed until VirtFusion confirms the removal: a crash between this
-        // write and the VirtFusion call leaves it for an admin, never silently
-        // "refunded" with the tokens still there.
-        TokenAction::Revoke(_) => to_review(update, order, REVOKING),
-        TokenAction::Review(reason) => to_review(update, order, reason),
-    }
-}
-
-fn to_review(update: OrderUpdate, order: &OrderRecord, reason: &str) -> OrderUpdate {
-    update
-        .set_s("delivery", Delivery::NeedsReview.as_str())
-        .set_s("reviewReason", reason)
-        .set_s("gsi1pk", DELIVERY_REVIEW)
-        .set_s(
-            "gsi1sk",
-            &format!("{}#{}", order.created_at, order.order_id),
-        )
-}
-
-/// An order update conditioned on `refundedAmount` and the delivery state
-/// as they were read.
-fn guarded(order: &OrderRecord) -> OrderUpdate {
-    let seen = AttributeValue::N(order.refunded_amount.to_string());
-    match order.delivery {
-        Some(delivery) => OrderUpdate::new(
-            &order.order_id,
-            "refundedAmount = :seen AND #delivery = :seenDelivery",
-        )
-        .value(":seen", seen)
-        .value(":seenDelivery", AttributeValue::S(delivery.as_str().into())),
-        None => OrderUpdate::new(
-            &order.order_id,
-            "refundedAmount = :seen AND attribute_not_exists(#delivery)",
-        )
-        .value(":seen", seen),
+/// `change` with `event` (if any) in its transaction, carrying the balance
+/// the change leaves.
+fn with_event(change: Change, table: &str, event: Option<Event>) -> Change {
+    match event {
+        Some(event) => change.with_item_for(events::outbox(table, move |preview| {
+            event.clone().usd("balance", preview.balance_after)
+        })),
+        None => change,
     }
 }
 
@@ -530,8 +484,19 @@ async fn take(
             .overdraft(Overdraft::Allow)
             .with_item(counted.item(ledger.table())?)
             .with_item(record);
-            // Hook: outbox `refund.completed` / `payment.reversed` rides here when completed.
-            match ledger.apply(change).await {
+            let event = Reached {
+                order,
+                refund_id: &report.refund_id,
+                amount: report.amount,
+                movement: report.movement,
+                to: report.state,
+                refunded_total: refunded,
+            }
+            .event();
+            match ledger
+                .apply(with_event(change, ledger.table(), event))
+                .await
+            {
                 Ok(outcome) if outcome.is_first_time() => Ok(Some(Step::Moved {
                     state: report.state,
                     tokens: None,
@@ -564,7 +529,7 @@ async fn take(
                 report.movement,
                 report.state,
             )?;
-            let items = vec![
+            let mut items = vec![
                 update.item(ledger.table())?,
                 once.marker_item(ledger.table(), &order.user, &ledger::now_rfc3339())?,
                 store::new_record_item(
@@ -578,6 +543,17 @@ async fn take(
                 )?,
                 history,
             ];
+            let reached = Reached {
+                order,
+                refund_id: &report.refund_id,
+                amount: report.amount,
+                movement: report.movement,
+                to: report.state,
+                refunded_total: refunded,
+            };
+            if let Some(event) = reached.event() {
+                items.push(with_token_action_of(event, action.as_ref()).item(ledger.table())?);
+            }
             Ok(match write_together(ledger, items).await? {
                 None => Some(Step::Moved {
                     state: report.state,
@@ -598,7 +574,7 @@ async fn record_unapplied(
     to: RefundState,
     source: &RefundSource,
 ) -> Result<Option<Step>, BillingError> {
-    let record = store::new_record_item(
+    let mut items = vec![store::new_record_item(
         ledger.table(),
         order,
         &report.refund_id,
@@ -606,8 +582,24 @@ async fn record_unapplied(
         to,
         &record_source(source, report.movement),
         None,
-    )?;
-    Ok(match write_together(ledger, vec![record]).await? {
+    )?];
+    let reached = Reached {
+        order,
+        refund_id: &report.refund_id,
+        amount: report.amount,
+        movement: report.movement,
+        to,
+        refunded_total: order.refunded_amount,
+    };
+    if let Some(event) = reached.event() {
+        // Nothing was taken, so nothing is given back.
+        items.push(
+            event
+                .usd("amountReturned", Usd::default())
+                .item(ledger.table())?,
+        );
+    }
+    Ok(match write_together(ledger, items).await? {
         None => Some(Step::Moved {
             state: to,
             tokens: None,
@@ -630,6 +622,14 @@ async fn complete(
     )?;
     let record = store::load(ledger, &report.refund_id).await?;
     let mut items = vec![moved];
+    let reached = Reached {
+        order,
+        refund_id: &report.refund_id,
+        amount: record.as_ref().map_or(report.amount, |r| r.amount),
+        movement: report.movement,
+        to: RefundState::Completed,
+        refunded_total: order.refunded_amount,
+    };
     let action = match order.kind {
         PurchaseKind::Credits => None,
         PurchaseKind::Tokens => {
@@ -646,7 +646,9 @@ async fn complete(
             Some(action)
         }
     };
-    // Hook: outbox `refund.completed` rides here.
+    if let Some(event) = reached.event() {
+        items.push(with_token_action_of(event, action.as_ref()).item(ledger.table())?);
+    }
     Ok(match write_together(ledger, items).await? {
         None => Some(Step::Moved {
             state: RefundState::Completed,
@@ -678,7 +680,15 @@ async fn give_back(
         .set("refundedAmount", AttributeValue::N(back.to_string()));
     let moved =
         store::transition_item(ledger.table(), &report.refund_id, RefundState::Pending, to)?;
-    // Hook: outbox `refund.failed` rides here.
+    let event = Reached {
+        order,
+        refund_id: &report.refund_id,
+        amount: record.amount,
+        movement: report.movement,
+        to,
+        refunded_total: back,
+    }
+    .event();
     let done = match order.kind {
         PurchaseKind::Credits => {
             let change = Change::new(
@@ -693,7 +703,11 @@ async fn give_back(
             .once(OnceKey::new("refund_reverted", &report.refund_id))
             .with_item(counted.item(ledger.table())?)
             .with_item(moved);
-            match ledger.apply(change).await {
+            let event = event.map(|e| e.usd("amountReturned", record.amount));
+            match ledger
+                .apply(with_event(change, ledger.table(), event))
+                .await
+            {
                 Ok(outcome) => outcome.is_first_time(),
                 Err(LedgerError::ConditionFailed { .. }) => false,
                 Err(e) => return Err(e.into()),
@@ -709,6 +723,14 @@ async fn give_back(
                     to.as_str(),
                 )?);
             }
+            if let Some(event) = event {
+                // Tokens are taken at completion only: a pending refund took none.
+                items.push(
+                    event
+                        .usd("amountReturned", Usd::default())
+                        .item(ledger.table())?,
+                );
+            }
             write_together(ledger, items).await?.is_none()
         }
     };
@@ -716,49 +738,6 @@ async fn give_back(
         state: to,
         tokens: None,
     }))
-}
-
-/// Removes the VirtFusion credit of a wholly refunded delivered purchase;
-/// if VirtFusion does not confirm, the purchase goes to review.
-async fn revoke(
-    ledger: &Ledger,
-    virtfusion: Option<&VirtFusionClient>,
-    order: &OrderRecord,
-    credit_id: u64,
-) -> Result<bool, BillingError> {
-    let removed = match virtfusion {
-        Some(client) => match client.remove_credit(virtfusion::CreditId(credit_id)).await {
-            Ok(()) => true,
-            // Already gone counts as taken back.
-            Err(virtfusion::VirtFusionError::Rejected { status: 404 }) => true,
-            Err(e) => {
-                tracing::error!(order_id = %order.order_id, error = %e, "VirtFusion credit not removed after a refund; to review");
-                false
-            }
-        },
-        None => false,
-    };
-    let update = OrderUpdate::new(
-        &order.order_id,
-        "#delivery = :review AND reviewReason = :revoking",
-    )
-    .value(
-        ":review",
-        AttributeValue::S(Delivery::NeedsReview.as_str().into()),
-    )
-    .value(":revoking", AttributeValue::S(REVOKING.into()))
-    .set("tokensRevoked", AttributeValue::Bool(removed));
-    let update = if removed {
-        update
-            .set_s("delivery", Delivery::Refunded.as_str())
-            .remove("reviewReason")
-            .remove("gsi1pk")
-            .remove("gsi1sk")
-    } else {
-        update.set_s("reviewReason", "refund_revoke_failed")
-    };
-    update.run(ledger).await?;
-    Ok(removed)
 }
 
 async fn outcome(

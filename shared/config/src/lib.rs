@@ -5,9 +5,12 @@
 //! points the DynamoDB client at DynamoDB Local, and secrets come from plain
 //! environment variables. In AWS, secrets come from Secrets Manager by ARN.
 
+mod logging;
 mod secrets;
 
-pub use secrets::{DEFAULT_TTL, SecretError, SecretSpec, SecretValue, Secrets};
+pub use secrets::{
+    DEFAULT_TTL, Rereadable, SecretError, SecretSpec, SecretValue, Secrets, secrets_manager_client,
+};
 
 use aws_config::BehaviorVersion;
 use aws_config::timeout::TimeoutConfig;
@@ -81,17 +84,4 @@ pub fn dynamo_client_with(
     aws_sdk_dynamodb::Client::from_conf(adjust(builder).build())
 }
 
-/// Structured JSON logs to stdout (CloudWatch), level from `RUST_LOG` (default info).
-/// Call once at the top of `main`.
-pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_current_span(true)
-        .with_span_list(false)
-        .with_target(false)
-        .without_time()
-        .try_init();
-}
+pub use logging::{init_tracing, json_subscriber, log_directives};

@@ -1,5 +1,6 @@
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, OnceCell};
 
@@ -59,6 +60,8 @@ pub struct Secrets {
     cache: Mutex<HashMap<String, (String, Instant)>>,
     ttl: Duration,
     in_lambda: bool,
+    /// ARNs given directly instead of by their environment variable.
+    arns: HashMap<&'static str, String>,
 }
 
 impl Default for Secrets {
@@ -68,8 +71,23 @@ impl Default for Secrets {
             cache: Mutex::new(HashMap::new()),
             ttl: DEFAULT_TTL,
             in_lambda: crate::in_lambda(),
+            arns: HashMap::new(),
         }
     }
+}
+
+/// A Secrets Manager client; at `endpoint` when given (tests and local
+/// tools: an API such as moto's), by default at `SECRETS_MANAGER_ENDPOINT`
+/// if set, else AWS's.
+pub fn secrets_manager_client(
+    sdk: &aws_config::SdkConfig,
+    endpoint: Option<String>,
+) -> aws_sdk_secretsmanager::Client {
+    let mut builder = aws_sdk_secretsmanager::config::Builder::from(sdk);
+    if let Some(endpoint) = endpoint.or_else(|| crate::env_opt("SECRETS_MANAGER_ENDPOINT")) {
+        builder = builder.endpoint_url(endpoint);
+    }
+    aws_sdk_secretsmanager::Client::from_conf(builder.build())
 }
 
 impl Secrets {
@@ -95,9 +113,23 @@ impl Secrets {
         self
     }
 
+    /// Reads the secrets of `arn_env` from `arn`, whatever the environment
+    /// says (tests, tools).
+    pub fn with_arn(mut self, arn_env: &'static str, arn: impl Into<String>) -> Secrets {
+        self.arns.insert(arn_env, arn.into());
+        self
+    }
+
+    fn arn(&self, spec: SecretSpec) -> Option<String> {
+        self.arns
+            .get(spec.arn_env)
+            .cloned()
+            .or_else(|| crate::env_opt(spec.arn_env))
+    }
+
     pub async fn resolve(&self, spec: SecretSpec) -> Result<SecretValue, SecretError> {
         let name = spec.local_env;
-        if let Some(arn) = crate::env_opt(spec.arn_env) {
+        if let Some(arn) = self.arn(spec) {
             return self.resolve_arn(spec, &arn).await;
         }
         if let Some(value) = crate::env_opt(spec.local_env) {
@@ -146,9 +178,26 @@ impl Secrets {
     /// Forgets the cached value of `spec`'s secret: the next use reads it
     /// again (after an upstream answered 401: the secret may have been rotated).
     pub async fn invalidate(&self, spec: SecretSpec) {
-        if let Some(arn) = crate::env_opt(spec.arn_env) {
+        if let Some(arn) = self.arn(spec) {
             self.invalidate_arn(&arn).await;
         }
+    }
+
+    /// `spec`'s value after an upstream refused `stale` (a 401): the value
+    /// cached now if it differs already (another caller re-read it),
+    /// otherwise the secret read again from its source. A rotated secret
+    /// is so picked up at its first refusal, without a redeploy.
+    pub async fn reread(
+        &self,
+        spec: SecretSpec,
+        stale: &SecretValue,
+    ) -> Result<SecretValue, SecretError> {
+        let current = self.resolve(spec).await?;
+        if current != *stale {
+            return Ok(current);
+        }
+        self.invalidate(spec).await;
+        self.resolve(spec).await
     }
 
     pub async fn invalidate_arn(&self, arn: &str) {
@@ -166,9 +215,7 @@ impl Secrets {
         }
         let client = self
             .client
-            .get_or_init(|| async {
-                aws_sdk_secretsmanager::Client::new(&crate::load_aws_config().await)
-            })
+            .get_or_init(|| async { secrets_manager_client(&crate::load_aws_config().await, None) })
             .await;
         let out = client.get_secret_value().secret_id(arn).send().await.map_err(|e| {
             // The error names the secret, never its value.
@@ -185,6 +232,33 @@ impl Secrets {
             .to_owned();
         cache.insert(arn.to_owned(), (value.clone(), Instant::now()));
         Ok(value)
+    }
+}
+
+/// A secret a client holds, with what it needs to read it again when the
+/// upstream refuses it (401): see [`Secrets::reread`].
+#[derive(Clone)]
+pub struct Rereadable {
+    secrets: Arc<Secrets>,
+    spec: SecretSpec,
+}
+
+impl Rereadable {
+    pub fn new(secrets: Arc<Secrets>, spec: SecretSpec) -> Rereadable {
+        Rereadable { secrets, spec }
+    }
+
+    /// The value after the upstream refused `stale`.
+    pub async fn reread(&self, stale: &SecretValue) -> Result<SecretValue, SecretError> {
+        self.secrets.reread(self.spec, stale).await
+    }
+}
+
+impl fmt::Debug for Rereadable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rereadable")
+            .field("secret", &self.spec.local_env)
+            .finish_non_exhaustive()
     }
 }
 

@@ -12,7 +12,9 @@
 //!
 //! The client itself retries exactly one thing: a 401 on an API call (the
 //! cached token was revoked or expired early) gets one fresh token and one
-//! more attempt with the same request id. Every call has a timeout.
+//! more attempt with the same request id. A 401 at the token endpoint reads
+//! the credentials again from their secret and, if they changed, asks once
+//! more (`oauth.rs`). Every call has a timeout.
 //!
 //! A 422 `ORDER_ALREADY_CAPTURED` on capture is not an error: the order is
 //! read and returned, so a second capture (ours, after a crash, or racing the
@@ -21,9 +23,11 @@
 //! Credentials, access tokens and payer data (names, emails) are never
 //! logged nor put in an error.
 
+mod answer;
 mod dispute;
 mod error;
 mod model;
+mod oauth;
 mod reporting;
 pub mod signature;
 mod verifier;
@@ -44,15 +48,18 @@ pub use webhook::{
     acted_on_resource, parse_webhook_event,
 };
 
-use billing_config::{SecretSpec, SecretValue, Secrets};
+pub use answer::FUNDING_DECLINES;
+use answer::{expect_success, has_issue, is_code};
+use billing_config::{Rereadable, SecretSpec, SecretValue, Secrets};
 use billing_money::Usd;
+use oauth::{CachedToken, CredentialSource, Credentials};
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// PayPal's base URL: `PAYPAL_BASE_URL` (set by the deploy to
 /// `https://api-m.sandbox.paypal.com` or `https://api-m.paypal.com`).
@@ -127,18 +134,14 @@ pub struct PayPalClient {
     http: reqwest::Client,
     /// Base URL without a trailing slash.
     base: String,
-    client_id: SecretValue,
-    client_secret: SecretValue,
+    /// The REST app's credentials; replaced when PayPal refuses them and
+    /// their secret holds new ones (see `oauth.rs`).
+    credentials: Arc<tokio::sync::RwLock<Credentials>>,
+    credential_source: Option<CredentialSource>,
     webhook_id: Option<String>,
     verifier: WebhookVerifier,
     token: Arc<tokio::sync::Mutex<Option<CachedToken>>>,
     timeout: Duration,
-}
-
-struct CachedToken {
-    value: SecretValue,
-    /// When to stop using it (PayPal's expiry less the margin).
-    refresh_at: Instant,
 }
 
 impl fmt::Debug for PayPalClient {
@@ -155,7 +158,7 @@ impl fmt::Debug for PayPalClient {
 /// or inside Lambda), credentials and webhook id through [`Secrets`]
 /// ([`CLIENT_ID_SECRET`], [`CLIENT_SECRET_SECRET`], [`WEBHOOK_ID_SECRET`]),
 /// timeout from `PAYPAL_TIMEOUT_MS` (default [`DEFAULT_TIMEOUT_MS`]).
-pub async fn from_env(secrets: &Secrets) -> Result<PayPalClient, ConfigError> {
+pub async fn from_env(secrets: &Arc<Secrets>) -> Result<PayPalClient, ConfigError> {
     let timeout = parse_timeout_ms(billing_config::env_opt("PAYPAL_TIMEOUT_MS").as_deref())?;
     let base_url = match billing_config::env_opt(BASE_URL_ENV) {
         Some(url) => url,
@@ -171,13 +174,7 @@ pub async fn from_env(secrets: &Secrets) -> Result<PayPalClient, ConfigError> {
         }
         None => LOCAL_BASE_URL.to_owned(),
     };
-    let client_id = secrets.resolve(CLIENT_ID_SECRET).await?;
-    let client_secret = secrets.resolve(CLIENT_SECRET_SECRET).await?;
-    let webhook_id = secrets.resolve(WEBHOOK_ID_SECRET).await?;
-    Ok(
-        PayPalClient::new(&base_url, client_id, client_secret, timeout)?
-            .with_webhook_id(webhook_id.expose()),
-    )
+    PayPalClient::from_secrets(&base_url, timeout, secrets).await
 }
 
 fn parse_timeout_ms(raw: Option<&str>) -> Result<Duration, ConfigError> {
@@ -243,13 +240,45 @@ impl PayPalClient {
         Ok(PayPalClient {
             http,
             base,
-            client_id,
-            client_secret,
+            credentials: Arc::new(tokio::sync::RwLock::new(Credentials {
+                id: client_id,
+                secret: client_secret,
+            })),
+            credential_source: None,
             webhook_id: None,
             verifier,
             token: Arc::new(tokio::sync::Mutex::new(None)),
             timeout,
         })
+    }
+
+    /// The client of `base_url` with the credentials and webhook id of
+    /// `secrets` ([`CLIENT_ID_SECRET`], [`CLIENT_SECRET_SECRET`],
+    /// [`WEBHOOK_ID_SECRET`]); credentials PayPal refuses (401 at the token
+    /// endpoint) are read again from there once, so a rotated secret needs no
+    /// redeploy.
+    pub async fn from_secrets(
+        base_url: &str,
+        timeout: Duration,
+        secrets: &Arc<Secrets>,
+    ) -> Result<PayPalClient, ConfigError> {
+        let client_id = secrets.resolve(CLIENT_ID_SECRET).await?;
+        let client_secret = secrets.resolve(CLIENT_SECRET_SECRET).await?;
+        let webhook_id = secrets.resolve(WEBHOOK_ID_SECRET).await?;
+        Ok(
+            PayPalClient::new(base_url, client_id, client_secret, timeout)?
+                .with_webhook_id(webhook_id.expose())
+                .with_credential_source(
+                    Rereadable::new(secrets.clone(), CLIENT_ID_SECRET),
+                    Rereadable::new(secrets.clone(), CLIENT_SECRET_SECRET),
+                ),
+        )
+    }
+
+    /// Where to read the credentials again when PayPal refuses them.
+    pub fn with_credential_source(mut self, id: Rereadable, secret: Rereadable) -> PayPalClient {
+        self.credential_source = Some(CredentialSource { id, secret });
+        self
     }
 
     /// Sets the webhook id used to verify deliveries ([`from_env`] does).
@@ -538,85 +567,6 @@ impl PayPalClient {
         tracing::warn!(operation, "PayPal refused a fresh access token");
         Err(PayPalError::Auth)
     }
-
-    /// The cached token, or a new one when there is none or it is due.
-    async fn token(&self) -> Result<SecretValue, PayPalError> {
-        let mut cache = self.token.lock().await;
-        if let Some(cached) = cache.as_ref()
-            && Instant::now() < cached.refresh_at
-        {
-            return Ok(cached.value.clone());
-        }
-        let fresh = self.fetch_token().await?;
-        let value = fresh.value.clone();
-        *cache = Some(fresh);
-        Ok(value)
-    }
-
-    /// A token other than `stale`: the one another caller fetched meanwhile,
-    /// or a new one.
-    async fn refresh_token(&self, stale: &SecretValue) -> Result<SecretValue, PayPalError> {
-        let mut cache = self.token.lock().await;
-        if let Some(cached) = cache.as_ref()
-            && cached.value != *stale
-            && Instant::now() < cached.refresh_at
-        {
-            return Ok(cached.value.clone());
-        }
-        *cache = None;
-        let fresh = self.fetch_token().await?;
-        let value = fresh.value.clone();
-        *cache = Some(fresh);
-        Ok(value)
-    }
-
-    /// `POST /v1/oauth2/token` (basic auth, `grant_type=client_credentials`).
-    /// Failing here means the API call was never sent: transport failures
-    /// are [`PayPalError::NotSent`], refusals [`PayPalError::Auth`], 5xx
-    /// [`PayPalError::Upstream`].
-    async fn fetch_token(&self) -> Result<CachedToken, PayPalError> {
-        let request = self
-            .http
-            .post(format!("{}/v1/oauth2/token", self.base))
-            .basic_auth(self.client_id.expose(), Some(self.client_secret.expose()))
-            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body("grant_type=client_credentials");
-        let started = Instant::now();
-        let (status, body) = match send("oauth_token", request).await {
-            Ok(answer) => answer,
-            Err(PayPalError::Timeout) => return Err(PayPalError::NotSent),
-            Err(e) => return Err(e),
-        };
-        if status.is_server_error() {
-            return Err(PayPalError::Upstream {
-                status: status.as_u16(),
-            });
-        }
-        if !status.is_success() {
-            tracing::warn!(
-                status = status.as_u16(),
-                "PayPal refused the client credentials"
-            );
-            return Err(PayPalError::Auth);
-        }
-        let answer: TokenAnswer = serde_json::from_slice(&body).map_err(|_| {
-            tracing::warn!("PayPal token response unreadable");
-            PayPalError::Auth
-        })?;
-        if answer.access_token.is_empty() || !answer.token_type.eq_ignore_ascii_case("bearer") {
-            tracing::warn!("PayPal token response has no bearer token");
-            return Err(PayPalError::Auth);
-        }
-        let lifetime = Duration::from_secs(answer.expires_in).saturating_sub(TOKEN_REFRESH_MARGIN);
-        tracing::debug!(
-            expires_in = answer.expires_in,
-            "PayPal access token obtained"
-        );
-        Ok(CachedToken {
-            value: SecretValue::new(answer.access_token),
-            refresh_at: started + lifetime,
-        })
-    }
 }
 
 /// Sends one request and reads the answer (status and bounded body).
@@ -675,105 +625,6 @@ async fn read_body(response: &mut reqwest::Response) -> Result<Vec<u8>, &'static
         body.extend_from_slice(&chunk);
     }
     Ok(body)
-}
-
-/// Maps a non-2xx answer to its error (2xx passes).
-fn expect_success(
-    operation: &'static str,
-    status: StatusCode,
-    body: &[u8],
-) -> Result<(), PayPalError> {
-    if status.is_success() {
-        return Ok(());
-    }
-    let summary = ErrorSummary::read(body);
-    let error = match status.as_u16() {
-        404 => PayPalError::NotFound,
-        422 if summary.has_issue("ORDER_NOT_APPROVED") => PayPalError::NotApproved,
-        422 if summary.funding_decline().is_some() => PayPalError::FundingDeclined {
-            issue: summary.funding_decline().unwrap_or_default().to_owned(),
-        },
-        409 if summary.has_issue("PREVIOUS_REQUEST_IN_PROGRESS") => PayPalError::RequestInProgress,
-        401 => PayPalError::Auth,
-        code @ 400..=499 => PayPalError::Rejected {
-            status: code,
-            issue: summary.issues.into_iter().next(),
-        },
-        code => PayPalError::Upstream { status: code },
-    };
-    // PayPal's error name, issue and debug id help support; the body itself
-    // may carry payer data and is not logged.
-    tracing::warn!(
-        operation,
-        status = status.as_u16(),
-        name = summary.name.as_deref().unwrap_or(""),
-        debug_id = summary.debug_id.as_deref().unwrap_or(""),
-        outcome = %error,
-        "PayPal call failed"
-    );
-    Err(error)
-}
-
-fn has_issue(body: &[u8], issue: &str) -> bool {
-    ErrorSummary::read(body).has_issue(issue)
-}
-
-/// The parts of a PayPal error body that are safe to keep and log.
-#[derive(Default)]
-struct ErrorSummary {
-    name: Option<String>,
-    debug_id: Option<String>,
-    issues: Vec<String>,
-}
-
-impl ErrorSummary {
-    fn read(body: &[u8]) -> ErrorSummary {
-        let Ok(wire) = serde_json::from_slice::<ErrorWire>(body) else {
-            return ErrorSummary::default();
-        };
-        ErrorSummary {
-            name: wire.name.filter(|n| is_code(n)),
-            debug_id: wire.debug_id.filter(|d| is_code(d)),
-            issues: wire
-                .details
-                .into_iter()
-                .filter_map(|d| d.issue)
-                .filter(|i| is_code(i))
-                .take(8)
-                .collect(),
-        }
-    }
-
-    fn has_issue(&self, issue: &str) -> bool {
-        self.issues.iter().any(|i| i == issue)
-    }
-
-    /// The capture issue that means "the buyer must pick another funding
-    /// source" (Orders v2 `orders.capture-422`), if any.
-    fn funding_decline(&self) -> Option<&str> {
-        self.issues
-            .iter()
-            .map(String::as_str)
-            .find(|issue| FUNDING_DECLINES.contains(issue))
-    }
-}
-
-/// Capture 422 issues after which the buyer must approve again.
-pub const FUNDING_DECLINES: [&str; 4] = [
-    "INSTRUMENT_DECLINED",
-    "PAYER_ACTION_REQUIRED",
-    "REDIRECT_PAYER_FOR_ALTERNATE_FUNDING",
-    "TRANSACTION_REFUSED",
-];
-
-/// PayPal's codes are short words of `A-Z a-z 0-9 _ -`; anything else is not
-/// kept (it could be free text).
-fn is_code(text: &str) -> bool {
-    !text.is_empty()
-        && text.len() <= 64
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 fn bearer(token: &SecretValue) -> Result<HeaderValue, PayPalError> {
@@ -902,37 +753,10 @@ struct VerifyAnswer {
     verification_status: String,
 }
 
-#[derive(Deserialize)]
-struct TokenAnswer {
-    access_token: String,
-    #[serde(default = "bearer_type")]
-    token_type: String,
-    expires_in: u64,
-}
-
-fn bearer_type() -> String {
-    "Bearer".to_owned()
-}
-
-#[derive(Deserialize)]
-struct ErrorWire {
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    debug_id: Option<String>,
-    #[serde(default)]
-    details: Vec<ErrorDetailWire>,
-}
-
-#[derive(Deserialize)]
-struct ErrorDetailWire {
-    #[serde(default)]
-    issue: Option<String>,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::answer::ErrorSummary;
 
     fn usd(cents: i64) -> Usd {
         Usd::from_cents(cents).unwrap()

@@ -15,15 +15,18 @@
 //! - 2xx with an unreadable body ([`VirtFusionError::BadResponse`]): applied,
 //!   result unknown; also `needs_review`.
 //!
-//! The client itself never retries (reqwest only re-sends requests that a
-//! server provably refused at the protocol level). Every call has a timeout.
+//! The client itself retries one thing only: a 401 (refused, nothing
+//! applied) is sent once more when the API token, read again from its
+//! secret, has changed (a rotated token needs no redeploy). reqwest only
+//! re-sends requests a server provably refused at the protocol level. Every
+//! call has a timeout.
 //! The API token is never logged nor put in an error.
 
 mod error;
 
 pub use error::{ConfigError, VirtFusionError};
 
-use billing_config::{SecretSpec, SecretValue, Secrets};
+use billing_config::{Rereadable, SecretSpec, SecretValue, Secrets};
 use billing_money::{TokenBalance, Tokens};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
@@ -31,6 +34,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 /// Base URL (without `/api/v1`): field `baseUrl` of the secret named by
@@ -97,6 +101,10 @@ pub struct VirtFusionClient {
     /// `{base_url}/api/v1`, without a trailing slash.
     api_base: String,
     timeout: Duration,
+    /// The API token; replaced when VirtFusion refuses it (401) and its
+    /// secret holds another one.
+    token: Arc<RwLock<SecretValue>>,
+    token_source: Option<Rereadable>,
 }
 
 impl fmt::Debug for VirtFusionClient {
@@ -111,15 +119,9 @@ impl fmt::Debug for VirtFusionClient {
 /// Builds the client from configuration: base URL and token through
 /// [`Secrets`] ([`BASE_URL_SECRET`], [`API_TOKEN_SECRET`]), timeout from
 /// `VIRTFUSION_TIMEOUT_MS` (default [`DEFAULT_TIMEOUT_MS`]).
-pub async fn from_env(secrets: &Secrets) -> Result<VirtFusionClient, ConfigError> {
+pub async fn from_env(secrets: &Arc<Secrets>) -> Result<VirtFusionClient, ConfigError> {
     let timeout = parse_timeout_ms(billing_config::env_opt("VIRTFUSION_TIMEOUT_MS").as_deref())?;
-    let base_url = secrets.resolve(BASE_URL_SECRET).await?;
-    let api_token = secrets.resolve(API_TOKEN_SECRET).await?;
-    Ok(VirtFusionClient::new(
-        base_url.expose(),
-        api_token,
-        timeout,
-    )?)
+    VirtFusionClient::from_secrets(secrets, timeout).await
 }
 
 fn parse_timeout_ms(raw: Option<&str>) -> Result<Duration, ConfigError> {
@@ -146,13 +148,8 @@ impl VirtFusionClient {
         if timeout.is_zero() {
             return Err(VirtFusionError::Invalid("timeout must be positive".into()));
         }
-        let mut auth =
-            HeaderValue::from_str(&format!("Bearer {}", api_token.expose())).map_err(|_| {
-                VirtFusionError::Invalid("API token is not a valid header value".into())
-            })?;
-        auth.set_sensitive(true);
+        bearer(&api_token)?;
         let mut headers = HeaderMap::new();
-        headers.insert(AUTHORIZATION, auth);
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
         let http = reqwest::Client::builder()
             .default_headers(headers)
@@ -165,7 +162,31 @@ impl VirtFusionClient {
             http,
             api_base,
             timeout,
+            token: Arc::new(RwLock::new(api_token)),
+            token_source: None,
         })
+    }
+
+    /// The client of the base URL and API token of `secrets`
+    /// ([`BASE_URL_SECRET`], [`API_TOKEN_SECRET`]); a token VirtFusion
+    /// refuses (401) is read again from there once, so a rotated token needs
+    /// no redeploy.
+    pub async fn from_secrets(
+        secrets: &Arc<Secrets>,
+        timeout: Duration,
+    ) -> Result<VirtFusionClient, ConfigError> {
+        let base_url = secrets.resolve(BASE_URL_SECRET).await?;
+        let api_token = secrets.resolve(API_TOKEN_SECRET).await?;
+        Ok(
+            VirtFusionClient::new(base_url.expose(), api_token, timeout)?
+                .with_token_source(Rereadable::new(secrets.clone(), API_TOKEN_SECRET)),
+        )
+    }
+
+    /// Where to read the API token again when VirtFusion refuses it.
+    pub fn with_token_source(mut self, source: Rereadable) -> VirtFusionClient {
+        self.token_source = Some(source);
+        self
     }
 
     /// The user's token balance:
@@ -249,12 +270,59 @@ impl VirtFusionClient {
         ))
     }
 
-    /// Sends one request (no retry) and returns the body of a 2xx answer.
+    /// Sends one request and returns the body of a 2xx answer. The only
+    /// retry: a 401 (refused before anything was applied) is sent once more
+    /// with the API token read again from its secret, if it changed.
     async fn send(
         &self,
         operation: &'static str,
         request: reqwest::RequestBuilder,
     ) -> Result<Vec<u8>, VirtFusionError> {
+        let token = self
+            .token
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let again = request.try_clone();
+        match self.send_once(operation, request, &token).await {
+            Err(VirtFusionError::Rejected { status: 401 }) => {
+                let (Some(again), Some(fresh)) = (again, self.reread_token(&token).await) else {
+                    return Err(VirtFusionError::Rejected { status: 401 });
+                };
+                self.send_once(operation, again, &fresh).await
+            }
+            answer => answer,
+        }
+    }
+
+    /// After VirtFusion refused `stale`: the API token read again from its
+    /// secret, kept for the next calls; `None` when there is no secret to
+    /// read, it cannot be read, or it holds the same token.
+    async fn reread_token(&self, stale: &SecretValue) -> Option<SecretValue> {
+        let source = self.token_source.as_ref()?;
+        let fresh = source
+            .reread(stale)
+            .await
+            .inspect_err(
+                |e| tracing::error!(error = %e, "VirtFusion API token could not be read again"),
+            )
+            .ok()?;
+        if fresh == *stale {
+            tracing::warn!("VirtFusion refused the API token; its secret holds the same");
+            return None;
+        }
+        tracing::info!("VirtFusion API token read again from its secret after a 401");
+        *self.token.write().unwrap_or_else(PoisonError::into_inner) = fresh.clone();
+        Some(fresh)
+    }
+
+    async fn send_once(
+        &self,
+        operation: &'static str,
+        request: reqwest::RequestBuilder,
+        token: &SecretValue,
+    ) -> Result<Vec<u8>, VirtFusionError> {
+        let request = request.header(AUTHORIZATION, bearer(token)?);
         let mut response = match request.send().await {
             Ok(response) => response,
             Err(e) => {
@@ -290,6 +358,14 @@ impl VirtFusionClient {
         tracing::warn!(operation, status = status.as_u16(), detail, outcome = %error, "VirtFusion call failed");
         Err(error)
     }
+}
+
+/// `Bearer <token>`, marked sensitive (never printed by the HTTP stack).
+fn bearer(token: &SecretValue) -> Result<HeaderValue, VirtFusionError> {
+    let mut auth = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+        .map_err(|_| VirtFusionError::Invalid("API token is not a valid header value".into()))?;
+    auth.set_sensitive(true);
+    Ok(auth)
 }
 
 /// Connect failures (refused, DNS, connect timeout) happen before a single

@@ -106,17 +106,24 @@ impl DetailType {
 pub struct Event {
     detail_type: DetailType,
     event_id: String,
-    user: UserId,
+    /// `None` only for a change of no known user (a reconciliation mismatch
+    /// about a payment for no order of ours): `userId` is then `null`.
+    user: Option<UserId>,
     fields: Map<String, Value>,
 }
 
 impl Event {
     /// `key` identifies the change reported, the same on every retry of it.
     pub fn new(detail_type: DetailType, key: &str, user: &UserId) -> Event {
+        Event::about(detail_type, key, Some(user))
+    }
+
+    /// Like [`Event::new`], for a change whose user may be unknown.
+    pub fn about(detail_type: DetailType, key: &str, user: Option<&UserId>) -> Event {
         Event {
             detail_type,
             event_id: event_id(detail_type, key),
-            user: user.clone(),
+            user: user.cloned(),
             fields: Map::new(),
         }
     }
@@ -152,7 +159,12 @@ impl Event {
     pub fn detail(&self) -> Value {
         let mut detail = Map::new();
         detail.insert("eventId".into(), Value::String(self.event_id.clone()));
-        detail.insert("userId".into(), Value::String(self.user.as_str().into()));
+        detail.insert(
+            "userId".into(),
+            self.user
+                .as_ref()
+                .map_or(Value::Null, |u| Value::String(u.as_str().into())),
+        );
         for (name, value) in &self.fields {
             detail.entry(name.clone()).or_insert_with(|| value.clone());
         }
@@ -167,8 +179,8 @@ impl Event {
         store::outbox_put(table, self)
     }
 
-    pub(crate) fn user(&self) -> &UserId {
-        &self.user
+    pub(crate) fn user(&self) -> Option<&UserId> {
+        self.user.as_ref()
     }
 }
 

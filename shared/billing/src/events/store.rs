@@ -21,20 +21,23 @@ pub(super) fn outbox_put(table: &str, event: &Event) -> Result<TransactWriteItem
     let now = time::OffsetDateTime::now_utc();
     let detail = serde_json::to_string(&event.detail())
         .map_err(|e| LedgerError::corrupt("outbox", e.to_string()))?;
-    let put = Put::builder()
+    let mut put = Put::builder()
         .table_name(table)
         .item("pk", s(&format!("{OUTBOX_PK_PREFIX}{}", event.event_id())))
         .item("sk", s(OUTBOX_SK))
         .item("eventId", s(event.event_id()))
         .item("source", s(SOURCE))
         .item("detailType", s(event.detail_type().as_str()))
-        .item("userId", s(event.user().as_str()))
         .item("detail", s(&detail))
         .item("createdAt", s(&ledger::format_rfc3339(now)))
         .item(
             "expiresAt",
             AttributeValue::N((now.unix_timestamp() + OUTBOX_KEEP_SECONDS).to_string()),
-        )
+        );
+    if let Some(user) = event.user() {
+        put = put.item("userId", s(user.as_str()));
+    }
+    let put = put
         .build()
         .map_err(|e| LedgerError::corrupt("outbox", e.to_string()))?;
     Ok(TransactWriteItem::builder().put(put).build())

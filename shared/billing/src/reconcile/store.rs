@@ -13,9 +13,10 @@
 
 use super::{Mismatch, MismatchKind, MismatchStatus};
 use crate::BillingError;
+use crate::events::{self, DetailType, Event, Written};
 use crate::orders::{ORDER_SK, OrderRecord};
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
-use ledger::{AttrMap, Ledger, LedgerError};
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem};
+use ledger::{AttrMap, Ledger, LedgerError, UserId};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use time::OffsetDateTime;
@@ -331,27 +332,21 @@ pub fn mismatch_from_item(item: &AttrMap) -> Result<Mismatch, BillingError> {
     })
 }
 
-/// Records a mismatch once (by its id). Returns true when it is new; an
-/// existing one only has `lastSeenAt` moved on (a resolved one stays resolved).
+/// Records a mismatch once (by its id), with its `reconciliation.mismatch`
+/// event in the same transaction. Returns true when it is new; an existing
+/// one only has `lastSeenAt` moved on (a resolved one stays resolved) and
+/// publishes nothing again.
 pub async fn record_mismatch(ledger: &Ledger, m: &Mismatch) -> Result<bool, BillingError> {
-    // Hook for the events outbox (`reconciliation.mismatch`): once it exists on
-    // main, its item rides in this put as a transaction, so a new mismatch and
-    // its event are written together.
-    let put = ledger
-        .client()
-        .put_item()
+    let put = Put::builder()
         .table_name(ledger.table())
         .set_item(Some(mismatch_item(m)))
         .condition_expression("attribute_not_exists(pk)")
-        .send()
-        .await;
-    match put {
-        Ok(_) => Ok(true),
-        Err(err)
-            if err
-                .as_service_error()
-                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-        {
+        .build()
+        .map_err(|e| LedgerError::corrupt("mismatch", e.to_string()))?;
+    let put = TransactWriteItem::builder().put(put).build();
+    match events::write_with(ledger, put, &[mismatch_event(m)]).await? {
+        Written::Yes => Ok(true),
+        Written::ConditionFailed { .. } => {
             let seen = ledger
                 .client()
                 .update_item()
@@ -377,8 +372,36 @@ pub async fn record_mismatch(ledger: &Ledger, m: &Mismatch) -> Result<bool, Bill
                 Err(err) => Err(LedgerError::dynamo("UpdateItem", &err).into()),
             }
         }
-        Err(err) => Err(LedgerError::dynamo("PutItem", &err).into()),
     }
+}
+
+/// `reconciliation.mismatch`: one per mismatch id (its key), so a rerun
+/// that finds the same mismatch reports nothing new.
+fn mismatch_event(m: &Mismatch) -> Event {
+    let user = m.user.as_deref().and_then(|u| UserId::parse(u).ok());
+    let mut event = Event::about(
+        DetailType::ReconciliationMismatch,
+        &format!("MISMATCH#{}", m.id),
+        user.as_ref(),
+    )
+    .text("mismatchId", &m.id)
+    .text("kind", m.kind.as_str())
+    .text("transactionId", &m.transaction_id)
+    .text("detail", &m.detail)
+    .text("runId", &m.run_id)
+    .text("detectedAt", &m.detected_at);
+    let optional = [
+        ("orderId", &m.order_id),
+        ("paypalAmount", &m.paypal_amount),
+        ("ledgerAmount", &m.ledger_amount),
+        ("currency", &m.currency),
+    ];
+    for (name, value) in optional {
+        if let Some(value) = value {
+            event = event.text(name, value);
+        }
+    }
+    event
 }
 
 /// Whether a mismatch with this id is open (strongly consistent).
