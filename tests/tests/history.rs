@@ -59,9 +59,15 @@ async fn seed_ledger(api: &TestApi, user: &UserId, entries: &[(String, &str, &st
         }
         item.insert(
             "gsi3pk".to_owned(),
-            s(&entry_index_pk(&created_at[..10], entry_index_shard(user, seq))),
+            s(&entry_index_pk(
+                &created_at[..10],
+                entry_index_shard(user, seq),
+            )),
         );
-        item.insert("gsi3sk".to_owned(), s(&entry_index_sk(created_at, user, seq)));
+        item.insert(
+            "gsi3sk".to_owned(),
+            s(&entry_index_sk(created_at, user, seq)),
+        );
         items.push(item);
         balance = after;
     }
@@ -80,7 +86,12 @@ async fn put_all(api: &TestApi, items: Vec<HashMap<String, AttributeValue>>) {
             .iter()
             .map(|item| {
                 WriteRequest::builder()
-                    .put_request(PutRequest::builder().set_item(Some(item.clone())).build().unwrap())
+                    .put_request(
+                        PutRequest::builder()
+                            .set_item(Some(item.clone()))
+                            .build()
+                            .unwrap(),
+                    )
                     .build()
             })
             .collect();
@@ -113,21 +124,41 @@ async fn admin_add(api: &TestApi, user: &UserId, amount: &str, reason: &str) {
     assert_eq!(response.status, 200, "{:?}", response.body);
 }
 
-async fn keyed(api: &TestApi, method: &str, path: &str, token: &str, key: &str, body: &Value) -> TestResponse {
-    let headers = [("content-type", "application/json"), ("idempotency-key", key)];
+async fn keyed(
+    api: &TestApi,
+    method: &str,
+    path: &str,
+    token: &str,
+    key: &str,
+    body: &Value,
+) -> TestResponse {
+    let headers = [
+        ("content-type", "application/json"),
+        ("idempotency-key", key),
+    ];
     Box::pin(api.call(method, path, Some(token), Some(&body.to_string()), &headers)).await
 }
 
 /// A PayPal purchase (order, approval, capture); returns the order id.
 async fn buy(api: &TestApi, route: &str, token: &str, amount: &str) -> String {
     let response = api
-        .send("POST", &format!("{route}/add"), token, &format!(r#"{{"amount": {amount}}}"#))
+        .send(
+            "POST",
+            &format!("{route}/add"),
+            token,
+            &format!(r#"{{"amount": {amount}}}"#),
+        )
         .await;
     assert_eq!(response.status, 200, "{:?}", response.body);
     let order_id = response.body["orderId"].as_str().unwrap().to_owned();
     assert!(api.paypal.approve(&order_id));
     let captured = api
-        .send("POST", &format!("{route}/capture"), token, &json!({"orderId": order_id}).to_string())
+        .send(
+            "POST",
+            &format!("{route}/capture"),
+            token,
+            &json!({"orderId": order_id}).to_string(),
+        )
         .await;
     assert_eq!(captured.status, 200, "{:?}", captured.body);
     order_id
@@ -185,14 +216,20 @@ async fn a_transaction_shows_its_receipt_to_its_owner_only() {
     let mut seen = BTreeSet::new();
     for item in &items {
         let id = item["id"].as_str().unwrap();
-        let detail = api.get(&format!("/api/billing/transactions/{id}"), &token).await;
+        let detail = api
+            .get(&format!("/api/billing/transactions/{id}"), &token)
+            .await;
         assert_eq!(detail.status, 200, "{id}: {:?}", detail.body);
         let receipt = &detail.body["transaction"];
         // The list item, exactly, plus its references.
         for (field, value) in item.as_object().unwrap() {
             assert_eq!(&receipt[field], value, "{id}.{field}");
         }
-        let kind = format!("{}:{}", item["system"].as_str().unwrap(), item["type"].as_str().unwrap());
+        let kind = format!(
+            "{}:{}",
+            item["system"].as_str().unwrap(),
+            item["type"].as_str().unwrap()
+        );
         match kind.as_str() {
             "custom_credits:purchase" => {
                 assert_eq!(receipt["order"]["id"], json!(credits_order));
@@ -228,7 +265,9 @@ async fn a_transaction_shows_its_receipt_to_its_owner_only() {
     let stranger = api.token(new_user().as_str(), false);
     for item in &items {
         let id = item["id"].as_str().unwrap();
-        let other = api.get(&format!("/api/billing/transactions/{id}"), &stranger).await;
+        let other = api
+            .get(&format!("/api/billing/transactions/{id}"), &stranger)
+            .await;
         assert_eq!(other.status, 404, "{id}: {:?}", other.body);
     }
     for id in [
@@ -237,16 +276,23 @@ async fn a_transaction_shows_its_receipt_to_its_owner_only() {
         "cc-01",
         "NOSUCHORDER",
         &format!("{tokens_order}-NOREFUND"),
-        &format!("{credits_order}"),
+        &credits_order,
         "vfgrant-00000000000000000000000000000000",
         "vfremove-00000000000000000000000000000000",
         "a.b",
         &"x".repeat(300),
     ] {
-        let response = api.get(&format!("/api/billing/transactions/{id}"), &token).await;
+        let response = api
+            .get(&format!("/api/billing/transactions/{id}"), &token)
+            .await;
         assert_eq!(response.status, 404, "{id}: {:?}", response.body);
     }
-    assert_eq!(api.get("/api/billing/transactions/cc-1", "bad").await.status, 401);
+    assert_eq!(
+        api.get("/api/billing/transactions/cc-1", "bad")
+            .await
+            .status,
+        401
+    );
     assert_audit(&api.ledger(), &user).await;
 }
 
@@ -291,7 +337,11 @@ async fn the_export_is_a_csv_of_both_systems_in_the_range() {
     for i in 0..60u32 {
         let day = start + time::Duration::days(2 * i64::from(i));
         let (kind, amount, description) = match i % 3 {
-            0 => ("admin_add", "10.00", "Credits added by admin: goodwill, \"VIP\""),
+            0 => (
+                "admin_add",
+                "10.00",
+                "Credits added by admin: goodwill, \"VIP\"",
+            ),
             1 => ("service_purchase_dns_plan", "-2.50", "=DNS Basic"),
             _ => ("purchase", "0.05", "PayPal purchase"),
         };
@@ -318,9 +368,14 @@ async fn the_export_is_a_csv_of_both_systems_in_the_range() {
         put_all(&api, vec![line.to_item(&user)]).await;
     }
 
-    let response = api.get(&export_path("2025-02-01", "2025-02-28"), &token).await;
+    let response = api
+        .get(&export_path("2025-02-01", "2025-02-28"), &token)
+        .await;
     assert_eq!(response.status, 200, "{:?}", response.body);
-    assert_eq!(response.header("content-type"), Some("text/csv; charset=utf-8"));
+    assert_eq!(
+        response.header("content-type"),
+        Some("text/csv; charset=utf-8")
+    );
     assert_eq!(
         response.header("content-disposition"),
         Some("attachment; filename=\"transactions-2025-02-01-to-2025-02-28.csv\"")
@@ -328,8 +383,19 @@ async fn the_export_is_a_csv_of_both_systems_in_the_range() {
     let rows = parse_csv(response.body.as_str().unwrap());
     assert_eq!(
         rows[0],
-        ["id", "createdAt", "system", "type", "amount", "unit", "status", "description",
-         "balanceBefore", "balanceAfter", "reference"]
+        [
+            "id",
+            "createdAt",
+            "system",
+            "type",
+            "amount",
+            "unit",
+            "status",
+            "description",
+            "balanceBefore",
+            "balanceAfter",
+            "reference"
+        ]
     );
     let expected: Vec<usize> = seeded
         .iter()
@@ -338,13 +404,31 @@ async fn the_export_is_a_csv_of_both_systems_in_the_range() {
         .map(|(i, _)| i)
         .collect();
     assert_eq!(rows.len(), 1 + expected.len() + 1, "{rows:?}");
-    let credits: Vec<&Vec<String>> = rows[1..].iter().filter(|r| r[2] == "custom_credits").collect();
+    let credits: Vec<&Vec<String>> = rows[1..]
+        .iter()
+        .filter(|r| r[2] == "custom_credits")
+        .collect();
     for (row, &i) in credits.iter().zip(&expected) {
         let (created_at, kind, amount, description) = &seeded[i];
         assert_eq!(row[0], format!("cc-{}", i + 1));
-        assert_eq!((&row[1], &row[3], &row[4], &row[5]), (created_at, &kind.to_string(), &amount.to_string(), &"USD".to_owned()));
-        let shown = if description.starts_with('=') { format!("'{description}") } else { description.to_string() };
-        assert_eq!(row[7], shown, "formulas are defused, quotes and commas kept");
+        assert_eq!(
+            (&row[1], &row[3], &row[4], &row[5]),
+            (
+                created_at,
+                &kind.to_string(),
+                &amount.to_string(),
+                &"USD".to_owned()
+            )
+        );
+        let shown = if description.starts_with('=') {
+            format!("'{description}")
+        } else {
+            description.to_string()
+        };
+        assert_eq!(
+            row[7], shown,
+            "formulas are defused, quotes and commas kept"
+        );
     }
     // Balances chain exactly from row to row.
     for pair in credits.windows(2) {
@@ -352,7 +436,14 @@ async fn the_export_is_a_csv_of_both_systems_in_the_range() {
     }
     let tokens: Vec<&Vec<String>> = rows[1..].iter().filter(|r| r[2] == "virtfusion").collect();
     assert_eq!(tokens.len(), 1);
-    assert_eq!((&tokens[0][0], &tokens[0][4], &tokens[0][5]), (&"TOKORDER1".to_owned(), &"1000".to_owned(), &"tokens".to_owned()));
+    assert_eq!(
+        (&tokens[0][0], &tokens[0][4], &tokens[0][5]),
+        (
+            &"TOKORDER1".to_owned(),
+            &"1000".to_owned(),
+            &"tokens".to_owned()
+        )
+    );
     let times: Vec<&String> = rows[1..].iter().map(|r| &r[1]).collect();
     assert!(times.windows(2).all(|w| w[0] <= w[1]), "oldest first");
 
@@ -361,11 +452,16 @@ async fn the_export_is_a_csv_of_both_systems_in_the_range() {
     let response = api.get(&export_path(&today, &today), &token).await;
     let rows = parse_csv(response.body.as_str().unwrap());
     assert_eq!(rows.len(), 2, "{rows:?}");
-    assert_eq!((rows[1][0].as_str(), rows[1][4].as_str()), ("cc-61", "1.25"));
+    assert_eq!(
+        (rows[1][0].as_str(), rows[1][4].as_str()),
+        ("cc-61", "1.25")
+    );
 
     // Someone else's export is a header only.
     let stranger = api.token(new_user().as_str(), false);
-    let empty = api.get(&export_path("2025-02-01", "2025-02-28"), &stranger).await;
+    let empty = api
+        .get(&export_path("2025-02-01", "2025-02-28"), &stranger)
+        .await;
     assert_eq!(parse_csv(empty.body.as_str().unwrap()).len(), 1);
 
     for query in [
@@ -378,12 +474,28 @@ async fn the_export_is_a_csv_of_both_systems_in_the_range() {
         "?from=2024-01-01&to=2025-01-01",
         "?from=yesterday&to=today",
     ] {
-        let response = api.get(&format!("/api/billing/transactions/export{query}"), &token).await;
+        let response = api
+            .get(&format!("/api/billing/transactions/export{query}"), &token)
+            .await;
         assert_eq!(response.status, 400, "{query}: {:?}", response.body);
-        assert_eq!(response.body["code"], json!("invalid_input"), "a JSON error");
+        assert_eq!(
+            response.body["code"],
+            json!("invalid_input"),
+            "a JSON error"
+        );
     }
-    assert_eq!(api.get(&export_path("2025-01-01", "2025-12-31"), &token).await.status, 200);
-    assert_eq!(api.get(&export_path("2025-01-01", "2025-01-01"), "bad").await.status, 401);
+    assert_eq!(
+        api.get(&export_path("2025-01-01", "2025-12-31"), &token)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        api.get(&export_path("2025-01-01", "2025-01-01"), "bad")
+            .await
+            .status,
+        401
+    );
 }
 
 /// HttpApi prefers a static segment to `{id}`; so does the local gateway
@@ -396,10 +508,22 @@ fn export_is_routed_before_the_transaction_id() {
     let function = |path: &str| {
         devstack::gateway::match_route(&routes, "GET", path).map(|r| r.function.clone())
     };
-    assert_eq!(function("/api/billing/transactions/export").as_deref(), Some("transactions-export"));
-    assert_eq!(function("/api/billing/transactions/cc-1").as_deref(), Some("transaction-detail"));
-    assert_eq!(function("/api/billing/transactions/exports").as_deref(), Some("transaction-detail"));
-    assert_eq!(function("/api/billing/transactions").as_deref(), Some("transactions"));
+    assert_eq!(
+        function("/api/billing/transactions/export").as_deref(),
+        Some("transactions-export")
+    );
+    assert_eq!(
+        function("/api/billing/transactions/cc-1").as_deref(),
+        Some("transaction-detail")
+    );
+    assert_eq!(
+        function("/api/billing/transactions/exports").as_deref(),
+        Some("transaction-detail")
+    );
+    assert_eq!(
+        function("/api/billing/transactions").as_deref(),
+        Some("transactions")
+    );
 }
 
 fn admin_page_path(query: &str) -> String {
@@ -434,15 +558,29 @@ async fn admins_page_every_users_entries_newest_first_through_the_index() {
     let api = TestApi::new().await;
     let (a, b, c) = (new_user(), new_user(), new_user());
     let today = today();
-    let kinds = ["admin_add", "purchase", "service_purchase_dns_plan", "admin_remove"];
+    let kinds = [
+        "admin_add",
+        "purchase",
+        "service_purchase_dns_plan",
+        "admin_remove",
+    ];
     let mut expected: Vec<(String, String, String)> = Vec::new(); // (createdAt, user, type)
     for (u, user) in [&a, &b, &c].into_iter().enumerate() {
         let mut entries = Vec::new();
         for i in 0..(8 + 3 * u as u32) {
             let day = today - time::Duration::days(1 + i64::from(i % 3));
             let kind = kinds[(i as usize + u) % 4];
-            let amount = if kind == "admin_remove" || kind.starts_with("service") { "-0.50" } else { "5.00" };
-            entries.push((at(day, 7 * 3600 + 97 * i + 13 * u as u32), kind, amount, "seeded"));
+            let amount = if kind == "admin_remove" || kind.starts_with("service") {
+                "-0.50"
+            } else {
+                "5.00"
+            };
+            entries.push((
+                at(day, 7 * 3600 + 97 * i + 13 * u as u32),
+                kind,
+                amount,
+                "seeded",
+            ));
         }
         entries.sort_by(|x, y| x.0.cmp(&y.0));
         for e in &entries {
@@ -462,11 +600,22 @@ async fn admins_page_every_users_entries_newest_first_through_the_index() {
     assert!(pages >= items.len() / 5);
     let keys: BTreeSet<(String, String)> = items
         .iter()
-        .map(|i| (i["userId"].as_str().unwrap().to_owned(), i["id"].as_str().unwrap().to_owned()))
+        .map(|i| {
+            (
+                i["userId"].as_str().unwrap().to_owned(),
+                i["id"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
     assert_eq!(keys.len(), items.len(), "no duplicates");
-    let times: Vec<&str> = items.iter().map(|i| i["createdAt"].as_str().unwrap()).collect();
-    assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first: {times:?}");
+    let times: Vec<&str> = items
+        .iter()
+        .map(|i| i["createdAt"].as_str().unwrap())
+        .collect();
+    assert!(
+        times.windows(2).all(|w| w[0] >= w[1]),
+        "newest first: {times:?}"
+    );
     assert_eq!(items[0]["reason"], json!("written today"));
     assert_eq!(items[0]["adminId"], json!(ADMIN));
     for (created_at, user, kind) in &expected {
@@ -484,19 +633,45 @@ async fn admins_page_every_users_entries_newest_first_through_the_index() {
     // Bounded by days, and by type.
     let day = (today - time::Duration::days(2)).to_string();
     let (one_day, _) = all_pages(&api, &format!("limit=4&from={day}&to={day}")).await;
-    assert_eq!(one_day.len(), expected.iter().filter(|e| e.0.starts_with(&day)).count());
+    assert_eq!(
+        one_day.len(),
+        expected.iter().filter(|e| e.0.starts_with(&day)).count()
+    );
     let (adds, _) = all_pages(&api, &format!("limit=3&from={from}&type=admin_add")).await;
-    assert_eq!(adds.len(), expected.iter().filter(|e| e.2 == "admin_add").count() + 2);
+    assert_eq!(
+        adds.len(),
+        expected.iter().filter(|e| e.2 == "admin_add").count() + 2
+    );
     assert!(adds.iter().all(|i| i["type"] == json!("admin_add")));
-    let (services, _) = all_pages(&api, &format!("limit=100&from={from}&type=service_purchase")).await;
-    assert_eq!(services.len(), expected.iter().filter(|e| e.2.starts_with("service_purchase")).count());
+    let (services, _) = all_pages(
+        &api,
+        &format!("limit=100&from={from}&type=service_purchase"),
+    )
+    .await;
+    assert_eq!(
+        services.len(),
+        expected
+            .iter()
+            .filter(|e| e.2.starts_with("service_purchase"))
+            .count()
+    );
 
     // The cursor keeps its filters.
     let admin = api.token(ADMIN, true);
-    let first = api.get(&admin_page_path(&format!("limit=2&from={from}&type=admin_add")), &admin).await;
+    let first = api
+        .get(
+            &admin_page_path(&format!("limit=2&from={from}&type=admin_add")),
+            &admin,
+        )
+        .await;
     let cursor = first.body["nextCursor"].as_str().unwrap();
     let other = api
-        .get(&admin_page_path(&format!("limit=2&from={from}&type=purchase&cursor={cursor}")), &admin)
+        .get(
+            &admin_page_path(&format!(
+                "limit=2&from={from}&type=purchase&cursor={cursor}"
+            )),
+            &admin,
+        )
         .await;
     assert_eq!(other.status, 400, "{:?}", other.body);
 
@@ -516,7 +691,12 @@ async fn admins_page_every_users_entries_newest_first_through_the_index() {
         assert_eq!(response.status, 400, "{query}: {:?}", response.body);
     }
     let user_token = api.token(a.as_str(), false);
-    assert_eq!(api.get(&admin_page_path("limit=5"), &user_token).await.status, 403);
+    assert_eq!(
+        api.get(&admin_page_path("limit=5"), &user_token)
+            .await
+            .status,
+        403
+    );
 }
 
 fn summary(stats: &[ReadStats]) -> (usize, f64, u32, f64, f64) {
@@ -547,8 +727,17 @@ async fn admin_listing_reads_about_one_page_per_page() {
             .map(|i| {
                 let day = today - time::Duration::days(1 + i64::from(i / 8));
                 // One entry in ten is an admin_add: the filtered case.
-                let kind = if (i + u) % 10 == 0 { "admin_add" } else { "purchase" };
-                (at(day, 80_000 - 1_000 * (i % 8) - 13 * u), kind, "1.00", "seeded")
+                let kind = if (i + u) % 10 == 0 {
+                    "admin_add"
+                } else {
+                    "purchase"
+                };
+                (
+                    at(day, 80_000 - 1_000 * (i % 8) - 13 * u),
+                    kind,
+                    "1.00",
+                    "seeded",
+                )
             })
             .collect::<Vec<_>>()
             .into_iter()
@@ -562,7 +751,11 @@ async fn admin_listing_reads_about_one_page_per_page() {
         to: today,
         kind: kind.map(str::to_owned),
     };
-    for (label, kind, limit) in [("unfiltered", None, 25), ("unfiltered", None, 100), ("type=admin_add", Some("admin_add"), 25)] {
+    for (label, kind, limit) in [
+        ("unfiltered", None, 25),
+        ("unfiltered", None, 100),
+        ("type=admin_add", Some("admin_add"), 25),
+    ] {
         let filter = filter(kind);
         let mut start = None;
         let (mut stats, mut returned) = (Vec::new(), 0);
@@ -572,10 +765,9 @@ async fn admin_listing_reads_about_one_page_per_page() {
             stats.push(page.stats);
             match page.next {
                 Some(next) => {
-                    let (parsed, position) = billing::history::admin::admin_filter(
-                        None, None, None, Some(&next), today,
-                    )
-                    .unwrap();
+                    let (parsed, position) =
+                        billing::history::admin::admin_filter(None, None, None, Some(&next), today)
+                            .unwrap();
                     assert_eq!(parsed.kind, filter.kind);
                     start = position;
                 }

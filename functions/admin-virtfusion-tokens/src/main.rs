@@ -1,5 +1,5 @@
-use lambda_http::{Error, run, service_fn};
 use admin_virtfusion_tokens_fn::{Deps, handle};
+use lambda_http::{Error, run, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

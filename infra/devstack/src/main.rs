@@ -726,18 +726,18 @@ fn moves_money(route: &RouteDef) -> bool {
 
 fn sample_event(route: &RouteDef, index: usize, token: &str) -> Value {
     let path = sample_path(route);
-    let query = if route.path == "/api/billing/transactions" || route.path == "/api/admin/transactions"
-    {
-        "limit=25"
-    } else if route.path == "/api/billing/transactions/export" {
-        "from=2025-11-01&to=2025-11-30"
-    } else if route.path.ends_with("/virtfusion-deliveries") {
-        "status=needs_review"
-    } else if route.path == "/api/services/subscriptions" && route.method == "GET" {
-        "userId=1001"
-    } else {
-        ""
-    };
+    let query =
+        if route.path == "/api/billing/transactions" || route.path == "/api/admin/transactions" {
+            "limit=25"
+        } else if route.path == "/api/billing/transactions/export" {
+            "from=2025-11-01&to=2025-11-30"
+        } else if route.path.ends_with("/virtfusion-deliveries") {
+            "status=needs_review"
+        } else if route.path == "/api/services/subscriptions" && route.method == "GET" {
+            "userId=1001"
+        } else {
+            ""
+        };
     let body = sample_body(route)
         .map(|b| b.to_string())
         .unwrap_or_default();

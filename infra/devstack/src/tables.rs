@@ -113,7 +113,11 @@ fn key_elements(keys: &[crate::template::KeyDef]) -> Result<Vec<KeySchemaElement
 /// Creates on an existing table the indexes of `def` it lacks (a kept local
 /// stack from before an index was added; items written before keep no keys
 /// in it unless rewritten).
-pub async fn add_missing_indexes(client: &Client, def: &TableDef, name: &str) -> Result<(), String> {
+pub async fn add_missing_indexes(
+    client: &Client,
+    def: &TableDef,
+    name: &str,
+) -> Result<(), String> {
     let out = client
         .describe_table()
         .table_name(name)

@@ -91,12 +91,12 @@ impl Ledger {
             .iter()
             .map(indexed)
             .collect::<Result<Vec<_>, _>>()?;
-        let last_evaluated = out.last_evaluated_key().and_then(|key| {
-            match key.get(ENTRY_INDEX_SK) {
-                Some(AttributeValue::S(sk)) => Some(sk.clone()),
-                _ => None,
-            }
-        });
+        let last_evaluated =
+            out.last_evaluated_key()
+                .and_then(|key| match key.get(ENTRY_INDEX_SK) {
+                    Some(AttributeValue::S(sk)) => Some(sk.clone()),
+                    _ => None,
+                });
         Ok(IndexPage {
             entries,
             last_evaluated,

@@ -102,7 +102,11 @@ pub fn entry_index_pk(day: &str, shard: u32) -> String {
 
 /// `<createdAt>#<user>#<seq, 12 digits>`: time order across users, unique.
 pub fn entry_index_sk(created_at: &str, user: &UserId, seq: u64) -> String {
-    format!("{created_at}#{}#{seq:0width$}", user.as_str(), width = SEQ_WIDTH)
+    format!(
+        "{created_at}#{}#{seq:0width$}",
+        user.as_str(),
+        width = SEQ_WIDTH
+    )
 }
 
 /// Which shard an entry goes to: a hash of (user, seq), so even one busy
@@ -110,12 +114,7 @@ pub fn entry_index_sk(created_at: &str, user: &UserId, seq: u64) -> String {
 /// shard is stored in the key; it is never recomputed for a stored entry).
 pub fn entry_index_shard(user: &UserId, seq: u64) -> u32 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in user
-        .as_str()
-        .bytes()
-        .chain([b'#'])
-        .chain(seq.to_be_bytes())
-    {
+    for byte in user.as_str().bytes().chain([b'#']).chain(seq.to_be_bytes()) {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
     }
@@ -213,7 +212,10 @@ mod tests {
             per_shard[entry_index_shard(&user, seq) as usize] += 1;
         }
         // One account's entries reach every shard, none gets most of them.
-        assert!(per_shard.iter().all(|&n| (60..=140).contains(&n)), "{per_shard:?}");
+        assert!(
+            per_shard.iter().all(|&n| (60..=140).contains(&n)),
+            "{per_shard:?}"
+        );
         assert_eq!(entry_index_shard(&user, 5), entry_index_shard(&user, 5));
     }
 

@@ -63,7 +63,9 @@ pub fn credit_id(raw: &str) -> Result<u64, BillingError> {
     raw.parse::<u64>()
         .ok()
         .filter(|id| *id > 0 && raw.len() <= 20 && raw.bytes().all(|b| b.is_ascii_digit()))
-        .ok_or_else(|| BillingError::InvalidInput("creditId must be a positive whole number".into()))
+        .ok_or_else(|| {
+            BillingError::InvalidInput("creditId must be a positive whole number".into())
+        })
 }
 
 /// The removal line id of a grant.
@@ -129,7 +131,15 @@ pub async fn grant(
 ) -> Result<StoredResponse, BillingError> {
     let grant_id = format!("{GRANT_PREFIX}{}", key.derived_id());
     if let Some(existing) = key.lookup(ledger).await? {
-        return resume(ledger, virtfusion, key, &grant_id, Operation::Grant, existing).await;
+        return resume(
+            ledger,
+            virtfusion,
+            key,
+            &grant_id,
+            Operation::Grant,
+            existing,
+        )
+        .await;
     }
     let client = virtfusion.ok_or_else(unavailable)?;
     let now = ledger::now_rfc3339();
@@ -152,7 +162,15 @@ pub async fn grant(
         Claim::Claimed => {}
         Claim::KeyTaken(item) => {
             let existing = judged(ledger, key, item).await?;
-            return resume(ledger, virtfusion, key, &grant_id, Operation::Grant, existing).await;
+            return resume(
+                ledger,
+                virtfusion,
+                key,
+                &grant_id,
+                Operation::Grant,
+                existing,
+            )
+            .await;
         }
         Claim::GrantExists => {
             // Its key's record is gone (kept 48 h; the grant forever).
@@ -228,7 +246,7 @@ async fn settle_grant(
             let response = grant_response(grant, None, None, true);
             let line = grant_line(grant, None, "needs_review");
             let update = leaving()
-                .to_review(GrantState::NeedsReview, grant, "uncertain_outcome")
+                .under_review(GrantState::NeedsReview, grant, "uncertain_outcome")
                 .set_s("historySk", &line.sort_key);
             let items = vec![
                 update.item(table)?,
@@ -258,7 +276,15 @@ pub async fn remove(
         _ => return Err(BillingError::NotFound("Credit")),
     };
     if let Some(existing) = key.lookup(ledger).await? {
-        return resume(ledger, virtfusion, key, &grant_id, Operation::Remove, existing).await;
+        return resume(
+            ledger,
+            virtfusion,
+            key,
+            &grant_id,
+            Operation::Remove,
+            existing,
+        )
+        .await;
     }
     let client = virtfusion.ok_or_else(unavailable)?;
     let mut grant = reload(ledger, &grant_id).await?;
@@ -275,7 +301,15 @@ pub async fn remove(
         Claim::Claimed => {}
         Claim::KeyTaken(item) => {
             let existing = judged(ledger, key, item).await?;
-            return resume(ledger, virtfusion, key, &grant_id, Operation::Remove, existing).await;
+            return resume(
+                ledger,
+                virtfusion,
+                key,
+                &grant_id,
+                Operation::Remove,
+                existing,
+            )
+            .await;
         }
         Claim::GrantExists => {
             // Moved since it was read (another removal, a review).
@@ -345,7 +379,7 @@ async fn settle_removal(
             let response = removal_response(grant, None, false);
             let line = removal_line(grant, "needs_review");
             let update = leaving()
-                .to_review(GrantState::RemovalReview, grant, "uncertain_outcome")
+                .under_review(GrantState::RemovalReview, grant, "uncertain_outcome")
                 .set_s("removalHistorySk", &line.sort_key);
             let items = vec![
                 update.item(table)?,
@@ -458,7 +492,7 @@ async fn abandon(ledger: &Ledger, grant: &TokenGrant) -> Result<bool, BillingErr
         _ => return Ok(false),
     };
     let update = GrantUpdate::leaving(&grant.id, grant.state, grant.claim.as_deref())
-        .to_review(to, grant, "claim_abandoned")
+        .under_review(to, grant, "claim_abandoned")
         .set_s(line_attribute, &line.sort_key);
     let moved = store::write(
         ledger,
@@ -482,8 +516,7 @@ pub async fn review_stale_claims(
     max: u32,
 ) -> Result<u32, BillingError> {
     let mut moved = 0;
-    let keys =
-        crate::deliveries::index_keys(ledger, crate::orders::DELIVERY_CLAIMED, max).await?;
+    let keys = crate::deliveries::index_keys(ledger, crate::orders::DELIVERY_CLAIMED, max).await?;
     for grant_id in keys.iter().filter_map(grant_id_of_key) {
         if let Some(grant) = store::load(ledger, &grant_id).await?
             && matches!(grant.state, GrantState::Sending | GrantState::Removing)

@@ -232,7 +232,10 @@ pub async fn load_credit(
         Some(AttributeValue::S(v)) => Some(v.clone()),
         _ => None,
     };
-    match (text("grantId"), text("user").and_then(|u| UserId::parse(&u).ok())) {
+    match (
+        text("grantId"),
+        text("user").and_then(|u| UserId::parse(&u).ok()),
+    ) {
         (Some(grant_id), Some(user)) => Ok(Some((grant_id, user))),
         _ => Err(LedgerError::corrupt(credit_pk(credit_id), "grantId or user missing").into()),
     }
@@ -289,7 +292,7 @@ impl GrantUpdate {
     }
 
     /// On the admins' review list.
-    pub fn to_review(self, to: GrantState, grant: &TokenGrant, reason: &str) -> GrantUpdate {
+    pub fn under_review(self, to: GrantState, grant: &TokenGrant, reason: &str) -> GrantUpdate {
         self.state(to)
             .set_s("reviewReason", reason)
             .set_s("gsi1pk", DELIVERY_REVIEW)
@@ -417,9 +420,8 @@ async fn claim(ledger: &Ledger, items: Vec<TransactWriteItem>) -> Result<Claim, 
     match err.as_service_error() {
         Some(TransactWriteItemsError::TransactionCanceledException(cancel)) => {
             let reasons = cancel.cancellation_reasons();
-            let failed = |i: usize| {
-                reasons.get(i).and_then(|r| r.code()) == Some("ConditionalCheckFailed")
-            };
+            let failed =
+                |i: usize| reasons.get(i).and_then(|r| r.code()) == Some("ConditionalCheckFailed");
             if failed(0) {
                 Ok(Claim::KeyTaken(reasons[0].item().cloned()))
             } else if failed(1) {

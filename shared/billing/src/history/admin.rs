@@ -94,7 +94,7 @@ pub fn admin_filter(
     kind: Option<&str>,
     cursor: Option<&AdminCursor>,
     today: Date,
-) -> Result<(AdminFilter, Option<(Date, Option<String>)>), BillingError> {
+) -> Result<(AdminFilter, Option<Position>), BillingError> {
     if let Some(kind) = kind {
         kind_filter(kind)?;
     }
@@ -159,6 +159,10 @@ pub fn kind_filter(raw: &str) -> Result<KindFilter, BillingError> {
     }
 }
 
+/// Where a page starts: a day and, within it, the index sort key below
+/// which it continues (`None`: the whole day).
+pub type Position = (Date, Option<String>);
+
 /// What a page cost.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct ReadStats {
@@ -182,7 +186,7 @@ pub struct AdminPage {
 pub async fn admin_entries(
     ledger: &Ledger,
     filter: &AdminFilter,
-    start: Option<(Date, Option<String>)>,
+    start: Option<Position>,
     limit: u32,
 ) -> Result<AdminPage, BillingError> {
     let kind = filter.kind.as_deref().map(kind_filter).transpose()?;
@@ -322,7 +326,14 @@ mod tests {
             kind_filter("service_renewal").unwrap(),
             KindFilter::Prefix("service_renewal_".into())
         );
-        for bad in ["", "admin_credit", "dns_purchase", "nope", "service_purchase_X", "ADMIN_ADD"] {
+        for bad in [
+            "",
+            "admin_credit",
+            "dns_purchase",
+            "nope",
+            "service_purchase_X",
+            "ADMIN_ADD",
+        ] {
             assert!(kind_filter(bad).is_err(), "{bad}");
         }
     }
@@ -331,7 +342,10 @@ mod tests {
     fn filters_default_to_the_last_366_days_and_cursors_keep_theirs() {
         let today = day("2026-03-10");
         let (filter, start) = admin_filter(None, None, None, None, today).unwrap();
-        assert_eq!((filter.from, filter.to, start), (day("2025-03-10"), today, None));
+        assert_eq!(
+            (filter.from, filter.to, start),
+            (day("2025-03-10"), today, None)
+        );
         assert!(admin_filter(Some("2026-03-11"), Some("2026-03-10"), None, None, today).is_err());
         assert!(admin_filter(Some("2024-01-01"), Some("2026-03-10"), None, None, today).is_err());
         assert!(admin_filter(None, None, Some("bogus"), None, today).is_err());
@@ -349,10 +363,23 @@ mod tests {
         assert_eq!(filter.kind.as_deref(), Some("admin_add"));
         assert_eq!(start.unwrap().0, day("2026-03-05"));
         // The same filters again are fine; others are refused.
-        assert!(admin_filter(Some("2026-03-01"), None, Some("admin_add"), Some(&cursor), today).is_ok());
+        assert!(
+            admin_filter(
+                Some("2026-03-01"),
+                None,
+                Some("admin_add"),
+                Some(&cursor),
+                today
+            )
+            .is_ok()
+        );
         assert!(admin_filter(Some("2026-02-01"), None, None, Some(&cursor), today).is_err());
         assert!(admin_filter(None, None, Some("refund"), Some(&cursor), today).is_err());
-        for garbage in ["%%", "e30", &URL_SAFE_NO_PAD.encode(r#"{"d":"x","f":"2026-01-01"}"#)] {
+        for garbage in [
+            "%%",
+            "e30",
+            &URL_SAFE_NO_PAD.encode(r#"{"d":"x","f":"2026-01-01"}"#),
+        ] {
             assert!(AdminCursor::decode(garbage).is_err(), "{garbage}");
         }
     }

@@ -22,10 +22,7 @@ pub fn push_row(out: &mut String, cells: &[Cell<'_>]) {
         }
         let (text, defuse) = match *cell {
             Cell::Plain(text) => (text, false),
-            Cell::Text(text) => (
-                text,
-                text.starts_with(['=', '+', '-', '@', '\t', '\r']),
-            ),
+            Cell::Text(text) => (text, text.starts_with(['=', '+', '-', '@', '\t', '\r'])),
         };
         let quote = defuse || text.contains([',', '"', '\r', '\n']);
         if quote {
@@ -59,7 +56,10 @@ mod tests {
 
     #[test]
     fn fields_are_quoted_only_when_needed() {
-        assert_eq!(row(&[Cell::Plain("a"), Cell::Plain("12.50")]), "a,12.50\r\n");
+        assert_eq!(
+            row(&[Cell::Plain("a"), Cell::Plain("12.50")]),
+            "a,12.50\r\n"
+        );
         assert_eq!(row(&[Cell::Text("a,b")]), "\"a,b\"\r\n");
         assert_eq!(row(&[Cell::Text("say \"hi\"")]), "\"say \"\"hi\"\"\"\r\n");
         assert_eq!(row(&[Cell::Text("two\nlines")]), "\"two\nlines\"\r\n");
@@ -69,7 +69,10 @@ mod tests {
 
     #[test]
     fn formulas_in_text_are_defused_but_amounts_are_not() {
-        assert_eq!(row(&[Cell::Text("=HYPERLINK(\"x\")")]), "\"'=HYPERLINK(\"\"x\"\")\"\r\n");
+        assert_eq!(
+            row(&[Cell::Text("=HYPERLINK(\"x\")")]),
+            "\"'=HYPERLINK(\"\"x\"\")\"\r\n"
+        );
         assert_eq!(row(&[Cell::Text("@SUM(A1)")]), "\"'@SUM(A1)\"\r\n");
         assert_eq!(row(&[Cell::Text("-1+1")]), "\"'-1+1\"\r\n");
         assert_eq!(row(&[Cell::Plain("-5.00")]), "-5.00\r\n");

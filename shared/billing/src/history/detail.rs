@@ -228,7 +228,9 @@ async fn line(
     let Some(sk) = sk else {
         return Ok(None);
     };
-    Ok(token_line(ledger, user, sk).await?.filter(|l| l.kind == kind))
+    Ok(token_line(ledger, user, sk)
+        .await?
+        .filter(|l| l.kind == kind))
 }
 
 #[cfg(test)]
@@ -239,7 +241,16 @@ mod tests {
     fn credit_ids_are_entry_numbers() {
         assert_eq!(credit_seq("cc-1"), Some(1));
         assert_eq!(credit_seq("cc-42"), Some(42));
-        for other in ["cc-", "cc-0", "cc-01", "cc-1a", "cc--1", "cc-1234567890123", "7", "ORDER-1"] {
+        for other in [
+            "cc-",
+            "cc-0",
+            "cc-01",
+            "cc-1a",
+            "cc--1",
+            "cc-1234567890123",
+            "7",
+            "ORDER-1",
+        ] {
             assert_eq!(credit_seq(other), None, "{other}");
         }
     }

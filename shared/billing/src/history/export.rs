@@ -121,7 +121,14 @@ pub fn render(entries: &[Entry], lines: &[TokenPurchase]) -> String {
     }
     let mut rows: Vec<(&str, u8, String, Row<'_>)> = entries
         .iter()
-        .map(|e| (e.created_at.as_str(), 0, format!("cc-{}", e.seq), Row::Credit(e)))
+        .map(|e| {
+            (
+                e.created_at.as_str(),
+                0,
+                format!("cc-{}", e.seq),
+                Row::Credit(e),
+            )
+        })
         .chain(
             lines
                 .iter()
