@@ -240,7 +240,9 @@ pub async fn review_stale_claims(
 ) -> Result<u32, BillingError> {
     let cutoff = ledger::format_rfc3339(now - time::Duration::seconds(STALE_CLAIM_SECONDS));
     let mut moved = 0;
-    for order in list(ledger, Delivery::Delivering, max).await? {
+    // One read of the claimed partition: purchase deliveries and admin grants.
+    let keys = index_keys(ledger, DELIVERY_CLAIMED, max).await?;
+    for order in reread(ledger, &keys, Delivery::Delivering).await? {
         let claimed_at = claimed_at(ledger, &order.order_id).await?;
         if claimed_at.as_deref().is_none_or(|at| at >= cutoff.as_str()) {
             continue;
@@ -278,7 +280,7 @@ pub async fn review_stale_claims(
         }
     }
     // Admin token grants and removals claimed by a Lambda that died.
-    moved += crate::admin_tokens::review_stale_claims(ledger, now, max).await?;
+    moved += crate::admin_tokens::review_stale_grants(ledger, &keys, now).await?;
     Ok(moved)
 }
 

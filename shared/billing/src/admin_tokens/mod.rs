@@ -508,15 +508,15 @@ async fn abandon(ledger: &Ledger, grant: &TokenGrant) -> Result<bool, BillingErr
     Ok(moved)
 }
 
-/// Claims left by requests whose Lambda died (the renewal job's sweep):
-/// to review. Returns how many moved.
-pub async fn review_stale_claims(
+/// Claims left by requests whose Lambda died, among the keys of the
+/// claimed-delivery partition (the renewal job's sweep,
+/// [`crate::deliveries::review_stale_claims`]): to review. Returns how many moved.
+pub async fn review_stale_grants(
     ledger: &Ledger,
+    keys: &[ledger::AttrMap],
     now: time::OffsetDateTime,
-    max: u32,
 ) -> Result<u32, BillingError> {
     let mut moved = 0;
-    let keys = crate::deliveries::index_keys(ledger, crate::orders::DELIVERY_CLAIMED, max).await?;
     for grant_id in keys.iter().filter_map(grant_id_of_key) {
         if let Some(grant) = store::load(ledger, &grant_id).await?
             && matches!(grant.state, GrantState::Sending | GrantState::Removing)
