@@ -1153,6 +1153,10 @@ export interface components {
             /** @description Captured amount (the ordered amount before capture); null for an admin grant */
             amount: components["schemas"]["Money"] | null;
             captureId: string | null;
+            /**
+             * @description A purchase's delivery (pending, delivering, delivered,
+             *     needs_review, refunded), or an admin grant's state (GrantStatus)
+             */
             status: ("pending" | "delivering" | "delivered" | "needs_review" | "refunded") | components["schemas"]["GrantStatus"] | null;
             createdAt: components["schemas"]["Timestamp"];
             /**
