@@ -33,8 +33,20 @@ pub struct TestApi {
 #[derive(Debug)]
 pub struct TestResponse {
     pub status: u16,
+    /// The JSON body; a non-JSON body (a CSV export) as a JSON string.
     pub body: Value,
     pub request_id: Option<String>,
+    /// Every response header (lower-case names).
+    pub headers: Vec<(String, String)>,
+}
+
+impl TestResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 impl TestApi {
@@ -164,6 +176,7 @@ impl TestApi {
                 status: 404,
                 body: serde_json::json!({"message": "Not Found"}),
                 request_id: None,
+                headers: Vec::new(),
             };
         };
         let mut headers: Vec<(String, String)> = extra_headers
@@ -209,7 +222,21 @@ impl TestApi {
             .get("content-type")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        let headers: Vec<(String, String)> = response
+            .headers()
+            .iter()
+            .map(|(name, value)| {
+                (
+                    name.as_str().to_owned(),
+                    value.to_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        let json = content_type
+            .as_deref()
+            .is_none_or(|t| t.starts_with("application/json"));
         let body = match response.body() {
+            lambda_http::Body::Text(text) if !json => Value::String(text.clone()),
             lambda_http::Body::Text(text) => serde_json::from_str(text).expect("JSON body"),
             lambda_http::Body::Empty => Value::Null,
             lambda_http::Body::Binary(bytes) => serde_json::from_slice(bytes).expect("JSON body"),
@@ -229,6 +256,7 @@ impl TestApi {
             status,
             body,
             request_id,
+            headers,
         }
     }
 
@@ -277,6 +305,10 @@ fn register_functions(
     f.register("billing-subscriptions", core(), billing_subscriptions_fn::handle);
     f.register("dns-plan-change", core(), dns_plan_change_fn::handle);
     f.register("admin-dns-plans", core(), admin_dns_plans_fn::handle);
+    f.register("transaction-detail", core(), transaction_detail_fn::handle);
+    f.register("transactions-export", core(), transactions_export_fn::handle);
+    f.register("admin-transactions", core(), admin_transactions_fn::handle);
+    f.register("admin-virtfusion-tokens", admin_virtfusion_tokens_fn::Deps::new(core(), Some(vf_client())), admin_virtfusion_tokens_fn::handle);
 }
 
 pub fn token_with(sub: &str, admin: bool, ttl_seconds: i64, secret: &str) -> String {

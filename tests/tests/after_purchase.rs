@@ -790,6 +790,7 @@ async fn admin_refund_retries_webhooks_and_the_renewal_job_racing_take_back_once
                     status: 200,
                     body: run_job(&api, time::OffsetDateTime::now_utc()).await,
                     request_id: None,
+                    headers: Vec::new(),
                 },
             };
             (i, response.status, response.body)

@@ -426,6 +426,7 @@ async fn transactions_merge_both_systems_and_page_without_duplicates() {
                 status: "completed".into(),
                 description: "VirtFusion tokens".into(),
                 created_at,
+                admin: None,
             };
             api.table
                 .client

@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import {
   centsToDecimal,
   checkAmount,
+  checkGrantTokens,
   formatSignedUsd,
   formatTokens,
   formatUsd,
@@ -41,5 +42,16 @@ describe("money", () => {
     }
     // 0.1 + 0.2 style float traps do not exist here.
     expect(check("0.30").ok).toBe(false);
+  });
+});
+
+describe("checkGrantTokens", () => {
+  it("accepts whole numbers from 1 to 10,000,000 only", () => {
+    expect(checkGrantTokens("1")).toBe(1);
+    expect(checkGrantTokens(" 500 ")).toBe(500);
+    expect(checkGrantTokens("10000000")).toBe(10_000_000);
+    for (const bad of ["", "0", "-5", "1.5", "10000001", "99999999", "1e3", "05", "abc"]) {
+      expect(checkGrantTokens(bad)).toBeNull();
+    }
   });
 });

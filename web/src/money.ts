@@ -96,3 +96,11 @@ export const PURCHASE_MAX_CENTS = 100_000n;
 /** Admin changes: more than $0 up to $100,000.00. */
 export const ADMIN_MIN_CENTS = 1n;
 export const ADMIN_MAX_CENTS = 10_000_000n;
+
+/** Tokens of an admin grant (API.md "token management"): a whole number 1 – 10,000,000; null otherwise. */
+export function checkGrantTokens(text: string): number | null {
+  const trimmed = text.trim();
+  if (!/^[1-9][0-9]{0,7}$/.test(trimmed)) return null;
+  const count = Number(trimmed);
+  return count <= 10_000_000 ? count : null;
+}

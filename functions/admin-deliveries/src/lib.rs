@@ -1,13 +1,16 @@
 //! `GET /api/admin/virtfusion-deliveries?status=needs_review|pending` and
 //! `POST /api/admin/virtfusion-deliveries/{orderId}/resolve` (role `admin`).
+//! The review list also holds admin token grants and removals whose outcome
+//! is uncertain (`vfgrant-…` ids, `billing::admin_tokens`), resolved here too.
 
 use billing::Reason;
-use billing::deliveries;
+use billing::admin_tokens::{self, GRANT_PREFIX};
+use billing::deliveries::{self, ReviewItem};
 use billing::orders::{Delivery, OrderRecord};
 use billing_http::checkout::valid_order_id;
 use billing_http::{
     ApiError, ApiResponse, Body, Core, Error, Request, Response, json_body, path_param,
-    query_param, respond,
+    query_param, respond, views,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -36,14 +39,33 @@ pub async fn handle(deps: &Deps, req: Request) -> Result<Response<Body>, Error> 
                         ));
                     }
                 };
-                let orders = deliveries::list(&deps.ledger, state, 100).await?;
-                let items: Vec<Value> = orders.iter().map(view).collect();
+                let found = deliveries::list_items(&deps.ledger, state, 100).await?;
+                let items: Vec<Value> = found
+                    .iter()
+                    .map(|item| match item {
+                        ReviewItem::Order(order) => view(order),
+                        ReviewItem::Grant(grant) => views::token_grant(grant),
+                    })
+                    .collect();
                 Ok(ApiResponse::ok(json!({ "items": items })))
             }
             Some(order_id) => {
                 let order_id = valid_order_id(&order_id)?;
                 let body: ResolveBody = json_body(&req)?;
                 let reason = Reason::parse(&body.reason)?;
+                if order_id.starts_with(GRANT_PREFIX) {
+                    let grant = admin_tokens::resolve(
+                        &deps.ledger,
+                        order_id,
+                        body.delivered,
+                        admin.user.as_str(),
+                        &reason,
+                    )
+                    .await?;
+                    return Ok(ApiResponse::ok(
+                        json!({ "success": true, "delivery": views::token_grant(&grant) }),
+                    ));
+                }
                 let order = deliveries::resolve(
                     &deps.ledger,
                     order_id,

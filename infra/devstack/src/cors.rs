@@ -558,7 +558,11 @@ Resources:
         assert_eq!(response.status(), 200);
         let h = response.headers();
         assert_eq!(h["access-control-allow-origin"], "http://127.0.0.1:5173");
-        assert_eq!(h["access-control-expose-headers"], "x-request-id");
+        // The export's file name is readable by the billing page.
+        assert_eq!(
+            h["access-control-expose-headers"],
+            "x-request-id,content-disposition"
+        );
         assert_eq!(h["x-request-id"], "req-123");
         // Another origin: the function's own `*` is dropped, nothing added.
         let response = get(Some("http://evil.example")).await.unwrap();

@@ -625,6 +625,7 @@ fn sample_path(route: &RouteDef) -> String {
                 Some("orderId") => SAMPLE_ORDER_ID.to_owned(),
                 Some("mismatchId") => "3C679366HH908993F-amount".to_owned(),
                 Some("chargeId") => SAMPLE_CHARGE_ID.to_owned(),
+                Some("id") if route.path == "/api/billing/transactions/{id}" => "cc-1".to_owned(),
                 Some("id") if route.path.contains("/subscriptions/") => {
                     SAMPLE_SUBSCRIPTION_ID.to_owned()
                 }
@@ -643,6 +644,13 @@ fn sample_body(route: &RouteDef) -> Option<Value> {
         return match method {
             "POST" => Some(json!({"amount": "5.00", "reason": "goodwill"})),
             "DELETE" => Some(json!({"amount": "5.00", "reason": "correction"})),
+            _ => None,
+        };
+    }
+    if path.starts_with("/api/admin/users/") && path.contains("/virtfusion-tokens") {
+        return match method {
+            "POST" => Some(json!({"tokens": 500, "reason": "goodwill"})),
+            "DELETE" => Some(json!({"reason": "granted by mistake"})),
             _ => None,
         };
     }
@@ -718,15 +726,18 @@ fn moves_money(route: &RouteDef) -> bool {
 
 fn sample_event(route: &RouteDef, index: usize, token: &str) -> Value {
     let path = sample_path(route);
-    let query = if route.path == "/api/billing/transactions" {
-        "limit=25"
-    } else if route.path.ends_with("/virtfusion-deliveries") {
-        "status=needs_review"
-    } else if route.path == "/api/services/subscriptions" && route.method == "GET" {
-        "userId=1001"
-    } else {
-        ""
-    };
+    let query =
+        if route.path == "/api/billing/transactions" || route.path == "/api/admin/transactions" {
+            "limit=25"
+        } else if route.path == "/api/billing/transactions/export" {
+            "from=2025-11-01&to=2025-11-30"
+        } else if route.path.ends_with("/virtfusion-deliveries") {
+            "status=needs_review"
+        } else if route.path == "/api/services/subscriptions" && route.method == "GET" {
+            "userId=1001"
+        } else {
+            ""
+        };
     let body = sample_body(route)
         .map(|b| b.to_string())
         .unwrap_or_default();

@@ -70,6 +70,8 @@ pub async fn create_table(client: &Client, def: &TableDef, name: &str) -> Result
             if let Some(view) = &def.stream_view {
                 enable_stream(client, name, view).await.map_err(err)?;
             }
+            // ... and the indexes added to the template since it was created.
+            add_missing_indexes(client, def, name).await.map_err(err)?;
             return Ok(false);
         }
         Err(e) => {
@@ -106,6 +108,69 @@ fn key_elements(keys: &[crate::template::KeyDef]) -> Result<Vec<KeySchemaElement
                 .map_err(|e| e.to_string())
         })
         .collect()
+}
+
+/// Creates on an existing table the indexes of `def` it lacks (a kept local
+/// stack from before an index was added; items written before keep no keys
+/// in it unless rewritten).
+pub async fn add_missing_indexes(
+    client: &Client,
+    def: &TableDef,
+    name: &str,
+) -> Result<(), String> {
+    let out = client
+        .describe_table()
+        .table_name(name)
+        .send()
+        .await
+        .map_err(|e| aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string())?;
+    let existing: Vec<String> = out
+        .table()
+        .map(|t| {
+            t.global_secondary_indexes()
+                .iter()
+                .filter_map(|i| i.index_name().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    for index in def.indexes.iter().filter(|i| !existing.contains(&i.name)) {
+        let mut update = client.update_table().table_name(name);
+        for key in &index.keys {
+            let kind = def
+                .attributes
+                .iter()
+                .find(|(attribute, _)| attribute == &key.attribute)
+                .map(|(_, kind)| kind.as_str())
+                .unwrap_or("S");
+            update = update.attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name(&key.attribute)
+                    .attribute_type(ScalarAttributeType::from(kind))
+                    .build()
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+        let create = aws_sdk_dynamodb::types::CreateGlobalSecondaryIndexAction::builder()
+            .index_name(&index.name)
+            .set_key_schema(Some(key_elements(&index.keys)?))
+            .projection(
+                Projection::builder()
+                    .projection_type(ProjectionType::from(index.projection.as_str()))
+                    .build(),
+            )
+            .build()
+            .map_err(|e| e.to_string())?;
+        update
+            .global_secondary_index_updates(
+                aws_sdk_dynamodb::types::GlobalSecondaryIndexUpdate::builder()
+                    .create(create)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string())?;
+    }
+    Ok(())
 }
 
 /// Turns the stream on for an existing table that has none.

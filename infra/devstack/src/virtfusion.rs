@@ -390,6 +390,9 @@ async fn supervise(shared: Arc<Shared>, first: TcpListener, app: Router) {
         match current {
             Phase::Shutdown => return,
             Phase::Refusing => {
+                // Refused from the start (before the first listener was
+                // served): close it too, or the kernel would still accept.
+                listener = None;
                 let until = shared.lock().failure.refuse_until;
                 match until {
                     Some(until) => {

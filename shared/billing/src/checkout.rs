@@ -508,6 +508,7 @@ async fn record_token_payment(
         ),
         created_at: now.clone(),
         sort_key: TokenPurchase::sort_key_for(&now, &order.order_id),
+        admin: None,
     };
     let owes = OrderUpdate::new(&order.order_id, "#status <> :completed")
         .value(":completed", s(PaymentStatus::Completed.as_str()))

@@ -92,7 +92,50 @@ pub async fn list(
     state: Delivery,
     limit: u32,
 ) -> Result<Vec<OrderRecord>, BillingError> {
-    let partition = match state {
+    let keys = index_keys(ledger, partition(state)?, limit).await?;
+    reread(ledger, &keys, state).await
+}
+
+/// One item of the admins' delivery list: a purchase's delivery, or an
+/// admin token grant (or its removal) whose outcome is under review.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReviewItem {
+    Order(OrderRecord),
+    Grant(crate::admin_tokens::TokenGrant),
+}
+
+/// [`list`], with the admin token grants in the same state (`needs_review`:
+/// grants and removals under review), oldest first.
+pub async fn list_items(
+    ledger: &Ledger,
+    state: Delivery,
+    limit: u32,
+) -> Result<Vec<ReviewItem>, BillingError> {
+    use crate::admin_tokens::{GrantState, grant_id_of_key, load_grant};
+    let keys = index_keys(ledger, partition(state)?, limit).await?;
+    let mut items = Vec::new();
+    for key in &keys {
+        if let Some(grant_id) = grant_id_of_key(key) {
+            // Re-read: the index is eventually consistent.
+            if let Some(grant) = load_grant(ledger, &grant_id).await?
+                && state == Delivery::NeedsReview
+                && matches!(
+                    grant.state,
+                    GrantState::NeedsReview | GrantState::RemovalReview
+                )
+            {
+                items.push(ReviewItem::Grant(grant));
+            }
+        } else {
+            let orders = reread(ledger, std::slice::from_ref(key), state).await?;
+            items.extend(orders.into_iter().map(ReviewItem::Order));
+        }
+    }
+    Ok(items)
+}
+
+fn partition(state: Delivery) -> Result<&'static str, BillingError> {
+    Ok(match state {
         Delivery::Pending => DELIVERY_PENDING,
         Delivery::NeedsReview => DELIVERY_REVIEW,
         Delivery::Delivering => DELIVERY_CLAIMED,
@@ -101,7 +144,16 @@ pub async fn list(
                 "status must be pending or needs_review".into(),
             ));
         }
-    };
+    })
+}
+
+/// The keys (`gsi1`, KEYS_ONLY) of up to `limit` items of a delivery
+/// partition, oldest first: orders (`ORDER#`) and admin grants (`VFGRANT#`).
+pub(crate) async fn index_keys(
+    ledger: &Ledger,
+    partition: &str,
+    limit: u32,
+) -> Result<Vec<std::collections::HashMap<String, AttributeValue>>, BillingError> {
     let out = ledger
         .client()
         .query()
@@ -113,7 +165,7 @@ pub async fn list(
         .send()
         .await
         .map_err(|e| LedgerError::dynamo("Query", &e))?;
-    reread(ledger, out.items(), state).await
+    Ok(out.items().to_vec())
 }
 
 /// An admin settles a `needs_review` delivery after checking VirtFusion:
@@ -188,7 +240,9 @@ pub async fn review_stale_claims(
 ) -> Result<u32, BillingError> {
     let cutoff = ledger::format_rfc3339(now - time::Duration::seconds(STALE_CLAIM_SECONDS));
     let mut moved = 0;
-    for order in list(ledger, Delivery::Delivering, max).await? {
+    // One read of the claimed partition: purchase deliveries and admin grants.
+    let keys = index_keys(ledger, DELIVERY_CLAIMED, max).await?;
+    for order in reread(ledger, &keys, Delivery::Delivering).await? {
         let claimed_at = claimed_at(ledger, &order.order_id).await?;
         if claimed_at.as_deref().is_none_or(|at| at >= cutoff.as_str()) {
             continue;
@@ -225,6 +279,8 @@ pub async fn review_stale_claims(
             moved += 1;
         }
     }
+    // Admin token grants and removals claimed by a Lambda that died.
+    moved += crate::admin_tokens::review_stale_grants(ledger, &keys, now).await?;
     Ok(moved)
 }
 

@@ -107,6 +107,56 @@ impl IdempotencyKey {
         Ok(TransactWriteItem::builder().put(put).build())
     }
 
+    /// The record completed with `response`, replacing this request's
+    /// in-progress record (condition: the record is this request's, or gone).
+    /// For requests that record their key before an outside call (admin
+    /// token grants) and complete it in the outcome's transaction.
+    pub fn complete_item(
+        &self,
+        table: &str,
+        response: &StoredResponse,
+    ) -> Result<TransactWriteItem, LedgerError> {
+        let put = Put::builder()
+            .table_name(table)
+            .set_item(Some(self.record(Some(response))))
+            .condition_expression("attribute_not_exists(pk) OR fingerprint = :fp")
+            .expression_attribute_values(":fp", AttributeValue::S(self.fingerprint.clone()))
+            .build()
+            .map_err(|e| LedgerError::corrupt("idempotency record", e.to_string()))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// Deletes the record: the request surely changed nothing, so a retry
+    /// with the key is judged afresh.
+    pub fn release_item(&self, table: &str) -> Result<TransactWriteItem, LedgerError> {
+        let delete = aws_sdk_dynamodb::types::Delete::builder()
+            .table_name(table)
+            .key("pk", AttributeValue::S(self.pk.clone()))
+            .key("sk", AttributeValue::S("IDEM".into()))
+            .build()
+            .map_err(|e| LedgerError::corrupt("idempotency record", e.to_string()))?;
+        Ok(TransactWriteItem::builder().delete(delete).build())
+    }
+
+    /// [`IdempotencyKey::complete_item`] on its own.
+    pub async fn complete(
+        &self,
+        ledger: &Ledger,
+        response: &StoredResponse,
+    ) -> Result<(), BillingError> {
+        ledger
+            .client()
+            .put_item()
+            .table_name(ledger.table())
+            .set_item(Some(self.record(Some(response))))
+            .condition_expression("attribute_not_exists(pk) OR fingerprint = :fp")
+            .expression_attribute_values(":fp", AttributeValue::S(self.fingerprint.clone()))
+            .send()
+            .await
+            .map_err(|e| LedgerError::dynamo("PutItem", &e))?;
+        Ok(())
+    }
+
     /// Judges an existing record: same body → replay (or 409 while running);
     /// another body → 422.
     pub fn judge(&self, existing: &AttrMap) -> Result<Existing, BillingError> {

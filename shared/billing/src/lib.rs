@@ -2,6 +2,7 @@
 //! function: what a balance is, how history merges, what an admin may change.
 
 pub mod admin;
+pub mod admin_tokens;
 pub mod after_webhook;
 mod attrs;
 pub mod balance;

@@ -311,6 +311,32 @@ pub async fn load(ledger: &Ledger, order_id: &str) -> Result<Option<OrderRecord>
     out.item.as_ref().map(OrderRecord::from_item).transpose()
 }
 
+/// An order and the sort key of its token history line (`historySk`, token
+/// purchases once paid), in one consistent read.
+pub async fn load_with_history_sk(
+    ledger: &Ledger,
+    order_id: &str,
+) -> Result<Option<(OrderRecord, Option<String>)>, BillingError> {
+    let out = ledger
+        .client()
+        .get_item()
+        .table_name(ledger.table())
+        .key("pk", AttributeValue::S(OrderRecord::pk(order_id)))
+        .key("sk", AttributeValue::S(ORDER_SK.into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(|e| LedgerError::dynamo("GetItem", &e))?;
+    let Some(item) = out.item else {
+        return Ok(None);
+    };
+    let history_sk = match item.get("historySk") {
+        Some(AttributeValue::S(sk)) => Some(sk.clone()),
+        _ => None,
+    };
+    Ok(Some((OrderRecord::from_item(&item)?, history_sk)))
+}
+
 type NamePair = (String, String);
 type ValuePair = (String, AttributeValue);
 

@@ -28,6 +28,6 @@ pub use error::ApiError;
 pub use request::{
     MAX_BODY_BYTES, idempotency_key, json_body, path_param, query_param, request_id,
 };
-pub use response::{ApiResponse, respond};
+pub use response::{ApiResponse, FileResponse, respond, respond_file};
 
 pub use lambda_http::{Body, Error, Request, Response};

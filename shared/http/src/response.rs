@@ -25,12 +25,64 @@ impl ApiResponse {
     }
 }
 
+/// A successful answer that is a file (a CSV export): its content type,
+/// the name a browser saves it as (`Content-Disposition: attachment`) and
+/// its text.
+#[derive(Debug)]
+pub struct FileResponse {
+    pub content_type: &'static str,
+    pub filename: String,
+    pub body: String,
+}
+
 /// Runs a handler's work and turns its result into the HTTP response:
 /// JSON body, `x-request-id`, errors mapped once, 5xx causes logged (never
 /// returned). Every log line inside carries the request id.
 pub async fn respond<F>(req: &Request, work: F) -> Result<Response<Body>, lambda_http::Error>
 where
     F: Future<Output = Result<ApiResponse, ApiError>>,
+{
+    run(req, work, |ok: ApiResponse, request_id| {
+        json_response(ok.status, &ok.body, request_id)
+    })
+    .await
+}
+
+/// [`respond`] for a file answer: 200 with the file as an attachment;
+/// errors are the same JSON errors as everywhere.
+pub async fn respond_file<F>(req: &Request, work: F) -> Result<Response<Body>, lambda_http::Error>
+where
+    F: Future<Output = Result<FileResponse, ApiError>>,
+{
+    run(req, work, |file: FileResponse, request_id| {
+        // The name is ours (dates and letters), never user input; quoted anyway.
+        let filename: String = file
+            .filename
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            .collect();
+        Ok(Response::builder()
+            .status(200)
+            .header("content-type", file.content_type)
+            .header(
+                "content-disposition",
+                format!("attachment; filename=\"{filename}\""),
+            )
+            .header("cache-control", "no-store")
+            .header("x-content-type-options", "nosniff")
+            .header("x-request-id", request_id)
+            .body(Body::Text(file.body))?)
+    })
+    .await
+}
+
+async fn run<F, T>(
+    req: &Request,
+    work: F,
+    ok: impl FnOnce(T, &str) -> Result<Response<Body>, lambda_http::Error>,
+) -> Result<Response<Body>, lambda_http::Error>
+where
+    F: Future<Output = Result<T, ApiError>>,
 {
     let request_id = request_id(req);
     let span = tracing::info_span!(
@@ -42,7 +94,12 @@ where
     // Boxed: handler futures are large in debug builds; keep them off the stack.
     let result = Box::pin(work.instrument(span.clone())).await;
     let (status, body) = match result {
-        Ok(ok) => (ok.status, ok.body),
+        Ok(value) => {
+            let response = ok(value, &request_id)?;
+            let _guard = span.enter();
+            tracing::info!(status = response.status().as_u16(), "request done");
+            return Ok(response);
+        }
         Err(err) => {
             let _guard = span.enter();
             if err.status >= 500 {

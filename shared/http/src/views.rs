@@ -59,22 +59,107 @@ pub fn credit_entry(entry: &Entry, for_admin: bool) -> Value {
 pub fn history_item(item: &HistoryItem) -> Value {
     match item {
         HistoryItem::Credits(entry) => credit_entry(entry, false),
-        HistoryItem::Tokens(purchase) => json!({
-            "id": if purchase.kind == "purchase" {
-                purchase.order_id.clone()
-            } else {
-                // A refund line: the order id and the refund id.
-                let refund_id = purchase.sort_key.rsplit('#').next().unwrap_or_default();
-                format!("{}-{}", purchase.order_id, refund_id)
-            },
-            "system": "virtfusion",
-            "type": purchase.kind,
-            "amount": purchase.tokens.get(),
-            "status": purchase.status,
-            "description": purchase.description,
-            "createdAt": purchase.created_at,
-        }),
+        HistoryItem::Tokens(line) => {
+            let mut item = json!({
+                "id": line.id(),
+                "system": "virtfusion",
+                "type": line.kind,
+                "amount": line.tokens.get(),
+                "status": line.status,
+                "description": line.description,
+                "createdAt": line.created_at,
+            });
+            // Admin lines name the admin and the reason (API.md "token management").
+            if let Some(admin) = &line.admin {
+                item["adminId"] = json!(admin.admin_id);
+                item["reason"] = json!(admin.reason);
+                item["creditId"] = json!(admin.credit_id);
+            }
+            item
+        }
     }
+}
+
+/// `GET /api/billing/transactions/{id}`: the item as the list shows it,
+/// with what a receipt shows beside it (`order`, `refund`, `charge`,
+/// `grant`; each only when the transaction has one).
+pub fn transaction_detail(detail: &billing::history::detail::TransactionDetail) -> Value {
+    let mut item = history_item(&detail.item);
+    if let Some(order) = &detail.order {
+        let mut view = json!({
+            "id": order.order_id,
+            "kind": order.kind.as_str(),
+            "status": order.status.as_str(),
+            "amount": order.amount,
+            "capturedAmount": order.captured_amount,
+            "refundedAmount": order.refunded_amount,
+            "captureId": order.capture_id,
+            "createdAt": order.created_at,
+        });
+        if let Some(tokens) = order.tokens {
+            view["tokens"] = json!(tokens.get());
+            view["delivery"] = json!(order.delivery.map(|d| d.as_str()));
+        }
+        item["order"] = view;
+    }
+    if let Some(refund) = &detail.refund {
+        item["refund"] = json!({
+            "id": refund.refund_id,
+            "orderId": refund.order_id,
+            "movement": refund.movement.as_str(),
+            "amount": refund.amount,
+            "status": refund.state.as_str(),
+        });
+    }
+    if let Some(found) = &detail.charge {
+        item["charge"] = charge(found);
+    }
+    if let Some(grant) = &detail.grant {
+        item["grant"] = json!({
+            "id": grant.id,
+            "tokens": grant.tokens.get(),
+            "creditId": grant.credit_id,
+            "status": grant.state.as_str(),
+            "createdAt": grant.created_at,
+        });
+    }
+    json!({ "transaction": item })
+}
+
+/// An entry of `GET /api/admin/transactions`: the admin view of the entry
+/// and whose it is.
+pub fn admin_entry(indexed: &ledger::IndexedEntry) -> Value {
+    let mut item = credit_entry(&indexed.entry, true);
+    item["userId"] = json!(indexed.user.as_str());
+    item
+}
+
+/// An admin token grant (or its removal) on the delivery review list.
+pub fn token_grant(grant: &billing::admin_tokens::TokenGrant) -> Value {
+    use billing::admin_tokens::GrantState;
+    let removal = matches!(
+        grant.state,
+        GrantState::Removing | GrantState::RemovalReview | GrantState::Removed
+    );
+    let (admin_id, reason) = match (&grant.removal, removal) {
+        (Some(r), true) => (r.admin_id.as_str(), r.reason.as_str()),
+        _ => (grant.admin_id.as_str(), grant.reason.as_str()),
+    };
+    json!({
+        "orderId": grant.id,
+        "kind": "admin_grant",
+        "operation": if removal { "removal" } else { "grant" },
+        "userId": grant.user.as_str(),
+        "tokens": grant.tokens.get(),
+        "amount": null,
+        "captureId": null,
+        "creditId": grant.credit_id,
+        "status": grant.state.as_str(),
+        "reviewReason": grant.review_reason,
+        "adminId": admin_id,
+        "reason": reason,
+        "createdAt": grant.created_at,
+    })
 }
 
 /// A DNS plan in `GET /api/dns/plans`.

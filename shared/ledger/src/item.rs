@@ -191,9 +191,23 @@ impl Entry {
             .type_name(self.service.as_ref().map(|s| s.service_type.as_str()))
     }
 
-    pub(crate) fn to_item(&self, pk: String) -> AttrMap {
+    /// The stored entry, with its keys in the all-users index
+    /// ([`crate::keys::ENTRY_INDEX`]).
+    pub(crate) fn to_item(&self, user: &crate::UserId) -> AttrMap {
+        use crate::keys::{
+            ENTRY_INDEX_PK, ENTRY_INDEX_SK, entry_index_pk, entry_index_shard, entry_index_sk,
+        };
         let mut item = AttrMap::new();
-        item.insert("pk".into(), s(pk));
+        item.insert("pk".into(), s(user.pk()));
+        let day = self.created_at.get(..10).unwrap_or(&self.created_at);
+        item.insert(
+            ENTRY_INDEX_PK.into(),
+            s(entry_index_pk(day, entry_index_shard(user, self.seq))),
+        );
+        item.insert(
+            ENTRY_INDEX_SK.into(),
+            s(entry_index_sk(&self.created_at, user, self.seq)),
+        );
         item.insert("sk".into(), s(crate::keys::entry_sk(self.seq)));
         item.insert("seq".into(), n(self.seq));
         item.insert("kind".into(), s(self.type_name()));

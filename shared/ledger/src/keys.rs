@@ -80,6 +80,47 @@ pub fn entry_sk(seq: u64) -> String {
     format!("{ENTRY_SK_PREFIX}{seq:0width$}", width = SEQ_WIDTH)
 }
 
+/// The all-users entry index (`gsi3`, projection ALL): every entry written
+/// since the index exists carries `gsi3pk = ENTRIES#<day>#<shard>` and
+/// `gsi3sk = <createdAt>#<user>#<seq>`, so the admin listing reads one day
+/// at a time, newest first, with a `Query` per shard — never a `Scan`.
+/// A day's writes spread over [`ENTRY_INDEX_SHARDS`] partition keys, so no
+/// single index partition takes every entry of the day (DynamoDB throttles
+/// base-table writes when an index partition is hot). The shard count is part
+/// of the key format: readers query shards `0..ENTRY_INDEX_SHARDS` of a day.
+pub const ENTRY_INDEX: &str = "gsi3";
+pub const ENTRY_INDEX_PK: &str = "gsi3pk";
+pub const ENTRY_INDEX_SK: &str = "gsi3sk";
+pub const ENTRY_INDEX_SHARDS: u32 = 4;
+const ENTRY_INDEX_PREFIX: &str = "ENTRIES#";
+
+/// `ENTRIES#<YYYY-MM-DD>#<shard>`. `day` is the first 10 characters of an
+/// RFC 3339 UTC timestamp.
+pub fn entry_index_pk(day: &str, shard: u32) -> String {
+    format!("{ENTRY_INDEX_PREFIX}{day}#{shard}")
+}
+
+/// `<createdAt>#<user>#<seq, 12 digits>`: time order across users, unique.
+pub fn entry_index_sk(created_at: &str, user: &UserId, seq: u64) -> String {
+    format!(
+        "{created_at}#{}#{seq:0width$}",
+        user.as_str(),
+        width = SEQ_WIDTH
+    )
+}
+
+/// Which shard an entry goes to: a hash of (user, seq), so even one busy
+/// account's entries spread over every shard. FNV-1a: stable forever (the
+/// shard is stored in the key; it is never recomputed for a stored entry).
+pub fn entry_index_shard(user: &UserId, seq: u64) -> u32 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in user.as_str().bytes().chain([b'#']).chain(seq.to_be_bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    (hash % u64::from(ENTRY_INDEX_SHARDS)) as u32
+}
+
 /// Names one effect that must happen at most once (a PayPal capture, a refund,
 /// a renewal period, a webhook event). Its marker is put with
 /// `attribute_not_exists` in the same transaction as the balance change.
@@ -152,6 +193,30 @@ mod tests {
         for bad in ["", "1a", "_a", "Dedicated", "a-b", "a b", &"a".repeat(33)] {
             assert!(ServiceType::parse(bad).is_none(), "{bad}");
         }
+    }
+
+    #[test]
+    fn entry_index_keys_sort_by_time_and_spread_over_the_shards() {
+        let user = UserId::parse("1001").unwrap();
+        assert_eq!(entry_index_pk("2026-03-01", 2), "ENTRIES#2026-03-01#2");
+        assert_eq!(
+            entry_index_sk("2026-03-01T10:00:00.000Z", &user, 7),
+            "2026-03-01T10:00:00.000Z#1001#000000000007"
+        );
+        assert!(
+            entry_index_sk("2026-03-01T09:59:59.999Z", &user, 9)
+                < entry_index_sk("2026-03-01T10:00:00.000Z", &user, 7)
+        );
+        let mut per_shard = [0u32; ENTRY_INDEX_SHARDS as usize];
+        for seq in 1..=400 {
+            per_shard[entry_index_shard(&user, seq) as usize] += 1;
+        }
+        // One account's entries reach every shard, none gets most of them.
+        assert!(
+            per_shard.iter().all(|&n| (60..=140).contains(&n)),
+            "{per_shard:?}"
+        );
+        assert_eq!(entry_index_shard(&user, 5), entry_index_shard(&user, 5));
     }
 
     #[test]

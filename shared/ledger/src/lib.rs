@@ -14,10 +14,14 @@
 //! | account | `USER#<id>` | `CREDITS` |
 //! | entry | `USER#<id>` | `ENTRY#<seq, 12 digits>` |
 //! | once-marker | `ONCE#<kind>#<id>` | `ONCE` |
+//!
+//! Entries also carry `gsi3pk` / `gsi3sk`, their keys in the all-users
+//! entry index (admin listing by day; see [`keys::ENTRY_INDEX`]).
 
 mod audit;
 mod capacity;
 mod error;
+mod index;
 mod item;
 pub mod keys;
 mod metrics;
@@ -28,8 +32,9 @@ mod retry;
 pub use audit::AuditReport;
 pub use capacity::{CapacityMeter, Consumed};
 pub use error::LedgerError;
+pub use index::{IndexPage, IndexedEntry, KindFilter};
 pub use item::{AttrMap, DNS_PLAN_SERVICE_TYPE, Entry, EntryKind, ServiceRef};
-pub use keys::{OnceKey, ServiceType, UserId, UserIdError};
+pub use keys::{ENTRY_INDEX_SHARDS, OnceKey, ServiceType, UserId, UserIdError};
 pub use metrics::DynamoCallCounter;
 pub use mutation::{Applied, Change, ChangeHook, ChangeOutcome, EntryDetails, Overdraft, Preview};
 pub use read::{EntryCursor, EntryPage};

@@ -410,7 +410,7 @@ impl Ledger {
 
         let mut items = vec![
             self.account_put(&change.user, state, balance_after, created_at)?,
-            self.guarded_put(entry.to_item(change.user.pk()))?,
+            self.guarded_put(entry.to_item(&change.user))?,
         ];
         let marker_index = match &change.once {
             Some(once) => {

@@ -42,6 +42,72 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/billing/transactions/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * One of the caller's transactions, with what a receipt shows
+         * @description `id` is an id of the transactions list: `cc-<n>` (a custom-credit
+         *     ledger entry), a PayPal order id (a token purchase),
+         *     `<orderId>-<refundId>` (what a refund or reversal of a token purchase
+         *     took back), `vfgrant-<hex>` / `vfremove-<hex>` (an admin's token
+         *     grant / its removal). A token purchase is found through our order
+         *     record (`ORDER#<id>`, its owner and its history line), a refund line
+         *     through the refund record, an admin line through the grant record;
+         *     the line itself is always read in the caller's own records, so
+         *     another user's id — or any unknown id — is 404.
+         *
+         *     Beside the item: `order` (the PayPal order it settles, refunds or
+         *     reverses: capture id, captured and refunded amounts), `refund` (token
+         *     refund lines; custom-credit refund entries name their order only),
+         *     `charge` (a platform service charge) and `grant` (an admin grant),
+         *     each only when the transaction has one.
+         */
+        get: operations["getTransaction"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/billing/transactions/export": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The caller's history of a date range as CSV (both systems)
+         * @description Both days are UTC calendar days, both included; `from <= to`, at most
+         *     366 days. One row per item, oldest first, RFC 4180 (comma separated,
+         *     CRLF, fields quoted when they hold a comma, quote or line break),
+         *     UTF-8, with a header row:
+         *     `id,createdAt,system,type,amount,unit,status,description,balanceBefore,balanceAfter,reference`.
+         *     `amount` is exact: a signed decimal with two places for custom
+         *     credits (`unit` USD), a signed integer for tokens (`unit` tokens);
+         *     `balanceBefore`/`balanceAfter` only for custom credits. Free text
+         *     starting with `=`, `+`, `-` or `@` is prefixed with `'` (spreadsheet
+         *     formula injection). Answered as an attachment
+         *     (`Content-Disposition: attachment; filename="transactions-<from>-to-<to>.csv"`).
+         *     A range holding more than 20,000 items or 5 MB answers 400 (export a
+         *     shorter range). Bad or missing dates answer 400 with the JSON error.
+         */
+        get: operations["exportTransactions"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/billing/custom-credits/add": {
         parameters: {
             query?: never;
@@ -232,6 +298,113 @@ export interface paths {
          *     balance", "code": "insufficient_balance"}` and changes nothing.
          */
         delete: operations["adminRemoveCustomCredits"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/transactions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Every user's custom-credit entries, newest first (role admin)
+         * @description Read through an index of entries by day (never a Scan): each day's
+         *     entries are spread over 4 index partitions and merged, so no single
+         *     partition takes every write of the day. `from`/`to` bound the UTC
+         *     days (default: `to` today, `from` 365 days before `to`; at most 366
+         *     days, `from <= to`). A page walks the days from `to` down; it may be
+         *     shorter than `limit` (even empty) with a `nextCursor` when days are
+         *     empty or `type` is selective (at most 32 rounds of index reads
+         *     per page): keep following `nextCursor` until it is null. The cursor
+         *     carries the filters; a request with a cursor and another `from` or
+         *     `type` is 400.
+         *
+         *     `type` filters on the entry type (a name such as `admin_add`,
+         *     `service_purchase_dns_plan`, or `service_purchase`,
+         *     `service_renewal`, `service_refund` for every service type). It is
+         *     applied by DynamoDB after reading: a filtered page costs the reads of
+         *     all entries of the days it walks, not only of the ones returned.
+         *
+         *     Entries written before the index existed are not listed (they lack
+         *     its keys).
+         */
+        get: operations["adminListTransactions"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/users/{id}/virtfusion-tokens": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The user's id (also its VirtFusion extRelationId) */
+                id: components["schemas"]["UserId"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Grant VirtFusion tokens to a user, with a reason (role admin)
+         * @description The `Idempotency-Key` header is required (400 without). VirtFusion
+         *     cannot look a credit up by reference, so the grant is recorded
+         *     (`sending`) with the key before VirtFusion is called and sent at most
+         *     once: a retry with the key replays the answer (409
+         *     `idempotency_in_progress` while the first request still runs, so
+         *     concurrent requests with one key grant once), never a second grant. VirtFusion refusing
+         *     (4xx; unknown user 404) or unreachable before the request was sent:
+         *     nothing granted, 502/503/404, and the key is free to retry. A timeout
+         *     or 5xx after sending: the outcome is uncertain, the grant goes to the
+         *     review list (`GET /api/admin/virtfusion-deliveries?status=needs_review`,
+         *     resolved there) and the answer is **202** `{"status": "needs_review"}`,
+         *     as for an uncertain purchase delivery. The grant is in the user's
+         *     token history (type `admin_add`, with the admin's id and reason).
+         *     `balance` is the VirtFusion balance read after the grant (whole
+         *     tokens; null when it could not be read).
+         */
+        post: operations["adminGrantTokens"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/users/{id}/virtfusion-tokens/{creditId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: components["schemas"]["UserId"];
+                /** @description The VirtFusion credit id a grant to this user answered */
+                creditId: string;
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Take back tokens an admin granted, with a reason (role admin)
+         * @description Only a credit granted through the route above to the user in the
+         *     path (404 otherwise: VirtFusion's delete names no user; token
+         *     purchases are taken back by refunds). The `Idempotency-Key` header is
+         *     required. Same outcome rules as the grant: done 200; refused or not
+         *     sent 502/503 (nothing removed); uncertain 202 `needs_review`, on the
+         *     review list. Already removed, being removed or under review: 409;
+         *     VirtFusion no longer has the credit: 409
+         *     `credit_not_found_at_virtfusion`. The removal is in the user's token
+         *     history (type `admin_remove`, negative tokens, the admin's id and reason).
+         */
+        delete: operations["adminRemoveTokens"];
         options?: never;
         head?: never;
         patch?: never;
@@ -725,15 +898,26 @@ export interface components {
          * @description A VirtFusion token purchase, or what a PayPal refund (`refund`) or
          *     chargeback (`reversal`) of one took back (negative tokens; the
          *     refund's status: pending, completed, failed, cancelled,
-         *     reversal_cancelled)
+         *     reversal_cancelled), or an admin's grant (`admin_add`) or its
+         *     removal (`admin_remove`, negative), with the admin's id and reason
+         *     (status completed, or needs_review while its outcome is uncertain)
          */
         TokenTransaction: {
-            /** @description The PayPal order id (refund lines - the order id, a dash and the refund id) */
+            /**
+             * @description The PayPal order id (refund lines - the order id, a dash and the
+             *     refund id; admin lines - `vfgrant-<hex>` / `vfremove-<hex>`)
+             */
             id: string;
             /** @constant */
             system: "virtfusion";
             /** @enum {string} */
-            type: "purchase" | "refund" | "reversal";
+            type: "purchase" | "refund" | "reversal" | "admin_add" | "admin_remove";
+            /** @description Admin lines - the admin's `sub` */
+            adminId?: string;
+            /** @description Admin lines - the admin's reason */
+            reason?: string;
+            /** @description Admin lines - the VirtFusion credit (null while unknown) */
+            creditId?: number | null;
             /** @description Tokens, signed (negative for refund and reversal lines) */
             amount: number;
             /** @enum {string} */
@@ -742,6 +926,105 @@ export interface components {
             createdAt: components["schemas"]["Timestamp"];
         };
         Transaction: components["schemas"]["CreditTransaction"] | components["schemas"]["TokenTransaction"];
+        /** @description The PayPal order a transaction settles, refunds or reverses */
+        ReceiptOrder: {
+            id: components["schemas"]["OrderId"];
+            /** @enum {string} */
+            kind: "credits" | "tokens";
+            /** @enum {string} */
+            status: "created" | "capture_pending" | "completed" | "failed";
+            /** @description The amount ordered */
+            amount: components["schemas"]["Money"];
+            capturedAmount: components["schemas"]["Money"] | null;
+            refundedAmount: components["schemas"]["Money"];
+            captureId: string | null;
+            createdAt: components["schemas"]["Timestamp"];
+            tokens?: components["schemas"]["Tokens"];
+            /** @enum {string|null} */
+            delivery?: "pending" | "delivering" | "delivered" | "needs_review" | "refunded" | null;
+        };
+        ReceiptRefund: {
+            id: string;
+            orderId: components["schemas"]["OrderId"];
+            /** @enum {string} */
+            movement: "refund" | "reversal";
+            amount: components["schemas"]["Money"];
+            /** @enum {string} */
+            status: "pending" | "completed" | "failed" | "cancelled";
+        };
+        ReceiptGrant: {
+            id: string;
+            tokens: components["schemas"]["Tokens"];
+            creditId: number | null;
+            status: components["schemas"]["GrantStatus"];
+            createdAt: components["schemas"]["Timestamp"];
+        };
+        /**
+         * @description An admin token grant: sending -> granted | needs_review | failed;
+         *     granted -> removing -> removed | removal_review (resolved by an admin)
+         * @enum {string}
+         */
+        GrantStatus: "sending" | "granted" | "needs_review" | "failed" | "removing" | "removal_review" | "removed";
+        /** @description A custom credits ledger entry and what it belongs to */
+        CreditReceipt: {
+            id: string;
+            /** @constant */
+            system: "custom_credits";
+            type: components["schemas"]["CreditEntryType"];
+            amount: components["schemas"]["Money"];
+            /** @constant */
+            status: "completed";
+            description: string;
+            createdAt: components["schemas"]["Timestamp"];
+            balanceBefore: components["schemas"]["Money"];
+            balanceAfter: components["schemas"]["Money"];
+            reference?: string;
+            serviceType?: components["schemas"]["ServiceType"];
+            serviceId?: string;
+            chargeId?: string;
+            order?: components["schemas"]["ReceiptOrder"];
+            charge?: components["schemas"]["Charge"];
+        };
+        /** @description A token history line and what it belongs to */
+        TokenReceipt: {
+            id: string;
+            /** @constant */
+            system: "virtfusion";
+            /** @enum {string} */
+            type: "purchase" | "refund" | "reversal" | "admin_add" | "admin_remove";
+            amount: number;
+            /** @enum {string} */
+            status: "pending" | "completed" | "needs_review" | "refunded" | "failed" | "cancelled" | "reversal_cancelled";
+            description: string;
+            createdAt: components["schemas"]["Timestamp"];
+            adminId?: string;
+            reason?: string;
+            creditId?: number | null;
+            order?: components["schemas"]["ReceiptOrder"];
+            refund?: components["schemas"]["ReceiptRefund"];
+            grant?: components["schemas"]["ReceiptGrant"];
+        };
+        /** @description A ledger entry of any user, as admins see it (whose, who changed it and why) */
+        AdminLedgerEntry: {
+            id: string;
+            userId: components["schemas"]["UserId"];
+            /** @constant */
+            system: "custom_credits";
+            type: components["schemas"]["CreditEntryType"];
+            amount: components["schemas"]["Money"];
+            /** @constant */
+            status: "completed";
+            description: string;
+            createdAt: components["schemas"]["Timestamp"];
+            balanceBefore: components["schemas"]["Money"];
+            balanceAfter: components["schemas"]["Money"];
+            reference?: string;
+            serviceType?: components["schemas"]["ServiceType"];
+            serviceId?: string;
+            chargeId?: string;
+            adminId: string | null;
+            reason: string | null;
+        };
         CreditsCaptured: {
             /** @constant */
             success: true;
@@ -857,16 +1140,40 @@ export interface components {
             recordLimit: number;
             isActive: boolean;
         };
-        /** @description A VirtFusion token delivery (the order that paid for it) */
+        /**
+         * @description A VirtFusion token delivery (the order that paid for it), or an
+         *     admin token grant or removal under review (`kind` admin_grant;
+         *     `orderId` is then the grant id `vfgrant-<hex>`, `amount` and
+         *     `captureId` are null, `status` the grant's state)
+         */
         Delivery: {
             orderId: components["schemas"]["OrderId"];
             userId: components["schemas"]["UserId"];
             tokens: components["schemas"]["Tokens"] | null;
-            /** @description Captured amount (the ordered amount before capture) */
-            amount: components["schemas"]["Money"];
+            /** @description Captured amount (the ordered amount before capture); null for an admin grant */
+            amount: components["schemas"]["Money"] | null;
             captureId: string | null;
-            status: ("pending" | "delivering" | "delivered" | "needs_review" | "refunded") | null;
+            /**
+             * @description A purchase's delivery (pending, delivering, delivered,
+             *     needs_review, refunded), or an admin grant's state (GrantStatus)
+             */
+            status: ("pending" | "delivering" | "delivered" | "needs_review" | "refunded") | components["schemas"]["GrantStatus"] | null;
             createdAt: components["schemas"]["Timestamp"];
+            /**
+             * @description Admin grants only
+             * @constant
+             */
+            kind?: "admin_grant";
+            /**
+             * @description Admin grants only - what is under review
+             * @enum {string}
+             */
+            operation?: "grant" | "removal";
+            creditId?: number | null;
+            reviewReason?: string | null;
+            /** @description The admin who asked for the grant (or the removal) */
+            adminId?: string;
+            reason?: string;
         };
         /** @description The PayPal capture, refund or reversal id and the kind (`5TY05013RG002845M-amount`) */
         MismatchId: string;
@@ -927,6 +1234,31 @@ export interface components {
         };
     };
     responses: {
+        /**
+         * @description 200: granted / removed (`status` completed). 202: the outcome is
+         *     uncertain and under review (`status` needs_review).
+         */
+        AdminTokensChanged: {
+            headers: {
+                "x-request-id": components["headers"]["RequestId"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": {
+                    /** @constant */
+                    success: true;
+                    /** @enum {string} */
+                    status: "completed" | "needs_review";
+                    /** @description The grant (also its line id in the history) */
+                    grantId: string;
+                    tokens: components["schemas"]["Tokens"];
+                    /** @description The VirtFusion credit id (null while under review) */
+                    creditId: number | null;
+                    /** @description The user's VirtFusion balance after the change, whole tokens (null when unreadable or under review) */
+                    balance: number | null;
+                };
+            };
+        };
         /** @description Changed; the user's balance after it */
         AdminChanged: {
             headers: {
@@ -1051,6 +1383,8 @@ export interface components {
     parameters: {
         /** @description 1-255 printable ASCII characters, scoped to the caller (see the API description) */
         IdempotencyKey: string;
+        /** @description Required here (400 without); 1-255 printable ASCII characters, scoped to the caller */
+        RequiredIdempotencyKey: string;
         /** @description Page size */
         Limit: number;
         /** @description The `nextCursor` of the previous page, as returned */
@@ -1139,6 +1473,65 @@ export interface operations {
                         items: components["schemas"]["Transaction"][];
                         nextCursor: components["schemas"]["NextCursor"];
                     };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    getTransaction: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The transaction */
+            200: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        transaction: components["schemas"]["CreditReceipt"] | components["schemas"]["TokenReceipt"];
+                    };
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    exportTransactions: {
+        parameters: {
+            query: {
+                from: string;
+                to: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The CSV file */
+            200: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    /** @description `attachment; filename="transactions-<from>-to-<to>.csv"` */
+                    "content-disposition"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/csv": string;
                 };
             };
             400: components["responses"]["BadRequest"];
@@ -1502,6 +1895,113 @@ export interface operations {
             503: components["responses"]["ServiceUnavailable"];
         };
     };
+    adminListTransactions: {
+        parameters: {
+            query?: {
+                /** @description Page size */
+                limit?: components["parameters"]["Limit"];
+                /** @description The `nextCursor` of the previous page, as returned */
+                cursor?: string;
+                from?: string;
+                to?: string;
+                type?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page of entries */
+            200: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        items: components["schemas"]["AdminLedgerEntry"][];
+                        nextCursor: components["schemas"]["NextCursor"];
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    adminGrantTokens: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description Required here (400 without); 1-255 printable ASCII characters, scoped to the caller */
+                "Idempotency-Key": components["parameters"]["RequiredIdempotencyKey"];
+            };
+            path: {
+                /** @description The user's id (also its VirtFusion extRelationId) */
+                id: components["schemas"]["UserId"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    tokens: number;
+                    reason: components["schemas"]["Reason"];
+                };
+            };
+        };
+        responses: {
+            200: components["responses"]["AdminTokensChanged"];
+            202: components["responses"]["AdminTokensChanged"];
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            422: components["responses"]["IdempotencyKeyReused"];
+            500: components["responses"]["InternalError"];
+            502: components["responses"]["BadGateway"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    adminRemoveTokens: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description Required here (400 without); 1-255 printable ASCII characters, scoped to the caller */
+                "Idempotency-Key": components["parameters"]["RequiredIdempotencyKey"];
+            };
+            path: {
+                id: components["schemas"]["UserId"];
+                /** @description The VirtFusion credit id a grant to this user answered */
+                creditId: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    reason: components["schemas"]["Reason"];
+                };
+            };
+        };
+        responses: {
+            200: components["responses"]["AdminTokensChanged"];
+            202: components["responses"]["AdminTokensChanged"];
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            422: components["responses"]["IdempotencyKeyReused"];
+            500: components["responses"]["InternalError"];
+            502: components["responses"]["BadGateway"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
     adminRefund: {
         parameters: {
             query?: never;
@@ -1606,7 +2106,14 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": {
-                    /** @description true - VirtFusion has the tokens; false - they were not delivered (back to pending) */
+                    /**
+                     * @description true - VirtFusion has the tokens; false - they were not
+                     *     delivered (a purchase goes back to pending and is
+                     *     delivered by the job). For an admin grant (`vfgrant-…`):
+                     *     true - granted, false - not granted (failed; its history
+                     *     line is deleted); for a removal under review: true -
+                     *     removed, false - not removed (granted again)
+                     */
                     delivered: boolean;
                     reason: components["schemas"]["Reason"];
                 };

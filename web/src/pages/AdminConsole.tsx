@@ -1,5 +1,6 @@
-// The admin console: find a user, add/remove credits with a reason, refunds
-// (optional note to the payer), token deliveries under review, reconciliation.
+// The admin console: find a user, add/remove credits with a reason, grant
+// VirtFusion tokens, refunds (optional note to the payer), token deliveries
+// under review, every user's credit entries, reconciliation.
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useState } from "react";
 import { useServices } from "../App";
@@ -7,8 +8,9 @@ import { ApiError, describeError, unwrap } from "../api/client";
 import { useIntentKey, useSingleFlight } from "../api/queries";
 import { Skeleton } from "../components/Skeleton";
 import { TransactionTable, type AnyTransaction } from "../components/TransactionsTab";
+import { typeLabel } from "../components/labels";
 import { useToast } from "../components/Toasts";
-import { ADMIN_MAX_CENTS, ADMIN_MIN_CENTS, checkAmount, formatUsd } from "../money";
+import { ADMIN_MAX_CENTS, ADMIN_MIN_CENTS, checkAmount, checkGrantTokens, formatUsd } from "../money";
 
 export function AdminConsole() {
   const [userId, setUserId] = useState<string | null>(null);
@@ -34,6 +36,7 @@ export function AdminConsole() {
         <Refunds />
         <Deliveries />
       </div>
+      <AllTransactions />
       <Reconciliation />
     </main>
   );
@@ -58,6 +61,7 @@ function UserCredits({ userId }: { userId: string }) {
             Custom credits: <strong data-testid="admin-balance">{user.data.formatted}</strong>
           </p>
           <AdjustCredits userId={userId} />
+          <GrantTokens userId={userId} />
           <h3>Credit history</h3>
           {user.data.transactions.length === 0 ? (
             <p className="muted">No entries.</p>
@@ -122,6 +126,59 @@ function AdjustCredits({ userId }: { userId: string }) {
       </button>
       {amount && !check.ok ? <p className="error">{check.error}</p> : null}
       {change.isError ? <p className="error" role="alert">{describeError(change.error)}</p> : null}
+    </form>
+  );
+}
+
+function GrantTokens({ userId }: { userId: string }) {
+  const { api } = useServices();
+  const toast = useToast();
+  const intent = useIntentKey();
+  const once = useSingleFlight();
+  const [tokens, setTokens] = useState("");
+  const [reason, setReason] = useState("");
+  const count = checkGrantTokens(tokens);
+  const grant = useMutation({
+    mutationFn: () => {
+      if (count === null) throw new Error("Tokens must be a whole number from 1 to 10,000,000.");
+      const body = { tokens: count, reason: reason.trim() };
+      // Required by the API: a retried grant must never add tokens twice.
+      const key = intent.keyFor(`grant:${userId}:${body.tokens}:${body.reason}`);
+      return unwrap(
+        api.POST("/api/admin/users/{id}/virtfusion-tokens", {
+          params: { path: { id: userId }, header: { "Idempotency-Key": key } },
+          body,
+        }),
+      );
+    },
+    onSuccess: (result) => {
+      intent.done();
+      if (result.status === "completed") {
+        const balance = result.balance === null ? "" : ` VirtFusion balance: ${result.balance.toLocaleString()} tokens.`;
+        toast("success", `Granted ${result.tokens.toLocaleString()} tokens (credit ${result.creditId}).${balance}`);
+      } else {
+        toast("error", "VirtFusion did not confirm the grant: it is listed under review below. Do not grant again.");
+      }
+      setTokens("");
+      setReason("");
+    },
+    onError: (e) => toast("error", describeError(e)),
+  });
+  const ready = count !== null && reason.trim().length > 0 && !grant.isPending;
+  return (
+    <form className="inline-form" onSubmit={(e) => e.preventDefault()}>
+      <label>
+        VirtFusion tokens
+        <input value={tokens} onChange={(e) => setTokens(e.target.value)} inputMode="numeric" data-testid="admin-tokens" />
+      </label>
+      <label>
+        Reason (required, audited)
+        <input value={reason} onChange={(e) => setReason(e.target.value)} data-testid="admin-tokens-reason" />
+      </label>
+      <button type="button" className="primary" disabled={!ready} onClick={() => void once(() => grant.mutateAsync()).catch(() => {})} data-testid="admin-grant">
+        Grant tokens
+      </button>
+      {tokens && count === null ? <p className="error">Tokens must be a whole number from 1 to 10,000,000.</p> : null}
     </form>
   );
 }
@@ -213,7 +270,10 @@ function Deliveries() {
     onError: (e) => toast("error", describeError(e)),
     onSettled: () => client.invalidateQueries({ queryKey: ["admin", "deliveries"] }),
   });
-  const items = (list.data as { items?: Array<{ orderId: string; userId: string; tokens: number | null; amount: string; createdAt: string }> } | undefined)?.items ?? [];
+  const items =
+    (list.data as
+      | { items?: Array<{ orderId: string; userId: string; tokens: number | null; amount: string | null; kind?: string; operation?: string; createdAt: string }> }
+      | undefined)?.items ?? [];
   return (
     <section className="panel" data-testid="deliveries">
       <h2>Token deliveries under review</h2>
@@ -231,15 +291,18 @@ function Deliveries() {
           </label>
           <table>
             <thead>
-              <tr><th>Order</th><th>User</th><th>Tokens</th><th>Paid</th><th /></tr>
+              <tr><th>Order / grant</th><th>User</th><th>Tokens</th><th>Paid</th><th /></tr>
             </thead>
             <tbody>
               {items.map((d) => (
                 <tr key={d.orderId}>
-                  <td>{d.orderId}</td>
+                  <td>
+                    {d.orderId}
+                    {d.kind === "admin_grant" ? <span className="muted"> (admin {d.operation === "removal" ? "removal" : "grant"})</span> : null}
+                  </td>
                   <td>{d.userId}</td>
                   <td>{d.tokens ?? "—"}</td>
-                  <td>{formatUsd(d.amount)}</td>
+                  <td>{d.amount ? formatUsd(d.amount) : "—"}</td>
                   <td>
                     <button type="button" disabled={!reason.trim() || resolve.isPending} onClick={() => resolve.mutate({ orderId: d.orderId, delivered: true })}>
                       Was delivered
@@ -252,6 +315,95 @@ function Deliveries() {
               ))}
             </tbody>
           </table>
+        </>
+      )}
+    </section>
+  );
+}
+
+type LedgerPage = { items: Array<AnyTransaction & { userId: string; adminId?: string | null }>; nextCursor: string | null };
+
+function AllTransactions() {
+  const { api } = useServices();
+  const [draft, setDraft] = useState({ type: "", from: "", to: "" });
+  const [filters, setFilters] = useState(draft);
+  const [pages, setPages] = useState<LedgerPage[]>([]);
+  const query = (cursor?: string) => {
+    const q: { limit: number; cursor?: string; type?: string; from?: string; to?: string } = { limit: 25 };
+    if (cursor) q.cursor = cursor;
+    else {
+      if (filters.type) q.type = filters.type;
+      if (filters.from) q.from = filters.from;
+      if (filters.to) q.to = filters.to;
+    }
+    return unwrap(api.GET("/api/admin/transactions", { params: { query: q } })) as Promise<LedgerPage>;
+  };
+  // Later pages are appended by "Load more": keep the first one still meanwhile.
+  const first = useQuery({ queryKey: ["admin", "transactions", filters], queryFn: () => query(), refetchOnWindowFocus: false });
+  const more = useMutation({
+    mutationFn: (cursor: string) => query(cursor),
+    onSuccess: (page) => setPages((all) => [...all, page]),
+  });
+  const loaded = first.data ? [first.data, ...pages] : [];
+  const items = loaded.flatMap((p) => p.items);
+  const next = loaded.length ? loaded[loaded.length - 1]!.nextCursor : null;
+  return (
+    <section className="panel" data-testid="admin-transactions">
+      <h2>All credit transactions</h2>
+      <form
+        className="inline-form"
+        onSubmit={(e) => {
+          e.preventDefault();
+          setPages([]);
+          setFilters({ type: draft.type.trim(), from: draft.from, to: draft.to });
+        }}
+      >
+        <label>
+          Type (e.g. admin_add, service_purchase)
+          <input value={draft.type} onChange={(e) => setDraft({ ...draft, type: e.target.value })} />
+        </label>
+        <label>
+          From
+          <input type="date" value={draft.from} onChange={(e) => setDraft({ ...draft, from: e.target.value })} />
+        </label>
+        <label>
+          To
+          <input type="date" value={draft.to} onChange={(e) => setDraft({ ...draft, to: e.target.value })} />
+        </label>
+        <button type="submit">Show</button>
+      </form>
+      {first.isPending ? (
+        <Skeleton height={40} />
+      ) : first.isError ? (
+        <p className="error">{describeError(first.error)}</p>
+      ) : (
+        <>
+          {items.length === 0 ? <p className="muted">No entries on this page.</p> : null}
+          {items.length ? (
+            <table>
+              <thead>
+                <tr><th>Date</th><th>User</th><th>Type</th><th className="num">Amount</th><th className="num">Balance after</th><th>Admin / reason</th></tr>
+              </thead>
+              <tbody>
+                {items.map((t) => (
+                  <tr key={`${t.userId}:${t.id}`} data-testid="admin-transaction-row">
+                    <td>{new Date(t.createdAt).toLocaleString()}</td>
+                    <td>{t.userId}</td>
+                    <td>{typeLabel(t.type)}</td>
+                    <td className="num">{formatUsd(String(t.amount))}</td>
+                    <td className="num">{t.balanceAfter ? formatUsd(t.balanceAfter) : "—"}</td>
+                    <td>{t.adminId ? `${t.adminId}: ${t.reason ?? ""}` : "—"}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          ) : null}
+          {next ? (
+            <button type="button" disabled={more.isPending} onClick={() => more.mutate(next)}>
+              {more.isPending ? <span className="spinner" aria-hidden /> : null}Load more
+            </button>
+          ) : null}
+          {more.isError ? <p className="error">{describeError(more.error)}</p> : null}
         </>
       )}
     </section>

@@ -2,6 +2,11 @@
 //! merged newest first, paged with one opaque cursor that remembers where
 //! each stream stopped (so no item is skipped or shown twice).
 
+pub mod admin;
+mod csv;
+pub mod detail;
+pub mod export;
+
 use crate::BillingError;
 use crate::purchases::{TokenPurchase, token_purchases};
 use base64::Engine;
@@ -136,6 +141,39 @@ pub async fn history(
     };
     let next = (!(next.entries_done && next.tokens_done)).then_some(next);
     Ok(HistoryPage { items, next })
+}
+
+/// Longest date range of the export and the admin listing: 366 days, both
+/// ends included.
+pub const MAX_RANGE_DAYS: i64 = 366;
+
+/// A `YYYY-MM-DD` day (UTC) of a query parameter called `name`.
+pub fn parse_day(text: &str, name: &str) -> Result<time::Date, BillingError> {
+    let shaped = text.len() == 10
+        && text.bytes().enumerate().all(|(i, b)| match i {
+            4 | 7 => b == b'-',
+            _ => b.is_ascii_digit(),
+        });
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    shaped
+        .then(|| time::Date::parse(text, &format).ok())
+        .flatten()
+        .ok_or_else(|| BillingError::InvalidInput(format!("{name} must be a date YYYY-MM-DD")))
+}
+
+/// `from <= to`, at most [`MAX_RANGE_DAYS`] days.
+pub fn check_span(from: time::Date, to: time::Date) -> Result<(), BillingError> {
+    if from > to {
+        return Err(BillingError::InvalidInput(
+            "from must not be after to".into(),
+        ));
+    }
+    if (to - from).whole_days() + 1 > MAX_RANGE_DAYS {
+        return Err(BillingError::InvalidInput(format!(
+            "the range must be at most {MAX_RANGE_DAYS} days"
+        )));
+    }
+    Ok(())
 }
 
 /// `limit` query parameter: 1..=100, default 25.
