@@ -20,9 +20,11 @@
 //! serviceId)" is the service product's key, in [`crate::services`].
 //!
 //! `model` holds the types and the pure rules, `store` the items and the
-//! single-item writes, `renewal` the job, `dates` the calendar arithmetic.
+//! single-item writes, `renewal` the job, `fanout` the message that spreads
+//! a run over workers (one per index partition), `dates` the calendar arithmetic.
 
 pub mod dates;
+pub mod fanout;
 pub mod model;
 pub mod renewal;
 pub mod store;
