@@ -93,7 +93,9 @@ pub async fn handle(deps: &Deps, event: LambdaEvent<Value>) -> Result<Value, Job
     for record in records {
         let Some(id) = record.get("messageId").and_then(Value::as_str) else {
             // Without its id a failure cannot be reported: fail the batch.
-            return Err(JobError::InvalidEvent("an SQS record has no messageId".into()));
+            return Err(JobError::InvalidEvent(
+                "an SQS record has no messageId".into(),
+            ));
         };
         let body = record.get("body").and_then(Value::as_str).unwrap_or("");
         if let Err(failed) = run_message(deps, body, OffsetDateTime::now_utc(), deadline).await {
@@ -140,7 +142,10 @@ pub async fn run_message(
         "renewal partition done"
     );
     if summary.stopped_early || summary.interrupted > 0 {
-        return Err(unfinished(message, "stopped at the deadline or the page bound"));
+        return Err(unfinished(
+            message,
+            "stopped at the deadline or the page bound",
+        ));
     }
     Ok(summary)
 }
@@ -148,7 +153,10 @@ pub async fn run_message(
 fn unfinished(message: PartitionMessage, why: &str) -> MessageFailed {
     MessageFailed {
         error_type: "Unfinished",
-        message: format!("{} not finished ({why}); the redelivery carries on", message.partition),
+        message: format!(
+            "{} not finished ({why}); the redelivery carries on",
+            message.partition
+        ),
     }
 }
 
@@ -159,7 +167,10 @@ mod tests {
     #[test]
     fn job_errors_keep_their_names() {
         let skew = MessageFailed::from(JobError::ClockSkew("ahead".into()));
-        assert_eq!((skew.error_type, skew.message.as_str()), ("ClockSkew", "ahead"));
+        assert_eq!(
+            (skew.error_type, skew.message.as_str()),
+            ("ClockSkew", "ahead")
+        );
         assert_eq!(
             MessageFailed::from(JobError::RenewalFailed("x".into())).error_type,
             "RenewalFailed"

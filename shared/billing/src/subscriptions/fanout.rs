@@ -54,8 +54,8 @@ impl PartitionMessage {
 
     /// Strict: a JSON object with exactly a known partition and an RFC 3339 time.
     pub fn parse(body: &str) -> Result<PartitionMessage, BadMessage> {
-        let value: Value = serde_json::from_str(body)
-            .map_err(|e| BadMessage(format!("body is not JSON: {e}")))?;
+        let value: Value =
+            serde_json::from_str(body).map_err(|e| BadMessage(format!("body is not JSON: {e}")))?;
         let object = value
             .as_object()
             .ok_or_else(|| BadMessage("body is not an object".into()))?;
@@ -85,12 +85,16 @@ mod tests {
     fn messages_round_trip_and_cover_every_partition() {
         let at = datetime!(2025-11-25 12:00 UTC);
         let all = PartitionMessage::all(at);
-        assert_eq!(all.len(), usize::from(super::super::store::RENEWAL_SHARDS) + 1);
+        assert_eq!(
+            all.len(),
+            usize::from(super::super::store::RENEWAL_SHARDS) + 1
+        );
         for message in &all {
             assert_eq!(PartitionMessage::parse(&message.to_body()), Ok(*message));
             assert!(message.entry_id().len() <= 80);
         }
-        let ids: std::collections::HashSet<_> = all.iter().map(PartitionMessage::entry_id).collect();
+        let ids: std::collections::HashSet<_> =
+            all.iter().map(PartitionMessage::entry_id).collect();
         assert_eq!(ids.len(), all.len(), "entry ids are unique in a batch");
         assert_eq!(
             all[7].to_body(),

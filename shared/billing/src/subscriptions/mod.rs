@@ -36,6 +36,4 @@ pub use model::{
 pub use renewal::{
     Deadline, RenewalOptions, RenewalSummary, run_partition, run_partitions, run_renewals,
 };
-pub use store::{
-    RENEWAL_SHARDS, RenewalPartition, SubKey, cancel, get, get_by_id, list_services,
-};
+pub use store::{RENEWAL_SHARDS, RenewalPartition, SubKey, cancel, get, get_by_id, list_services};

@@ -168,12 +168,6 @@ pub async fn process(
     plans: &PlanCache,
     now: OffsetDateTime,
 ) -> Result<Outcome, BillingError> {
-    // Renewed by this run already (a renewal writes the run's clock as
-    // `lastRenewalDate`): one period per run, also when the item moved to
-    // another partition meanwhile or a partition is run twice.
-    if sub.last_renewal_date == Some(now) {
-        return Ok(Outcome::Skipped);
-    }
     match decide(sub, now) {
         Action::Skip => Ok(Outcome::Skipped),
         Action::Expire => Ok(match expire(ledger, sub, now, false).await? {
@@ -385,9 +379,15 @@ pub async fn run_partitions(
             loop {
                 let next = queue.lock().ok().and_then(|mut q| q.pop_front());
                 let Some(partition) = next else { break };
-                let result =
-                    partition_run(&ledger, partition, now, deadline, options.page_size, &budget)
-                        .await;
+                let result = partition_run(
+                    &ledger,
+                    partition,
+                    now,
+                    deadline,
+                    options.page_size,
+                    &budget,
+                )
+                .await;
                 done.push((partition, result));
             }
             done
@@ -421,8 +421,8 @@ pub async fn run_partitions(
 /// One partition of the due index (what a fanned-out worker runs for one
 /// message): every subscription of it due at `now`, within the page bound
 /// and the deadline. Running it twice, or concurrently, charges each period
-/// once (the once-key and the `nextRenewalDate` condition); a subscription
-/// already renewed at this clock is not renewed again by the same run.
+/// once (the once-key and the `nextRenewalDate` condition). One period per
+/// subscription per partition run: a late one catches up a period a run.
 pub async fn run_partition(
     ledger: &Ledger,
     partition: RenewalPartition,
@@ -517,7 +517,9 @@ async fn partition_run(
 /// Takes one page from the run's bound; false when none is left.
 fn take_page(budget: &AtomicU32) -> bool {
     budget
-        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| left.checked_sub(1))
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+            left.checked_sub(1)
+        })
         .is_ok()
 }
 

@@ -91,7 +91,9 @@ impl RenewalPartition {
         if pk == LEGACY_RENEWAL_INDEX_PK {
             return Some(RenewalPartition::Legacy);
         }
-        let digits = pk.strip_prefix(LEGACY_RENEWAL_INDEX_PK)?.strip_prefix('#')?;
+        let digits = pk
+            .strip_prefix(LEGACY_RENEWAL_INDEX_PK)?
+            .strip_prefix('#')?;
         if digits.is_empty() || digits.len() > 5 || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
@@ -601,14 +603,25 @@ mod tests {
             }
         }
         // Even enough: every shard within 10 % of 1,000.
-        assert!(counts.iter().all(|c| (900..=1100).contains(c)), "{counts:?}");
+        assert!(
+            counts.iter().all(|c| (900..=1100).contains(c)),
+            "{counts:?}"
+        );
         let all = RenewalPartition::all();
         assert_eq!(all.len(), usize::from(RENEWAL_SHARDS) + 1);
         assert_eq!(all.last(), Some(&RenewalPartition::Legacy));
         for partition in all {
             assert_eq!(RenewalPartition::parse(&partition.pk()), Some(partition));
         }
-        for bad in ["RENEWAL#16", "RENEWAL#01", "RENEWAL#", "RENEWAL#-1", "renewal#1", "PLAN", "RENEWAL#99999999"] {
+        for bad in [
+            "RENEWAL#16",
+            "RENEWAL#01",
+            "RENEWAL#",
+            "RENEWAL#-1",
+            "renewal#1",
+            "PLAN",
+            "RENEWAL#99999999",
+        ] {
             assert_eq!(RenewalPartition::parse(bad), None, "{bad}");
         }
     }
