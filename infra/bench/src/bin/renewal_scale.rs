@@ -39,7 +39,17 @@ async fn main() {
         .collect();
     let rounds = workers.len();
     let sdk = billing_config::load_aws_config().await;
-    let client = billing_config::dynamo_client(&sdk);
+    // Longer timeouts than a Lambda's: on a shared 2-core machine a batch of
+    // 25 puts (with their index writes) can take seconds.
+    let client = billing_config::dynamo_client_with(&sdk, |b| {
+        b.timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .operation_attempt_timeout(Duration::from_secs(60))
+                .operation_timeout(Duration::from_secs(120))
+                .build(),
+        )
+    });
     let template =
         devstack::template::Template::load(&devstack::template_path()).unwrap_or_else(|e| fail(e));
     let def = template.table("BillingTable").unwrap_or_else(|e| fail(e));
@@ -257,7 +267,7 @@ async fn fill(ledger: &Ledger, subs: usize, rounds: usize) {
     let mut tasks = JoinSet::new();
     let chunks: Vec<Vec<AttrMap>> = items.chunks(25).map(<[_]>::to_vec).collect();
     for chunk in chunks {
-        if tasks.len() >= 16
+        if tasks.len() >= 4
             && let Some(done) = tasks.join_next().await
         {
             done.unwrap_or_else(|e| fail(e));
@@ -278,16 +288,24 @@ async fn fill(ledger: &Ledger, subs: usize, rounds: usize) {
                 })
                 .collect();
             for attempt in 0..20u64 {
-                let out = client
+                // A busy machine: a timed-out batch is sent again (puts are idempotent).
+                match client
                     .batch_write_item()
-                    .request_items(&name, requests)
+                    .request_items(&name, requests.clone())
                     .send()
                     .await
-                    .unwrap_or_else(|e| fail(aws_sdk_dynamodb::error::DisplayErrorContext(e)));
-                requests = out
-                    .unprocessed_items
-                    .and_then(|mut u| u.remove(&name))
-                    .unwrap_or_default();
+                {
+                    Ok(out) => {
+                        requests = out
+                            .unprocessed_items
+                            .and_then(|mut u| u.remove(&name))
+                            .unwrap_or_default();
+                    }
+                    Err(e) => eprintln!(
+                        "batch write retried: {}",
+                        aws_sdk_dynamodb::error::DisplayErrorContext(e)
+                    ),
+                }
                 if requests.is_empty() {
                     return;
                 }
