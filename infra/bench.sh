@@ -15,8 +15,11 @@ if [ -z "${DYNAMODB_ENDPOINT:-}" ]; then
 fi
 # `./infra/bench.sh reconcile`: the reconciliation bench instead of the ledger's.
 # `./infra/bench.sh hot`: one hot account, before/after backoff side by side.
+# `./infra/bench.sh renewal-scale`: the renewal job fanned out over N workers
+# (RENEWAL_SCALE_SUBS, default 100000; RENEWAL_SCALE_WORKERS, default 1,2,4,8).
 case "${1:-ledger}" in
   reconcile) cargo run --quiet -p ledger-bench --bin reconcile --profile bench-local ;;
   hot) cargo run --quiet -p ledger-bench --bin hot --profile bench-local ;;
+  renewal-scale) cargo run --quiet -p ledger-bench --bin renewal_scale --profile bench-local ;;
   *) cargo run --quiet -p ledger-bench --profile bench-local ;;
 esac

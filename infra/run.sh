@@ -182,6 +182,7 @@ log "warming the functions"
 for fn in $("$DEVSTACK" functions); do
   case "$fn" in
     renewal-cron) event='{"time": "2000-01-01T00:00:00Z"}' ;;
+    renewal-worker) event='{"Records": []}' ;;
     reconcile-cron) event='{"time": "2000-01-02T00:00:00Z", "detail": {"windowDays": 1}}' ;;
     *) event='{}' ;;
   esac

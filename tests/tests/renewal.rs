@@ -4,7 +4,7 @@
 //! expire without a charge, and the job's reads grow with the *due*
 //! subscriptions only.
 
-use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use billing::dns::renewal::{RenewalOptions, run_renewals};
 use billing::dns::{Deadline, Subscription, SubscriptionStatus, default_plans, seed_default_plans};
 use integration_tests::{TestTable, assert_audit, new_user, usd};
@@ -403,6 +403,7 @@ async fn the_job_stops_at_its_deadline_and_the_next_run_finishes() {
     let options = RenewalOptions {
         page_size: 10,
         max_pages: 400,
+        ..RenewalOptions::default()
     };
     // Deadline already reached: nothing is started.
     let expired = Deadline::before(tokio::time::Instant::now(), Duration::from_secs(10));
@@ -410,7 +411,8 @@ async fn the_job_stops_at_its_deadline_and_the_next_run_finishes() {
     assert_eq!((summary.pages, summary.renewed), (0, 0));
     assert!(summary.stopped_early && !summary.complete);
 
-    // A page bound: one bounded page, the rest left in the index.
+    // A page bound (for the whole run, all partitions together): one
+    // bounded page of one shard, the rest left in the index.
     let plenty = Deadline::before(
         tokio::time::Instant::now() + Duration::from_secs(60),
         Duration::from_secs(10),
@@ -418,16 +420,18 @@ async fn the_job_stops_at_its_deadline_and_the_next_run_finishes() {
     let one_page = RenewalOptions {
         page_size: 10,
         max_pages: 1,
+        ..RenewalOptions::default()
     };
     let summary = run_renewals(&ledger, now, plenty, one_page).await.unwrap();
-    assert_eq!(
-        (summary.pages, summary.renewed, summary.scanned),
-        (1, 10, 10)
-    );
+    assert_eq!(summary.pages, 1, "{summary:?}");
+    assert_eq!(summary.renewed, summary.scanned, "{summary:?}");
+    assert!(summary.renewed <= 10, "{summary:?}");
     assert!(summary.stopped_early && !summary.complete);
+    let first = summary.renewed;
 
     let summary = run_renewals(&ledger, now, plenty, options).await.unwrap();
-    assert_eq!(summary.renewed, 15, "{summary:?}");
+    assert_eq!(summary.renewed, 25 - first, "{summary:?}");
+    assert_eq!(summary.partitions, 17, "16 shards and the legacy partition");
     assert!(summary.complete && !summary.stopped_early);
     for user in &users {
         assert_eq!(renewals_of(&ledger, user).await, 1);
@@ -765,12 +769,13 @@ async fn ten_thousand_subscriptions_hundred_due_reads_about_a_hundred() {
     assert_eq!(count(&summary, "read"), DUE as u64, "subscriptions read");
     let queries = calls.get("Query").copied().unwrap_or(0);
     let batch_gets = calls.get("BatchGetItem").copied().unwrap_or(0);
-    // Up to 3 pages of due renewals + 1 Query each of the pending and the
+    // One Query per partition of the due index (16 shards + the legacy one;
+    // ~6 due each, under a page) + 1 Query each of the pending and the
     // claimed (stale-claim check) delivery partitions.
-    assert!(queries <= 5, "{calls:?}");
-    // Two pages of subscriptions, plus the DNS plans they renew at, read
-    // once per run (a handful of items).
-    assert!(batch_gets <= 3, "{calls:?}");
+    assert!(queries <= 17 + 2 + 2, "{calls:?}");
+    // One page of subscriptions per shard, plus the DNS plans they renew at
+    // (read once per partition run: a handful of items).
+    assert!(batch_gets <= 16 * 2, "{calls:?}");
     assert_eq!(
         calls.get("TransactWriteItems").copied(),
         Some(DUE as u64),
@@ -794,11 +799,12 @@ async fn ten_thousand_subscriptions_hundred_due_reads_about_a_hundred() {
         (0, 0),
         "{idle}"
     );
-    // One empty Query of due renewals, one each of claimed and pending deliveries.
+    // One empty Query per partition of the due index (17), one each of
+    // claimed and pending deliveries.
     assert_eq!(
         table.calls.total(),
-        3,
-        "three empty Queries: {:?}",
+        17 + 2,
+        "only empty Queries: {:?}",
         table.calls.snapshot()
     );
 }
@@ -842,4 +848,431 @@ async fn batch_write(table: &TestTable, items: Vec<ledger::AttrMap>) {
     while let Some(done) = tasks.join_next().await {
         done.unwrap();
     }
+}
+
+// ---------------------------------------------------------------- sharded index, fan-out
+
+use billing::subscriptions::fanout::PartitionMessage;
+use billing::subscriptions::{RENEWAL_SHARDS, RenewalPartition};
+
+/// The `gsi1pk` of a user's DNS subscription as stored.
+async fn index_pk(table: &TestTable, user: &UserId) -> Option<String> {
+    let out = table
+        .client
+        .get_item()
+        .table_name(&table.name)
+        .key("pk", AttributeValue::S(user.pk()))
+        .key("sk", AttributeValue::S("DNSSUB".into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap();
+    match out.item.unwrap().get("gsi1pk") {
+        Some(AttributeValue::S(pk)) => Some(pk.clone()),
+        _ => None,
+    }
+}
+
+/// Index entries of one partition (all of them, due or not).
+async fn partition_size(table: &TestTable, partition: RenewalPartition) -> usize {
+    let out = table
+        .client
+        .query()
+        .table_name(&table.name)
+        .index_name("gsi1")
+        .key_condition_expression("gsi1pk = :pk")
+        .expression_attribute_values(":pk", AttributeValue::S(partition.pk()))
+        .send()
+        .await
+        .unwrap();
+    out.items().len()
+}
+
+/// A fresh queue on moto (a real SQS API over HTTP).
+async fn queue() -> (aws_sdk_sqs::Client, String) {
+    let sdk = billing_config::load_aws_config().await;
+    let client =
+        renewal_cron_fn::fanout::client(&sdk, Some(integration_tests::events::moto_endpoint()));
+    let url = client
+        .create_queue()
+        .queue_name(format!("renewals-{}", uuid::Uuid::new_v4().simple()))
+        .send()
+        .await
+        .expect("queue created")
+        .queue_url
+        .expect("queue url");
+    (client, url)
+}
+
+/// Every message in the queue (as the event source mapping would receive them).
+async fn receive_all(
+    client: &aws_sdk_sqs::Client,
+    url: &str,
+    expected: usize,
+) -> Vec<aws_sdk_sqs::types::Message> {
+    let mut messages = Vec::new();
+    for _ in 0..20 {
+        if messages.len() >= expected {
+            break;
+        }
+        let out = client
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .expect("receive");
+        messages.extend(out.messages.unwrap_or_default());
+    }
+    messages
+}
+
+/// An SQS event of one message, as Lambda hands it to `renewal-worker`.
+fn sqs_event(message_id: &str, body: &str) -> Value {
+    json!({"Records": [{
+        "messageId": message_id,
+        "receiptHandle": "handle",
+        "body": body,
+        "attributes": {"ApproximateReceiveCount": "1"},
+        "messageAttributes": {},
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:renewals",
+        "awsRegion": "us-east-1",
+    }]})
+}
+
+async fn work(deps: &renewal_worker_fn::Deps, event: Value) -> Value {
+    renewal_worker_fn::handle(deps, LambdaEvent::new(event, Context::default()))
+        .await
+        .expect("worker runs")
+}
+
+/// The deployed shape: the schedule's run sends one SQS message per
+/// partition; four workers take them from the queue at once (as the event
+/// source mapping would) and renew their partitions. Every subscription,
+/// spread over the shards, is renewed exactly once; the shard it sits in is
+/// its user's, before and after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fanned_out_workers_renew_every_shard_once() {
+    let (table, mut coordinator) = setup().await;
+    let ledger = table.ledger();
+    let (sqs, url) = queue().await;
+    coordinator.fan_out = Some(renewal_cron_fn::fanout::FanOut::new(
+        sqs.clone(),
+        url.clone(),
+    ));
+    let start = datetime!(2025-01-15 06:00 UTC);
+    let mut users = Vec::new();
+    for _ in 0..40 {
+        users.push(subscriber(&ledger, "10.00", "basic", start).await.0);
+    }
+    let mut shards = std::collections::HashSet::new();
+    for user in &users {
+        let partition = RenewalPartition::of(user);
+        assert_eq!(index_pk(&table, user).await, Some(partition.pk()));
+        shards.insert(partition);
+    }
+    assert!(shards.len() >= 10, "40 users over {} shards", shards.len());
+
+    let now = datetime!(2025-02-15 06:00 UTC);
+    let summary = job(&coordinator, now).await;
+    assert_eq!(
+        count(&summary, "dispatched"),
+        u64::from(RENEWAL_SHARDS) + 1,
+        "{summary}"
+    );
+    assert_eq!(
+        count(&summary, "renewed"),
+        0,
+        "the workers renew, not the coordinator"
+    );
+    assert_eq!(
+        assert_audit(&ledger, &users[0]).await,
+        usd("5.00"),
+        "nothing charged yet"
+    );
+
+    let messages = receive_all(&sqs, &url, 17).await;
+    assert_eq!(messages.len(), 17);
+    let worker = Arc::new(renewal_worker_fn::Deps::new(ledger.clone()));
+    let queue = Arc::new(std::sync::Mutex::new(messages));
+    let mut workers = JoinSet::new();
+    for _ in 0..4 {
+        let (worker, queue, sqs, url) = (worker.clone(), queue.clone(), sqs.clone(), url.clone());
+        workers.spawn(async move {
+            loop {
+                let next = queue.lock().unwrap().pop();
+                let Some(message) = next else { break };
+                let body = message.body().unwrap();
+                assert_eq!(PartitionMessage::parse(body).unwrap().time, now);
+                let answer = work(&worker, sqs_event(message.message_id().unwrap(), body)).await;
+                assert_eq!(answer, json!({"batchItemFailures": []}));
+                sqs.delete_message()
+                    .queue_url(&url)
+                    .receipt_handle(message.receipt_handle().unwrap())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        });
+    }
+    while let Some(done) = workers.join_next().await {
+        done.unwrap();
+    }
+    for user in &users {
+        assert_eq!(renewals_of(&ledger, user).await, 1, "{user}");
+        assert_eq!(assert_audit(&ledger, user).await, usd("0.00"));
+        let sub = sub_of(&ledger, user).await;
+        assert_eq!(sub.next_renewal_date, datetime!(2025-03-15 06:00 UTC));
+        assert_eq!(
+            index_pk(&table, user).await,
+            Some(RenewalPartition::of(user).pk())
+        );
+    }
+    // Drained; every partition run again at the same clock (a retried
+    // schedule run) finds nothing left to charge.
+    assert!(receive_all(&sqs, &url, 1).await.is_empty());
+    for partition in RenewalPartition::all() {
+        let body = PartitionMessage {
+            partition,
+            time: now,
+        }
+        .to_body();
+        assert_eq!(
+            work(&worker, sqs_event("again", &body)).await,
+            json!({"batchItemFailures": []})
+        );
+    }
+    for user in &users {
+        assert_eq!(renewals_of(&ledger, user).await, 1, "{user}");
+    }
+}
+
+/// SQS may deliver a message twice, and a redelivery may overlap a slow
+/// first run: the same partition processed by several workers at once
+/// charges each period once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_same_shard_processed_concurrently_renews_each_subscription_once() {
+    let (table, _deps) = setup().await;
+    let ledger = table.ledger();
+    let start = datetime!(2025-04-30 18:00 UTC);
+    // Users of one shard only, with a DNS plan and a server each.
+    let target = RenewalPartition::Shard(5);
+    let mut users = Vec::new();
+    while users.len() < 12 {
+        let user = new_user();
+        if RenewalPartition::of(&user) != target {
+            continue;
+        }
+        credit(&ledger, &user, "100.00").await;
+        billing::dns::purchase(&ledger, &user, "basic", start)
+            .await
+            .unwrap();
+        service_subscriber(&ledger, &user, "srv-dup", "20.00", "month", start).await;
+        users.push(user);
+    }
+    assert_eq!(partition_size(&table, target).await, 24);
+    let now = datetime!(2025-05-30 18:00 UTC);
+    let body = PartitionMessage {
+        partition: target,
+        time: now,
+    }
+    .to_body();
+    let worker = Arc::new(renewal_worker_fn::Deps::new(ledger.clone()));
+    let mut deliveries = JoinSet::new();
+    for copy in 0..4 {
+        let (worker, body) = (worker.clone(), body.clone());
+        deliveries.spawn(async move {
+            let deadline = Deadline::before(
+                tokio::time::Instant::now() + Duration::from_secs(60),
+                Duration::from_secs(10),
+            );
+            let summary =
+                renewal_worker_fn::run_message(&worker, &body, OffsetDateTime::now_utc(), deadline)
+                    .await
+                    .unwrap_or_else(|e| panic!("delivery {copy}: {e:?}"));
+            assert_eq!(summary.errors, 0, "{summary:?}");
+            summary.renewed
+        });
+    }
+    let mut renewed = 0;
+    while let Some(done) = deliveries.join_next().await {
+        renewed += done.unwrap();
+    }
+    assert_eq!(
+        renewed, 24,
+        "12 DNS plans + 12 servers, once each over 4 deliveries"
+    );
+    for user in &users {
+        let entries = ledger.entries(user, 100, None).await.unwrap().entries;
+        assert_eq!(renewals_of(&ledger, user).await, 1, "{user}");
+        assert_eq!(service_renewals(&entries), 1, "{user}");
+        // 100 - 5 - 20 (first periods) - 5 - 20 (renewals)
+        assert_eq!(assert_audit(&ledger, user).await, usd("50.00"));
+    }
+}
+
+/// Subscriptions indexed before the index was sharded (`gsi1pk=RENEWAL`)
+/// are still found and renewed — by the in-process job and by a worker given
+/// the legacy partition — and move to their shard when renewed or marked
+/// past due; a cancelled one still expires from there.
+#[tokio::test]
+async fn legacy_renewal_items_still_renew_and_move_to_their_shard() {
+    let (table, deps) = setup().await;
+    let ledger = table.ledger();
+    let start = datetime!(2025-06-10 09:00 UTC);
+    let (paying, _) = subscriber(&ledger, "10.00", "basic", start).await;
+    let (short, _) = subscriber(&ledger, "5.00", "basic", start).await;
+    let (leaving, _) = subscriber(&ledger, "10.00", "basic", start).await;
+    billing::dns::cancel(&ledger, &leaving, start + time::Duration::days(1))
+        .await
+        .unwrap();
+    let (by_worker, _) = subscriber(&ledger, "10.00", "basic", start).await;
+    // As written before sharding: the one legacy partition.
+    for user in [&paying, &short, &leaving, &by_worker] {
+        table
+            .client
+            .update_item()
+            .table_name(&table.name)
+            .key("pk", AttributeValue::S(user.pk()))
+            .key("sk", AttributeValue::S("DNSSUB".into()))
+            .update_expression("SET gsi1pk = :legacy")
+            .expression_attribute_values(":legacy", AttributeValue::S("RENEWAL".into()))
+            .send()
+            .await
+            .unwrap();
+    }
+    assert_eq!(partition_size(&table, RenewalPartition::Legacy).await, 4);
+    let due = datetime!(2025-07-10 09:00 UTC);
+
+    // A worker given the legacy partition renews what it finds there (all
+    // four are due: one renewed, one past due, one expired, and the fourth
+    // too — the test then checks each).
+    let worker = renewal_worker_fn::Deps::new(ledger.clone());
+    let legacy = PartitionMessage {
+        partition: RenewalPartition::Legacy,
+        time: due,
+    }
+    .to_body();
+    assert_eq!(
+        work(&worker, sqs_event("legacy", &legacy)).await,
+        json!({"batchItemFailures": []})
+    );
+    assert_eq!(renewals_of(&ledger, &paying).await, 1);
+    assert_eq!(renewals_of(&ledger, &by_worker).await, 1);
+    assert_eq!(
+        sub_of(&ledger, &short).await.status,
+        SubscriptionStatus::PastDue
+    );
+    assert_eq!(
+        sub_of(&ledger, &leaving).await.status,
+        SubscriptionStatus::Expired
+    );
+    // Moved out of the legacy partition: to their shards, or out of the index.
+    assert_eq!(partition_size(&table, RenewalPartition::Legacy).await, 0);
+    for user in [&paying, &short, &by_worker] {
+        assert_eq!(
+            index_pk(&table, user).await,
+            Some(RenewalPartition::of(user).pk()),
+            "{user}"
+        );
+    }
+    assert_eq!(index_pk(&table, &leaving).await, None);
+
+    // From its shard now, the past-due one renews when funds arrive, and the
+    // in-process job reads the legacy partition too (empty here: one Query).
+    credit(&ledger, &short, "5.00").await;
+    let later = job(&deps, due + time::Duration::days(1)).await;
+    assert_eq!(
+        (count(&later, "renewed"), count(&later, "partitions")),
+        (1, 17),
+        "{later}"
+    );
+    assert_eq!(assert_audit(&ledger, &short).await, usd("0.00"));
+    for user in [&paying, &short, &by_worker] {
+        assert_eq!(renewals_of(&ledger, user).await, 1, "{user}");
+    }
+
+    // The in-process job renews a legacy item too.
+    let (old, _) = subscriber(&ledger, "15.00", "pro", start).await;
+    table
+        .client
+        .update_item()
+        .table_name(&table.name)
+        .key("pk", AttributeValue::S(old.pk()))
+        .key("sk", AttributeValue::S("DNSSUB".into()))
+        .update_expression("SET gsi1pk = :legacy")
+        .expression_attribute_values(":legacy", AttributeValue::S("RENEWAL".into()))
+        .send()
+        .await
+        .unwrap();
+    credit(&ledger, &old, "15.00").await;
+    let summary = job(&deps, due + time::Duration::days(2)).await;
+    assert_eq!(count(&summary, "renewed"), 1, "{summary}");
+    assert_eq!(renewals_of(&ledger, &old).await, 1);
+    assert_eq!(
+        index_pk(&table, &old).await,
+        Some(RenewalPartition::of(&old).pk())
+    );
+}
+
+/// A worker refuses what it must not run: an unreadable message and a
+/// clock too far ahead (the schedule's rule) are failed messages (SQS
+/// delivers them again, then to the dead-letter queue), nothing charged;
+/// an event that is not an SQS batch is an error by name.
+#[tokio::test]
+async fn workers_refuse_bad_messages_and_clocks_ahead() {
+    let (table, _deps) = setup().await;
+    let ledger = table.ledger();
+    let (user, _) = subscriber(&ledger, "10.00", "basic", datetime!(2025-10-25 12:00 UTC)).await;
+    let mut worker = renewal_worker_fn::Deps::new(ledger.clone());
+    worker.max_clock_skew = Some(time::Duration::seconds(900));
+    let shard = RenewalPartition::of(&user);
+    let ahead = PartitionMessage {
+        partition: shard,
+        time: datetime!(2999-01-01 0:00 UTC),
+    }
+    .to_body();
+    let mut event = sqs_event("ahead", &ahead);
+    event["Records"]
+        .as_array_mut()
+        .unwrap()
+        .push(sqs_event("garbage", "{\"partition\": \"RENEWAL#99\"}")["Records"][0].clone());
+    let answer = work(&worker, event).await;
+    assert_eq!(
+        answer,
+        json!({"batchItemFailures": [{"itemIdentifier": "ahead"}, {"itemIdentifier": "garbage"}]})
+    );
+    assert_eq!(renewals_of(&ledger, &user).await, 0);
+    let deadline = Deadline::before(
+        tokio::time::Instant::now() + Duration::from_secs(60),
+        Duration::from_secs(10),
+    );
+    let refused =
+        renewal_worker_fn::run_message(&worker, &ahead, OffsetDateTime::now_utc(), deadline)
+            .await
+            .unwrap_err();
+    assert_eq!(refused.error_type, "ClockSkew");
+
+    let not_sqs = renewal_worker_fn::handle(
+        &worker,
+        LambdaEvent::new(json!({"time": "2025-11-25T12:00:00Z"}), Context::default()),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        lambda_runtime::Diagnostic::from(not_sqs).error_type,
+        "InvalidEvent"
+    );
+
+    // The sample event (events/renewal-worker.json) drives the worker: its
+    // partition is renewed at its clock (nothing due there in this table).
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events/renewal-worker.json");
+    let sample: Value = serde_json::from_str(&std::fs::read_to_string(fixture).unwrap()).unwrap();
+    assert_eq!(
+        work(&worker, sample).await,
+        json!({"batchItemFailures": []})
+    );
 }

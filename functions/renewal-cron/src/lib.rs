@@ -4,6 +4,15 @@
 //! then retries pending VirtFusion deliveries, and
 //! returns a JSON summary. Stops taking work [`Deps::stop_margin`] before the
 //! Lambda deadline; whatever is left stays due and the next run does it.
+//!
+//! With a fan-out queue (`RENEWAL_QUEUE_URL`, deployed) it is the
+//! coordinator: it sends one message per partition of the due index
+//! ([`fanout::FanOut`]) and `renewal-worker` renews each partition in
+//! parallel; the summary then counts `dispatched` messages and the workers
+//! log the renewals. Without one (the local stack, tests) it runs every
+//! partition itself.
+
+pub mod fanout;
 
 use billing::dns::{Deadline, RenewalOptions, RenewalSummary, run_renewals};
 use lambda_runtime::{Context, Diagnostic, LambdaEvent};
@@ -25,6 +34,8 @@ pub struct Deps {
     /// a wrong clock must not renew (charge) periods that have not started.
     /// `None`: no limit (the local stack, to run the job "as of next month").
     pub max_clock_skew: Option<time::Duration>,
+    /// Where partition messages go; `None`: the job runs every partition itself.
+    pub fan_out: Option<fanout::FanOut>,
     secrets: std::sync::Arc<billing_config::Secrets>,
     /// Built at the first run that has pending deliveries to retry.
     virtfusion: tokio::sync::OnceCell<virtfusion::VirtFusionClient>,
@@ -33,13 +44,15 @@ pub struct Deps {
 impl Deps {
     pub async fn from_env() -> Deps {
         let sdk = billing_config::load_aws_config().await;
-        Deps::new(billing::events::watch_low_balance(
+        let mut deps = Deps::new(billing::events::watch_low_balance(
             Ledger::new(
                 billing_config::dynamo_client(&sdk),
                 billing_config::table_name(),
             ),
             billing::events::low_balance_threshold(),
-        ))
+        ));
+        deps.fan_out = fanout::FanOut::from_env(&sdk);
+        deps
     }
 
     pub fn new(ledger: Ledger) -> Deps {
@@ -48,6 +61,7 @@ impl Deps {
             options: RenewalOptions::default(),
             stop_margin: Duration::from_secs(10),
             max_clock_skew: max_clock_skew_from_env(),
+            fan_out: None,
             secrets: std::sync::Arc::new(billing_config::Secrets::new()),
             virtfusion: tokio::sync::OnceCell::new(),
         }
@@ -138,6 +152,16 @@ pub fn job_clock(
         })?,
         Some(_) => return Err(JobError::InvalidEvent("event time must be a string".into())),
     };
+    check_skew(now, wall, max_skew)
+}
+
+/// Refuses a clock further than `max_skew` ahead of the wall clock (the
+/// schedule's, and each fanned-out partition message's, which carries it).
+pub fn check_skew(
+    now: OffsetDateTime,
+    wall: OffsetDateTime,
+    max_skew: Option<time::Duration>,
+) -> Result<OffsetDateTime, JobError> {
     if let Some(max_skew) = max_skew
         && now > wall + max_skew
     {
@@ -170,12 +194,25 @@ pub async fn handle(deps: &Deps, event: LambdaEvent<Value>) -> Result<Value, Job
     let now = job_clock(&payload, OffsetDateTime::now_utc(), deps.max_clock_skew)?;
     let end = invocation_end(&context).unwrap_or_else(|| Instant::now() + DEFAULT_BUDGET);
     let deadline = Deadline::before(end, deps.stop_margin);
-    let mut summary = run_renewals(&deps.ledger, now, deadline, deps.options)
-        .await
-        .map_err(|error| {
-            tracing::error!(%error, "renewal job failed");
-            JobError::RenewalFailed(format!("renewal job failed: {error}"))
-        })?;
+    let mut summary = match &deps.fan_out {
+        Some(fan_out) => {
+            let dispatched = fan_out.dispatch(now).await.map_err(|error| {
+                tracing::error!(%error, "renewal fan-out failed");
+                JobError::RenewalFailed(format!("renewal fan-out failed: {error}"))
+            })?;
+            RenewalSummary {
+                now: billing::dns::dates::format_time(now),
+                dispatched,
+                ..RenewalSummary::default()
+            }
+        }
+        None => run_renewals(&deps.ledger, now, deadline, deps.options)
+            .await
+            .map_err(|error| {
+                tracing::error!(%error, "renewal job failed");
+                JobError::RenewalFailed(format!("renewal job failed: {error}"))
+            })?,
+    };
     summary.retried = retry_pending_virtfusion_deliveries(deps, now, deadline).await;
     log_summary(&summary);
     serde_json::to_value(&summary)
@@ -230,6 +267,8 @@ fn log_summary(summary: &RenewalSummary) {
         interrupted = summary.interrupted,
         scanned = summary.scanned,
         pages = summary.pages,
+        partitions = summary.partitions,
+        dispatched = summary.dispatched,
         complete = summary.complete,
         elapsed_ms = summary.elapsed_ms,
         "renewal job done"

@@ -239,7 +239,7 @@ mod tests {
         let mut sub = sample();
         let item = sub.to_item();
         assert_eq!(Subscription::from_item(&item).unwrap(), sub);
-        assert_eq!(item["gsi1pk"], s("RENEWAL"));
+        assert_eq!(item["gsi1pk"], s("RENEWAL#3"), "user 42's shard");
         assert_eq!(item["gsi1sk"], s("2024-02-29T10:00:00.500Z#42"));
         sub.status = SubscriptionStatus::Expired;
         let item = sub.to_item();

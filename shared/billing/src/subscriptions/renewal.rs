@@ -1,7 +1,7 @@
 //! The renewal job of every subscription (DNS plans and platform services,
 //! one engine): finds the subscriptions that need it through the sparse
-//! index (`gsi1pk=RENEWAL`, `gsi1sk <= now`), so its cost grows with the due
-//! subscriptions, not with all of them, and for each one:
+//! index (`gsi1pk=RENEWAL#<shard>`, `gsi1sk <= now`), so its cost grows with
+//! the due subscriptions, not with all of them, and for each one:
 //!
 //! - **active, due**: debits the price and moves `nextRenewalDate` one
 //!   anchored month on, in one `Ledger::apply` with the once-key
@@ -15,6 +15,14 @@
 //!   ([`GRACE_PERIOD`](super::dates::GRACE_PERIOD)) it expires;
 //! - **cancelled, period over**: expired, no charge.
 //!
+//! The index is sharded ([`RenewalPartition`]: `RENEWAL#0..15` by user, plus
+//! the legacy `RENEWAL` partition of items written before sharding, which a
+//! renewal or past-due retry moves to their shard). A run is either one
+//! invocation over every partition ([`run_renewals`]) or one worker per
+//! partition ([`run_partition`], fanned out by `renewal-cron` through SQS to
+//! `renewal-worker`); either way each period is charged once, however often
+//! or concurrently a partition is run.
+//!
 //! Pages are bounded; the job stops taking pages at the soft deadline and
 //! abandons in-flight items at the hard one (each item is one atomic
 //! transaction, so an abandoned item is either done or untouched). What is
@@ -22,7 +30,7 @@
 
 use super::dates::{format_time, period_id, to_millis};
 use super::model::{Action, Product, Subscription, SubscriptionStatus, decide};
-use super::store::{RENEWAL_INDEX_PK, expire, renewal_sort_key, subscription_event};
+use super::store::{RenewalPartition, expire, renewal_sort_key, subscription_event};
 use crate::BillingError;
 use crate::attrs::{corrupt, n, s, time, usd};
 use crate::dns::plans::{INDEX_NAME, PLAN_SK, Plan, PlanId, batch_get};
@@ -32,8 +40,9 @@ use ledger::{
     AttrMap, Change, ChangeOutcome, EntryDetails, EntryKind, Ledger, LedgerError, OnceKey,
 };
 use serde::Serialize;
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::task::JoinSet;
@@ -49,8 +58,11 @@ pub struct RenewalOptions {
     /// Index entries per Query page (≤ 100: one BatchGetItem per page);
     /// also the number of subscriptions processed concurrently.
     pub page_size: u16,
-    /// Upper bound on pages per run.
+    /// Upper bound on pages (index Queries) per run, all partitions together.
     pub max_pages: u32,
+    /// Partitions [`run_renewals`] works through at once (workers in one
+    /// invocation; a fanned-out deployment runs one partition per worker).
+    pub parallel_partitions: u16,
 }
 
 impl Default for RenewalOptions {
@@ -58,6 +70,7 @@ impl Default for RenewalOptions {
         RenewalOptions {
             page_size: 50,
             max_pages: 400,
+            parallel_partitions: 4,
         }
     }
 }
@@ -107,11 +120,34 @@ pub struct RenewalSummary {
     /// Subscription items read.
     pub read: u64,
     pub pages: u64,
+    /// Index partitions run (shards and the legacy one).
+    pub partitions: u64,
+    /// Partition messages sent to the workers (a fanned-out run; the
+    /// renewals are then counted by the workers, not here).
+    pub dispatched: u64,
     /// Every due subscription was looked at.
     pub complete: bool,
     /// Stopped at the deadline or the page bound with work left.
     pub stopped_early: bool,
     pub elapsed_ms: u64,
+}
+
+impl RenewalSummary {
+    /// Adds a partition's counts; complete only if every partition is.
+    pub fn absorb(&mut self, part: &RenewalSummary) {
+        self.renewed += part.renewed;
+        self.past_due += part.past_due;
+        self.expired += part.expired;
+        self.skipped += part.skipped;
+        self.errors += part.errors;
+        self.interrupted += part.interrupted;
+        self.scanned += part.scanned;
+        self.read += part.read;
+        self.pages += part.pages;
+        self.partitions += part.partitions;
+        self.complete &= part.complete;
+        self.stopped_early |= part.stopped_early;
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -202,7 +238,7 @@ async fn renew(
         .expression_attribute_values(":next", time(next))
         .expression_attribute_values(":now", time(now))
         .expression_attribute_values(":price", usd(price))
-        .expression_attribute_values(":gsi_pk", s(RENEWAL_INDEX_PK))
+        .expression_attribute_values(":gsi_pk", s(RenewalPartition::of(&sub.user).pk()))
         .expression_attribute_values(":gsi_sk", s(renewal_sort_key(next, &sub.user)));
     let mut label = sub.product.label();
     if let Some(plan) = &plan {
@@ -271,9 +307,10 @@ async fn mark_past_due(
             .key("sk", s(&key.sk))
             .update_expression(
                 "SET #status = :past_due, pastDueSince = if_not_exists(pastDueSince, :now), \
-                 gsi1sk = :gsi_sk, updatedAt = :now",
+                 gsi1pk = :gsi_pk, gsi1sk = :gsi_sk, updatedAt = :now",
             )
             .expression_attribute_values(":now", time(now))
+            .expression_attribute_values(":gsi_pk", s(RenewalPartition::of(&sub.user).pk()))
             .expression_attribute_values(":gsi_sk", s(renewal_sort_key(retry_at, &sub.user))),
         sub,
     )
@@ -300,30 +337,124 @@ async fn mark_past_due(
     }
 }
 
-/// Runs the job at `now` until every due subscription was looked at, the
-/// page bound is reached, or the deadline. A failed index Query is an error
-/// (the invocation fails and is retried); a failed subscription is counted
-/// in `errors` and left for the next run.
+/// Runs the job at `now` over every partition of the due index (the
+/// shards, then the legacy `RENEWAL` partition), at most
+/// `options.parallel_partitions` at once, until every due subscription was
+/// looked at, the page bound is reached (shared by all partitions), or the
+/// deadline. This is the job in one invocation (the local stack, tests, or a
+/// deployment without a fan-out queue); a fanned-out deployment runs each
+/// partition in its own worker with [`run_partition`]. A failed index Query
+/// is an error (the invocation fails and is retried) once the other
+/// partitions are done; a failed subscription is counted in `errors` and
+/// left for the next run.
 pub async fn run_renewals(
     ledger: &Ledger,
     now: OffsetDateTime,
     deadline: Deadline,
     options: RenewalOptions,
 ) -> Result<RenewalSummary, BillingError> {
+    run_partitions(ledger, &RenewalPartition::all(), now, deadline, options).await
+}
+
+/// Runs the job at `now` over the given partitions (each once), at most
+/// `options.parallel_partitions` at a time, pulled in order by workers.
+pub async fn run_partitions(
+    ledger: &Ledger,
+    partitions: &[RenewalPartition],
+    now: OffsetDateTime,
+    deadline: Deadline,
+    options: RenewalOptions,
+) -> Result<RenewalSummary, BillingError> {
     let started = Instant::now();
     let now = to_millis(now);
+    let budget = Arc::new(AtomicU32::new(options.max_pages));
+    let queue = Arc::new(std::sync::Mutex::new(
+        partitions.iter().copied().collect::<VecDeque<_>>(),
+    ));
+    let mut workers = JoinSet::new();
+    for _ in 0..options.parallel_partitions.clamp(1, 64) {
+        let (ledger, budget, queue) = (ledger.clone(), budget.clone(), queue.clone());
+        workers.spawn(async move {
+            let mut done = Vec::new();
+            loop {
+                let next = queue.lock().ok().and_then(|mut q| q.pop_front());
+                let Some(partition) = next else { break };
+                let result = partition_run(
+                    &ledger,
+                    partition,
+                    now,
+                    deadline,
+                    options.page_size,
+                    &budget,
+                )
+                .await;
+                done.push((partition, result));
+            }
+            done
+        });
+    }
     let mut summary = RenewalSummary {
         now: format_time(now),
+        complete: true,
+        ..RenewalSummary::default()
+    };
+    let mut failure = None;
+    while let Some(joined) = workers.join_next().await {
+        let runs = joined.map_err(|e| corrupt(&AttrMap::new(), format!("renewal worker: {e}")))?;
+        for (partition, result) in runs {
+            match result {
+                Ok(run) => summary.absorb(&run),
+                Err(error) => {
+                    tracing::error!(%partition, %error, "renewal partition failed");
+                    failure.get_or_insert(error);
+                }
+            }
+        }
+    }
+    if let Some(error) = failure {
+        return Err(error);
+    }
+    summary.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    Ok(summary)
+}
+
+/// One partition of the due index (what a fanned-out worker runs for one
+/// message): every subscription of it due at `now`, within the page bound
+/// and the deadline. Running it twice, or concurrently, charges each period
+/// once (the once-key and the `nextRenewalDate` condition). One period per
+/// subscription per partition run: a late one catches up a period a run.
+pub async fn run_partition(
+    ledger: &Ledger,
+    partition: RenewalPartition,
+    now: OffsetDateTime,
+    deadline: Deadline,
+    options: RenewalOptions,
+) -> Result<RenewalSummary, BillingError> {
+    run_partitions(ledger, &[partition], now, deadline, options).await
+}
+
+/// One partition's pages: Query the due keys a page at a time, read the
+/// subscriptions (one BatchGetItem per page), process them.
+async fn partition_run(
+    ledger: &Ledger,
+    partition: RenewalPartition,
+    now: OffsetDateTime,
+    deadline: Deadline,
+    page_size: u16,
+    budget: &AtomicU32,
+) -> Result<RenewalSummary, BillingError> {
+    let mut summary = RenewalSummary {
+        partitions: 1,
         ..RenewalSummary::default()
     };
     let upper = format!("{}#~", format_time(now)); // '~' sorts after every user id character
-    let page_size = i32::from(options.page_size.clamp(1, 100));
+    let page_size = i32::from(page_size.clamp(1, 100));
     let mut start_key: Option<AttrMap> = None;
     let mut seen: HashSet<(String, String)> = HashSet::new();
     let mut plans = PlanCache::new();
     let mut exhausted = false;
-    for _ in 0..options.max_pages {
-        if Instant::now() >= deadline.soft {
+    loop {
+        if Instant::now() >= deadline.soft || !take_page(budget) {
             break;
         }
         let out = ledger
@@ -332,7 +463,7 @@ pub async fn run_renewals(
             .table_name(ledger.table())
             .index_name(INDEX_NAME)
             .key_condition_expression("gsi1pk = :pk AND gsi1sk <= :upper")
-            .expression_attribute_values(":pk", s(RENEWAL_INDEX_PK))
+            .expression_attribute_values(":pk", s(partition.pk()))
             .expression_attribute_values(":upper", s(upper.as_str()))
             .limit(page_size)
             .set_exclusive_start_key(start_key.take())
@@ -380,8 +511,16 @@ pub async fn run_renewals(
     }
     summary.complete = exhausted && summary.interrupted == 0;
     summary.stopped_early = !exhausted;
-    summary.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     Ok(summary)
+}
+
+/// Takes one page from the run's bound; false when none is left.
+fn take_page(budget: &AtomicU32) -> bool {
+    budget
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+            left.checked_sub(1)
+        })
+        .is_ok()
 }
 
 fn parse_page(items: Vec<AttrMap>, summary: &mut RenewalSummary) -> Vec<Subscription> {
@@ -426,6 +565,9 @@ async fn load_plans(
     Ok(())
 }
 
+/// Processes a page: one task per user, each renewing that user's
+/// subscriptions one after the other (a user's renewals debit one account:
+/// concurrent ones would only conflict on its `seq` and retry).
 async fn process_page(
     ledger: &Ledger,
     subs: Vec<Subscription>,
@@ -434,34 +576,56 @@ async fn process_page(
     deadline: Deadline,
     summary: &mut RenewalSummary,
 ) {
-    let mut tasks = JoinSet::new();
+    let mut by_user: Vec<Vec<Subscription>> = Vec::new();
+    let mut slot: HashMap<ledger::UserId, usize> = HashMap::new();
     for sub in subs {
+        match slot.get(&sub.user) {
+            Some(&i) => by_user[i].push(sub),
+            None => {
+                slot.insert(sub.user.clone(), by_user.len());
+                by_user.push(vec![sub]);
+            }
+        }
+    }
+    let mut tasks = JoinSet::new();
+    for subs in by_user {
         let (ledger, plans) = (ledger.clone(), plans.clone());
         tasks.spawn(async move {
-            let result =
-                tokio::time::timeout_at(deadline.hard, process(&ledger, &sub, &plans, now)).await;
-            (sub, result)
+            let mut results = Vec::with_capacity(subs.len());
+            for sub in subs {
+                let result =
+                    tokio::time::timeout_at(deadline.hard, process(&ledger, &sub, &plans, now))
+                        .await;
+                results.push((sub, result));
+            }
+            results
         });
     }
     while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok((_, Ok(Ok(outcome)))) => match outcome {
-                Outcome::Renewed => summary.renewed += 1,
-                Outcome::PastDue => summary.past_due += 1,
-                Outcome::Expired => summary.expired += 1,
-                Outcome::Skipped => summary.skipped += 1,
-            },
-            Ok((sub, Ok(Err(error)))) => {
-                tracing::error!(user = %sub.user, subscription = %sub.id, %error, "renewal failed; left for the next run");
-                summary.errors += 1;
-            }
-            Ok((sub, Err(_elapsed))) => {
-                tracing::warn!(user = %sub.user, subscription = %sub.id, "renewal abandoned at the deadline");
-                summary.interrupted += 1;
-            }
+        let results = match joined {
+            Ok(results) => results,
             Err(error) => {
                 tracing::error!(%error, "renewal task failed");
                 summary.errors += 1;
+                continue;
+            }
+        };
+        for result in results {
+            match result {
+                (_, Ok(Ok(outcome))) => match outcome {
+                    Outcome::Renewed => summary.renewed += 1,
+                    Outcome::PastDue => summary.past_due += 1,
+                    Outcome::Expired => summary.expired += 1,
+                    Outcome::Skipped => summary.skipped += 1,
+                },
+                (sub, Ok(Err(error))) => {
+                    tracing::error!(user = %sub.user, subscription = %sub.id, %error, "renewal failed; left for the next run");
+                    summary.errors += 1;
+                }
+                (sub, Err(_elapsed)) => {
+                    tracing::warn!(user = %sub.user, subscription = %sub.id, "renewal abandoned at the deadline");
+                    summary.interrupted += 1;
+                }
             }
         }
     }
@@ -558,6 +722,8 @@ mod tests {
             "skipped",
             "errors",
             "scanned",
+            "partitions",
+            "dispatched",
             "stoppedEarly",
         ] {
             assert!(json.get(key).is_some(), "{key}");

@@ -9,7 +9,8 @@
 //! A new subscription replaces an expired (or ended cancelled) one under
 //! the same key; the ledger entries keep the history, each naming its
 //! subscription id. While the renewal job has work for it, the item carries
-//! the sparse index keys `gsi1pk=RENEWAL`, `gsi1sk=<when>#<user>`.
+//! the sparse index keys `gsi1pk=RENEWAL#<shard>`, `gsi1sk=<when>#<user>`
+//! (see [`RenewalPartition`]).
 //! Items written before the engine (no `product`, no `interval`) are monthly
 //! DNS plan subscriptions.
 
@@ -30,8 +31,83 @@ use time::OffsetDateTime;
 pub const DNS_SK: &str = "DNSSUB";
 pub const SERVICE_SK_PREFIX: &str = "SVCSUB#";
 pub const POINTER_SK: &str = "SUB";
-/// `gsi1pk` of subscriptions the renewal job has work for.
-pub const RENEWAL_INDEX_PK: &str = "RENEWAL";
+/// `gsi1pk` of subscriptions indexed before the index was sharded: still
+/// read by every run; an item leaves it for its shard at its next renewal
+/// or past-due retry (or expires out of the index).
+pub const LEGACY_RENEWAL_INDEX_PK: &str = "RENEWAL";
+/// Shards of the renewal index (`gsi1pk = RENEWAL#0` … `RENEWAL#15`). Each
+/// shard is one index partition renewed by one worker at a time, so its
+/// write rate stays a fraction of DynamoDB's per-partition limit
+/// (docs/benchmarks.md, "Hot partitions at 10 million users"). Changing it
+/// moves no item: lowering it would strand the items of the dropped shards,
+/// so raise it only, and only together with a job that still reads the old
+/// range until it is empty.
+pub const RENEWAL_SHARDS: u16 = 16;
+
+/// One partition of the renewal index: a shard, or the legacy `RENEWAL`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RenewalPartition {
+    Shard(u16),
+    Legacy,
+}
+
+impl RenewalPartition {
+    /// The shard of `user`'s subscriptions: FNV-1a of the user id, modulo
+    /// [`RENEWAL_SHARDS`]. Keyed on the user, not the subscription, so all
+    /// of a user's subscriptions are renewed by one worker (never two
+    /// workers racing on the account's `seq`); stable across releases (no
+    /// std hasher).
+    pub fn of(user: &UserId) -> RenewalPartition {
+        let mut hash: u32 = 0x811c_9dc5;
+        for byte in user.as_str().bytes() {
+            hash ^= u32::from(byte);
+            hash = hash.wrapping_mul(0x0100_0193);
+        }
+        let shard = hash % u32::from(RENEWAL_SHARDS);
+        RenewalPartition::Shard(u16::try_from(shard).unwrap_or(0))
+    }
+
+    /// Every partition a run must read: the shards, then the legacy one
+    /// (last, so that an item it renews into a shard is not met again by
+    /// the same in-process run).
+    pub fn all() -> Vec<RenewalPartition> {
+        (0..RENEWAL_SHARDS)
+            .map(RenewalPartition::Shard)
+            .chain(std::iter::once(RenewalPartition::Legacy))
+            .collect()
+    }
+
+    /// Its `gsi1pk`.
+    pub fn pk(self) -> String {
+        match self {
+            RenewalPartition::Shard(shard) => format!("{LEGACY_RENEWAL_INDEX_PK}#{shard}"),
+            RenewalPartition::Legacy => LEGACY_RENEWAL_INDEX_PK.to_owned(),
+        }
+    }
+
+    /// From its `gsi1pk` (a fan-out message names it so); `None` for
+    /// anything else, including shards out of range.
+    pub fn parse(pk: &str) -> Option<RenewalPartition> {
+        if pk == LEGACY_RENEWAL_INDEX_PK {
+            return Some(RenewalPartition::Legacy);
+        }
+        let digits = pk
+            .strip_prefix(LEGACY_RENEWAL_INDEX_PK)?
+            .strip_prefix('#')?;
+        if digits.is_empty() || digits.len() > 5 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let shard = digits.parse::<u16>().ok()?;
+        (shard < RENEWAL_SHARDS && digits == shard.to_string())
+            .then_some(RenewalPartition::Shard(shard))
+    }
+}
+
+impl std::fmt::Display for RenewalPartition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.pk())
+    }
+}
 
 /// Where a subscription is stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,9 +177,9 @@ impl Subscription {
                 item.insert(name.into(), time(value));
             }
         }
-        // In the renewal index unless expired.
+        // In the renewal index (its user's shard) unless expired.
         if self.status != SubscriptionStatus::Expired {
-            item.insert("gsi1pk".into(), s(RENEWAL_INDEX_PK));
+            item.insert("gsi1pk".into(), s(RenewalPartition::of(&self.user).pk()));
             item.insert(
                 "gsi1sk".into(),
                 s(renewal_sort_key(self.next_renewal_date, &self.user)),
@@ -510,6 +586,44 @@ mod tests {
         assert_eq!(item["sk"], s("SVCSUB#dedicated_server#srv-42#a"));
         assert_eq!(Subscription::from_item(&item).unwrap(), sub);
         assert_eq!(item["gsi1sk"], s("2025-02-28T10:00:00.000Z#42"));
+    }
+
+    #[test]
+    fn the_shard_is_the_users_stable_and_in_range() {
+        let sub = service();
+        // FNV-1a("42") % 16, fixed: items already written must keep their shard.
+        assert_eq!(RenewalPartition::of(&sub.user), RenewalPartition::Shard(3));
+        assert_eq!(sub.to_item()["gsi1pk"], s("RENEWAL#3"));
+        let mut counts = [0u32; RENEWAL_SHARDS as usize];
+        for i in 0..16_000 {
+            let user = UserId::parse(&format!("user-{i}")).unwrap();
+            match RenewalPartition::of(&user) {
+                RenewalPartition::Shard(shard) => counts[usize::from(shard)] += 1,
+                RenewalPartition::Legacy => panic!("a user in the legacy partition"),
+            }
+        }
+        // Even enough: every shard within 10 % of 1,000.
+        assert!(
+            counts.iter().all(|c| (900..=1100).contains(c)),
+            "{counts:?}"
+        );
+        let all = RenewalPartition::all();
+        assert_eq!(all.len(), usize::from(RENEWAL_SHARDS) + 1);
+        assert_eq!(all.last(), Some(&RenewalPartition::Legacy));
+        for partition in all {
+            assert_eq!(RenewalPartition::parse(&partition.pk()), Some(partition));
+        }
+        for bad in [
+            "RENEWAL#16",
+            "RENEWAL#01",
+            "RENEWAL#",
+            "RENEWAL#-1",
+            "renewal#1",
+            "PLAN",
+            "RENEWAL#99999999",
+        ] {
+            assert_eq!(RenewalPartition::parse(bad), None, "{bad}");
+        }
     }
 
     #[test]
