@@ -91,7 +91,7 @@ pub fn entry_sk(seq: u64) -> String {
 pub const ENTRY_INDEX: &str = "gsi3";
 pub const ENTRY_INDEX_PK: &str = "gsi3pk";
 pub const ENTRY_INDEX_SK: &str = "gsi3sk";
-pub const ENTRY_INDEX_SHARDS: u32 = 4;
+pub const ENTRY_INDEX_SHARDS: u32 = 8;
 const ENTRY_INDEX_PREFIX: &str = "ENTRIES#";
 
 /// `ENTRIES#<YYYY-MM-DD>#<shard>`. `day` is the first 10 characters of an

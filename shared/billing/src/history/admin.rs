@@ -3,7 +3,7 @@
 //! through the all-users entry index (`gsi3`, [`ledger::KindFilter`]) —
 //! never a `Scan`.
 //!
-//! The index keys a day's entries by `ENTRIES#<day>#<shard>` (4 shards) and
+//! The index keys a day's entries by `ENTRIES#<day>#<shard>` (8 shards) and
 //! `<createdAt>#<user>#<seq>`. A page walks days from `to` down to `from`;
 //! within a day it reads the shards in rounds (one `Query` per shard, in
 //! parallel) and merges them. A round may only hand out entries at or above
