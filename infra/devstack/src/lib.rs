@@ -7,13 +7,14 @@ pub mod faultproxy;
 pub mod gateway;
 pub mod outbox;
 pub mod paypal;
-pub mod paypal_behaviours;
-pub mod paypal_signing;
 pub mod streams;
 pub mod tables;
 pub mod template;
 pub mod virtfusion;
 pub mod webpage;
+
+/// The stand-in's PayPal behaviours and webhook signing, at their former paths.
+pub use paypal::{behaviours as paypal_behaviours, signing as paypal_signing};
 
 use std::path::PathBuf;
 

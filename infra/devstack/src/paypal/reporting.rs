@@ -22,10 +22,9 @@
 //! [`PayPalStandIn::seed_paid_orders`] writes captured orders straight into
 //! the book (benchmarks need thousands of them at given times).
 
-use super::{
-    Answer, CaptureRecord, OrderRecord, PayPalStandIn, RefundRecord, Shared, bad_request,
-    control_error, json_body, money, optional_u64, paypal_id, rfc3339,
-};
+use super::control::{control_error, json_body, optional_u64};
+use super::shapes::{bad_request, money, paypal_id, rfc3339};
+use super::{Answer, CaptureRecord, OrderRecord, PayPalStandIn, RefundRecord, Shared};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Query, State};

@@ -1,5 +1,5 @@
 //! Real PayPal capture behaviours the stand-in plays on demand (hooked into
-//! `paypal.rs`'s capture handler):
+//! `orders.rs`'s capture handler):
 //!
 //! - **Funding declines** ([`Decline`]): capture answers 422 with
 //!   `details[0].issue` `INSTRUMENT_DECLINED`, `PAYER_ACTION_REQUIRED`,

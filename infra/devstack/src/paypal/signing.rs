@@ -18,8 +18,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use std::sync::OnceLock;
 
 /// The stand-in's signing certificate (PEM), as served to verifiers.
-pub const CERT_PEM: &str = include_str!("../testkeys/standin-webhook-cert.pem");
-const KEY_PEM: &str = include_str!("../testkeys/standin-webhook-key.pem");
+pub const CERT_PEM: &str = include_str!("../../testkeys/standin-webhook-cert.pem");
+const KEY_PEM: &str = include_str!("../../testkeys/standin-webhook-key.pem");
 
 /// Path of the certificate under the stand-in's base URL.
 pub const CERT_PATH: &str = "/v1/notifications/certs/CERT-standin-1";

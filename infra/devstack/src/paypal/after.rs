@@ -14,10 +14,10 @@
 //! | a chargeback | `PAYMENT.CAPTURE.REVERSED` (no `invoice_id` / `custom_id`, as PayPal's) |
 //! | the merchant wins the dispute of a chargeback | `CUSTOMER.DISPUTE.RESOLVED` (resource type `dispute`, `dispute_outcome.outcome_code: RESOLVED_SELLER_FAVOUR`, `disputed_transactions[].seller_transaction_id` = the capture) |
 
-use super::{
-    Data, EventType, PayPalStandIn, Shared, SignedEvent, amount_json, dispatch, now, paypal_id,
-    record_refund, refund_json,
-};
+use super::payments::record_refund;
+use super::shapes::{amount_json, now, paypal_id, refund_json};
+use super::webhooks::dispatch;
+use super::{Data, EventType, PayPalStandIn, Shared, SignedEvent};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
