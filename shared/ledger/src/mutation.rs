@@ -202,9 +202,6 @@ enum Attempt {
     /// Carries the entry this attempt would have written, if it may exist.
     Retry {
         maybe_written: Option<u64>,
-        /// The account as the failed condition saw it (DynamoDB returns it),
-        /// so the next attempt need not read it again.
-        seen: Option<AccountState>,
     },
 }
 
@@ -230,7 +227,6 @@ impl Ledger {
         let mutation_id = uuid::Uuid::new_v4().simple().to_string();
         let created_at = crate::now_rfc3339();
         let mut maybe_written: Option<u64> = None;
-        let mut seen: Option<AccountState> = None;
         let mut attempts = 0;
         // A transient read failure (after the SDK's own retries) costs an
         // attempt, not the change: an earlier write whose answer was lost must
@@ -246,13 +242,7 @@ impl Ledger {
                 tokio::time::sleep(self.retry.delay(attempt, started.elapsed())).await;
             }
             attempts = attempt + 1;
-            // A lost round hands back the account as it now is: no re-read.
-            let known = seen.take().filter(|_| maybe_written.is_none());
-            let state = match known {
-                Some(state) => Ok(state),
-                None => self.read_account(&change.user).await,
-            };
-            let state = match state {
+            let state = match self.read_account(&change.user).await {
                 Ok(state) => state,
                 Err(
                     e @ LedgerError::Dynamo {
@@ -292,13 +282,9 @@ impl Ledger {
                 .await?
             {
                 Attempt::Done(outcome) => return Ok(*outcome),
-                Attempt::Retry {
-                    maybe_written: seq,
-                    seen: now,
-                } => {
+                Attempt::Retry { maybe_written: seq } => {
                     tracing::debug!(attempt, "ledger change retried");
                     maybe_written = seq;
-                    seen = now;
                 }
             }
         }
@@ -472,7 +458,6 @@ impl Ledger {
                         tracing::warn!(error = %error, "ledger write outcome unknown; retrying");
                         Ok(Attempt::Retry {
                             maybe_written: Some(entry.seq),
-                            seen: None,
                         })
                     }
                     other => Err(other),
@@ -515,14 +500,8 @@ impl Ledger {
                     balance,
                 }))));
             }
-            let seen = reasons
-                .get(ACCOUNT_INDEX)
-                .filter(|r| r.code() == Some("ConditionalCheckFailed"))
-                .and_then(|r| r.item())
-                .and_then(|item| AccountState::from_item(item).ok());
             return Ok(Attempt::Retry {
                 maybe_written: None,
-                seen,
             });
         }
         if reasons.iter().any(|r| {
@@ -536,7 +515,6 @@ impl Ledger {
             // have committed: the next attempt looks.
             return Ok(Attempt::Retry {
                 maybe_written: (sends.total() > 1).then_some(entry.seq),
-                seen: None,
             });
         }
         let codes: Vec<&str> = reasons.iter().map(|r| r.code().unwrap_or("?")).collect();
@@ -569,9 +547,9 @@ impl Ledger {
                 .expression_attribute_names("#seq", "seq")
                 .expression_attribute_values(":seen", n(seen.seq))
         };
-        // A lost round returns the account as the winner left it.
-        let put = put
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        // No `ALL_OLD` here: reusing the returned account to skip the re-read
+        // was measured slower on a hot account (losers retried at once and
+        // crowded the winner; docs/benchmarks.md, "One hot account").
         wrap_put(put)
     }
 
