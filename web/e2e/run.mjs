@@ -154,6 +154,16 @@ test("credits purchase through the stand-in's approval page pays once after a do
 });
 
 test("DNS plan: 402 on a short balance, bought after an admin adds credits with a reason", async () => {
+  // The stack may have been fuzzed first (schemathesis edits plans through
+  // the admin routes): put Pro back as seeded before buying it.
+  const restored = await api(ADMIN, "PATCH", "/api/admin/dns/plans/pro", {
+    name: "Pro",
+    price: "15.00",
+    domainLimit: 25,
+    recordLimit: 1000,
+    isActive: true,
+  });
+  equal(restored.status, 200, "Pro restored through the admin route");
   const user = freshUser();
   const { context, page } = await openPage("/", user.token);
   await page.getByTestId("buy-pro").click();

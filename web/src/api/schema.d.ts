@@ -890,6 +890,9 @@ export interface components {
             balanceBefore: components["schemas"]["Money"];
             balanceAfter: components["schemas"]["Money"];
             reference?: string;
+            serviceType?: components["schemas"]["ServiceType"];
+            serviceId?: string;
+            chargeId?: string;
             /** @description The admin's `sub` for admin changes, else null */
             adminId: string | null;
             reason: string | null;
