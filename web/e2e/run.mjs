@@ -155,15 +155,20 @@ test("credits purchase through the stand-in's approval page pays once after a do
 
 test("DNS plan: 402 on a short balance, bought after an admin adds credits with a reason", async () => {
   // The stack may have been fuzzed first (schemathesis edits plans through
-  // the admin routes): put Pro back as seeded before buying it.
-  const restored = await api(ADMIN, "PATCH", "/api/admin/dns/plans/pro", {
-    name: "Pro",
-    price: "15.00",
-    domainLimit: 25,
-    recordLimit: 1000,
-    isActive: true,
-  });
-  equal(restored.status, 200, "Pro restored through the admin route");
+  // the admin routes): put the seeded plans back before buying them.
+  for (const [id, name, price, domainLimit, recordLimit] of [
+    ["basic", "Basic", "5.00", 5, 100],
+    ["pro", "Pro", "15.00", 25, 1000],
+  ]) {
+    const restored = await api(ADMIN, "PATCH", `/api/admin/dns/plans/${id}`, {
+      name,
+      price,
+      domainLimit,
+      recordLimit,
+      isActive: true,
+    });
+    equal(restored.status, 200, `${name} restored through the admin route`);
+  }
   const user = freshUser();
   const { context, page } = await openPage("/", user.token);
   await page.getByTestId("buy-pro").click();
