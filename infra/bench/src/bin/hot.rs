@@ -64,9 +64,18 @@ async fn main() {
     };
     let policies = [
         ("exponential, ≤ 640 ms (before)".to_string(), before),
-        ("oldest first 640/1000".to_string(), variant(640, 1000)),
-        ("oldest first 640/300".to_string(), variant(640, 300)),
-        ("oldest first 1280/500".to_string(), variant(1280, 500)),
+        (
+            "oldest first, ≤ 640 ms, age step 1 s (now)".to_string(),
+            variant(640, 1000),
+        ),
+        (
+            "oldest first, ≤ 640 ms, age step 300 ms".to_string(),
+            variant(640, 300),
+        ),
+        (
+            "oldest first, ≤ 1280 ms, age step 500 ms".to_string(),
+            variant(1280, 500),
+        ),
     ];
     println!(
         "### One hot account ({WRITERS} writers, {SUSTAINED} credits sustained; burst of {BURST} debits; {busy} busy threads)\n"
