@@ -234,14 +234,17 @@ impl Ledger {
         let mut read_failure: Option<LedgerError> = None;
         let started = std::time::Instant::now();
         let budget = std::time::Duration::from_millis(self.retry.max_elapsed_ms);
+        let mut last_round = std::time::Duration::ZERO;
         for attempt in 0..self.retry.max_attempts {
             if attempt > 0 {
                 if started.elapsed() >= budget {
                     break;
                 }
-                tokio::time::sleep(self.retry.delay(attempt, started.elapsed())).await;
+                let delay = self.retry.delay(attempt, started.elapsed(), last_round);
+                tokio::time::sleep(delay).await;
             }
             attempts = attempt + 1;
+            let round_started = std::time::Instant::now();
             let state = match self.read_account(&change.user).await {
                 Ok(state) => state,
                 Err(
@@ -283,6 +286,7 @@ impl Ledger {
             {
                 Attempt::Done(outcome) => return Ok(*outcome),
                 Attempt::Retry { maybe_written: seq } => {
+                    last_round = round_started.elapsed();
                     tracing::debug!(attempt, "ledger change retried");
                     maybe_written = seq;
                 }

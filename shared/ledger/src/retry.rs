@@ -17,41 +17,57 @@ pub struct RetryPolicy {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BackoffShape {
     /// "Full jitter" over a ceiling that doubles per attempt up to
-    /// `max_delay_ms`. On a hot account this starves the oldest writers:
-    /// after a few lost rounds they wait up to the cap while newcomers retry
-    /// within milliseconds and win, so the tail grows (kept for comparison).
+    /// `max_delay_ms`. Under a steady stream of newcomers it favours them
+    /// (old writers wait up to the cap, newcomers retry within milliseconds),
+    /// but a burst spreads out and drains.
     Exponential,
     /// Full jitter over the exponential ceiling, capped by a bound that
     /// *shrinks* as the change waits (`max_delay_ms / (1 + waited /
     /// age_step_ms)`), so writers that have lost many rounds retry sooner
-    /// than newcomers that lost few.
+    /// than newcomers that lost few. Shorter tail under a steady stream, but
+    /// in a burst every writer ages together, all ceilings collapse at once
+    /// and the herd conflicts until the budget ends, so it is not the default
+    /// (docs/benchmarks.md, "One hot account").
     OldestFirst { age_step_ms: u64 },
+    /// Binary exponential backoff counted in *rounds*, as Ethernet counts
+    /// collision slots: a lost change waits a random number of its own last
+    /// round's durations (read → write answer), up to `2^attempt` of them.
+    /// A round is the window in which another writer can beat this one, so
+    /// when the store is slow (queued requests, a busy machine) the waits
+    /// stretch with it and k contenders spread over about k rounds instead
+    /// of piling into a fixed millisecond range.
+    Rounds,
 }
 
 impl Default for RetryPolicy {
     /// Sized for a hot account: each round one writer wins, so the delay
-    /// ceiling grows (to 640 ms) until contenders spread out enough to win,
-    /// and shrinks again as a change ages so the oldest are not starved
-    /// (`./infra/bench.sh hot`: 7 instead of 79 of 400 sustained changes out
-    /// of budget, twice the throughput); a change still gives up after 40
-    /// attempts or 6 s, well inside the functions' shortest timeout (15 s,
-    /// `Globals` in template.yaml).
+    /// ceiling grows (to 640 ms) until contenders spread out enough to win;
+    /// a change still gives up after 40 attempts or 6 s, well inside the
+    /// functions' shortest timeout (15 s, `Globals` in template.yaml).
     fn default() -> Self {
         RetryPolicy {
             max_attempts: 40,
             base_delay_ms: 5,
-            max_delay_ms: 640,
+            max_delay_ms: 2_560,
             max_elapsed_ms: 6_000,
-            shape: BackoffShape::OldestFirst { age_step_ms: 1_000 },
+            shape: BackoffShape::Rounds,
         }
     }
 }
 
 impl RetryPolicy {
     /// The wait before retry number `attempt` of a change that has been
-    /// trying for `waited`.
-    pub fn delay(&self, attempt: u32, waited: Duration) -> Duration {
+    /// trying for `waited` and whose last round took `last_round`.
+    pub fn delay(&self, attempt: u32, waited: Duration, last_round: Duration) -> Duration {
         let ceiling = match self.shape {
+            BackoffShape::Rounds => {
+                let round = u64::try_from(last_round.as_millis())
+                    .unwrap_or(u64::MAX)
+                    .max(self.base_delay_ms);
+                round
+                    .saturating_mul(1u64 << attempt.min(16))
+                    .min(self.max_delay_ms)
+            }
             BackoffShape::Exponential => self
                 .base_delay_ms
                 .saturating_mul(1u64 << attempt.min(16))
@@ -79,6 +95,7 @@ mod tests {
         for shape in [
             BackoffShape::Exponential,
             BackoffShape::OldestFirst { age_step_ms: 100 },
+            BackoffShape::Rounds,
         ] {
             let policy = RetryPolicy {
                 shape,
@@ -87,7 +104,8 @@ mod tests {
             for attempt in 0..100 {
                 let waited = Duration::from_millis(u64::from(attempt) * 37);
                 assert!(
-                    policy.delay(attempt, waited) <= Duration::from_millis(policy.max_delay_ms)
+                    policy.delay(attempt, waited, waited)
+                        <= Duration::from_millis(policy.max_delay_ms)
                 );
             }
         }
@@ -102,7 +120,7 @@ mod tests {
         };
         let longest = |waited_ms: u64| {
             (0..2_000)
-                .map(|_| policy.delay(5, Duration::from_millis(waited_ms)))
+                .map(|_| policy.delay(5, Duration::from_millis(waited_ms), Duration::ZERO))
                 .max()
                 .unwrap_or_default()
         };

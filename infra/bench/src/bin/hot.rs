@@ -1,4 +1,4 @@
-//! `./infra/bench.sh hot`: one hot account, the two backoff shapes side by
+//! `./infra/bench.sh hot`: one hot account, the backoff shapes side by
 //! side in one run — 32 writers sustained for 400 credits, then a burst of 64
 //! concurrent debits — optionally while `BENCH_BUSY=N` threads spin on the
 //! CPU (a busy machine). Prints a Markdown table for docs/benchmarks.md.
@@ -52,29 +52,28 @@ async fn main() {
         .unwrap_or_else(|e| fail(e));
 
     let before = RetryPolicy {
-        max_attempts: 40,
         max_delay_ms: 640,
         shape: BackoffShape::Exponential,
         ..RetryPolicy::default()
     };
-    let variant = |max_delay_ms, age_step_ms| RetryPolicy {
+    let with = |max_delay_ms, shape| RetryPolicy {
         max_delay_ms,
-        shape: BackoffShape::OldestFirst { age_step_ms },
+        shape,
         ..RetryPolicy::default()
     };
     let policies = [
         ("exponential, ≤ 640 ms (before)".to_string(), before),
         (
-            "oldest first, ≤ 640 ms, age step 1 s (now)".to_string(),
-            variant(640, 1000),
+            "rounds, ≤ 2560 ms (the default)".to_string(),
+            RetryPolicy::default(),
         ),
         (
-            "oldest first, ≤ 640 ms, age step 300 ms".to_string(),
-            variant(640, 300),
+            "rounds, ≤ 640 ms".to_string(),
+            with(640, BackoffShape::Rounds),
         ),
         (
-            "oldest first, ≤ 1280 ms, age step 500 ms".to_string(),
-            variant(1280, 500),
+            "oldest first, ≤ 640 ms, age step 1 s".to_string(),
+            with(640, BackoffShape::OldestFirst { age_step_ms: 1000 }),
         ),
     ];
     println!(
