@@ -6,9 +6,10 @@
 //! here, then applies the movement through [`crate::refunds`].
 
 use crate::BillingError;
-use crate::checkout::{capture_pointer, follow_pointer, pick_capture, purchase_pointer, settle};
+use crate::checkout::{pick_capture, settle};
 use crate::orders::{OrderRecord, PaymentStatus};
 use crate::refunds::{Movement, RefundReport, RefundSource, apply_refund, cancel_reversal};
+use crate::store::pointers::{capture_pointer, follow_pointer, purchase_pointer};
 use crate::webhook::{WebhookOutcome, settled_or_declined};
 use ledger::Ledger;
 use paypal::{Dispute, PayPalClient, PayPalError, Refund};

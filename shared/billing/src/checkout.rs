@@ -22,7 +22,10 @@ use crate::orders::{
     PaymentStatus, PurchaseKind,
 };
 use crate::purchases::TokenPurchase;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use crate::store::orders::history_line_status_item;
+use crate::store::pointers::{capture_pointer, pointer_item, purchase_pointer};
+use crate::store::write_together;
+use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
 use billing_money::{Tokens, Usd};
 use ledger::{Change, EntryDetails, EntryKind, Ledger, LedgerError, OnceKey, UserId};
 use paypal::{Capture, CaptureStatus, CreateOrder, PayPalClient, PayPalError};
@@ -327,15 +330,9 @@ pub(crate) async fn next_capture_attempt(
         &order.order_id,
         "#status = :created AND captureAttempt = :seen",
     )
-    .value(":created", s(PaymentStatus::Created.as_str()))
-    .value(
-        ":seen",
-        AttributeValue::N(order.capture_attempt.to_string()),
-    )
-    .set(
-        "captureAttempt",
-        AttributeValue::N((order.capture_attempt + 1).to_string()),
-    )
+    .value_s(":created", PaymentStatus::Created.as_str())
+    .value(":seen", crate::store::attrs::n(order.capture_attempt))
+    .set_n("captureAttempt", order.capture_attempt + 1)
     .run(ledger)
     .await?;
     Ok(())
@@ -382,7 +379,7 @@ pub async fn settle(
     match capture.status {
         CaptureStatus::Pending => {
             OrderUpdate::new(&order.order_id, "#status = :created")
-                .value(":created", s(PaymentStatus::Created.as_str()))
+                .value_s(":created", PaymentStatus::Created.as_str())
                 .set_s("status", PaymentStatus::CapturePending.as_str())
                 .set_s("captureId", &capture.id)
                 .run(ledger)
@@ -393,8 +390,8 @@ pub async fn settle(
         }
         CaptureStatus::Declined | CaptureStatus::Failed => {
             OrderUpdate::new(&order.order_id, "#status IN (:created, :pending)")
-                .value(":created", s(PaymentStatus::Created.as_str()))
-                .value(":pending", s(PaymentStatus::CapturePending.as_str()))
+                .value_s(":created", PaymentStatus::Created.as_str())
+                .value_s(":pending", PaymentStatus::CapturePending.as_str())
                 .set_s("status", PaymentStatus::Failed.as_str())
                 .set_s("captureId", &capture.id)
                 .run(ledger)
@@ -422,15 +419,12 @@ async fn credit_capture(
     capture: &Capture,
 ) -> Result<Settlement, BillingError> {
     let completes = OrderUpdate::new(&order.order_id, "#status <> :completed")
-        .value(":completed", s(PaymentStatus::Completed.as_str()))
+        .value_s(":completed", PaymentStatus::Completed.as_str())
         .set_s("status", PaymentStatus::Completed.as_str())
         .set_s("captureId", &capture.id)
-        .set(
-            "capturedAmount",
-            AttributeValue::N(capture.amount.to_string()),
-        );
-    let completes =
-        settled_index(completes, &order.order_id, &ledger::now_rfc3339()).item(ledger.table())?;
+        .set_n("capturedAmount", capture.amount)
+        .settled_at(&ledger::now_rfc3339())
+        .item(ledger.table())?;
     let change = Change::new(
         order.user.clone(),
         capture.amount,
@@ -479,16 +473,6 @@ async fn credit_capture(
     }
 }
 
-/// `settledAt` and the settlement index `gsi2` (`SETTLED#<day>`,
-/// `<settledAt>#<orderId>`): how reconciliation lists the purchases of a
-/// window without a Scan.
-fn settled_index(update: OrderUpdate, order_id: &str, settled_at: &str) -> OrderUpdate {
-    update
-        .set_s("settledAt", settled_at)
-        .set_s("gsi2pk", &crate::reconcile::settled_partition(settled_at))
-        .set_s("gsi2sk", &format!("{settled_at}#{order_id}"))
-}
-
 /// Records a paid token order once: status completed, delivery owed, marker, history line.
 async fn record_token_payment(
     ledger: &Ledger,
@@ -511,19 +495,16 @@ async fn record_token_payment(
         admin: None,
     };
     let owes = OrderUpdate::new(&order.order_id, "#status <> :completed")
-        .value(":completed", s(PaymentStatus::Completed.as_str()))
+        .value_s(":completed", PaymentStatus::Completed.as_str())
         .set_s("status", PaymentStatus::Completed.as_str())
         .set_s("captureId", &capture.id)
-        .set(
-            "capturedAmount",
-            AttributeValue::N(capture.amount.to_string()),
-        )
-        .set("tokens", AttributeValue::N(tokens.get().to_string()))
+        .set_n("capturedAmount", capture.amount)
+        .set_n("tokens", tokens.get())
         .set_s("delivery", Delivery::Pending.as_str())
         .set_s("historySk", &history.sort_key)
-        .set_s("gsi1pk", DELIVERY_PENDING)
-        .set_s("gsi1sk", &format!("{now}#{}", order.order_id));
-    let owes = settled_index(owes, &order.order_id, &now).item(ledger.table())?;
+        .indexed(DELIVERY_PENDING, &now)
+        .settled_at(&now)
+        .item(ledger.table())?;
     let history_put = Put::builder()
         .table_name(ledger.table())
         .set_item(Some(history.to_item(&order.user)))
@@ -553,14 +534,13 @@ pub async fn deliver_tokens(
     let claim = uuid::Uuid::new_v4().simple().to_string();
     let claimed_at = ledger::now_rfc3339();
     let claimed = OrderUpdate::new(order_id, "#delivery = :pending")
-        .value(":pending", s(Delivery::Pending.as_str()))
+        .value_s(":pending", Delivery::Pending.as_str())
         .set_s("delivery", Delivery::Delivering.as_str())
         .set_s("deliveryClaim", &claim)
         .set_s("deliveryClaimedAt", &claimed_at)
         // Indexed while claimed, so a claim whose Lambda died is found (see
         // `deliveries::review_stale_claims`).
-        .set_s("gsi1pk", DELIVERY_CLAIMED)
-        .set_s("gsi1sk", &format!("{}#{order_id}", ledger::now_rfc3339()))
+        .indexed(DELIVERY_CLAIMED, &ledger::now_rfc3339())
         .run(ledger)
         .await?;
     let order = crate::orders::load(ledger, order_id)
@@ -585,8 +565,8 @@ pub async fn deliver_tokens(
         Ok(credit_id) => (
             Delivery::Delivered,
             "completed",
-            base_release(order_id, &claim, Delivery::Delivered)
-                .set("creditId", AttributeValue::N(credit_id.get().to_string()))
+            OrderUpdate::release_claim(order_id, &claim, Delivery::Delivered)
+                .set_n("creditId", credit_id.get())
                 .remove("gsi1pk")
                 .remove("gsi1sk"),
         ),
@@ -599,11 +579,10 @@ pub async fn deliver_tokens(
                 (
                     Delivery::NeedsReview,
                     "needs_review",
-                    base_release(order_id, &claim, Delivery::NeedsReview)
-                        .set("deliveryAttempts", AttributeValue::N(attempts.to_string()))
+                    OrderUpdate::release_claim(order_id, &claim, Delivery::NeedsReview)
+                        .set_n("deliveryAttempts", attempts)
                         .set_s("reviewReason", "refused")
-                        .set_s("gsi1pk", DELIVERY_REVIEW)
-                        .set_s("gsi1sk", &format!("{}#{order_id}", order.created_at)),
+                        .indexed(DELIVERY_REVIEW, &order.created_at),
                 )
             } else {
                 let next =
@@ -612,12 +591,11 @@ pub async fn deliver_tokens(
                 (
                     Delivery::Pending,
                     "pending",
-                    base_release(order_id, &claim, Delivery::Pending)
-                        .set("deliveryAttempts", AttributeValue::N(attempts.to_string()))
+                    OrderUpdate::release_claim(order_id, &claim, Delivery::Pending)
+                        .set_n("deliveryAttempts", attempts)
                         .set_s("nextAttemptAt", &next)
-                        .set_s("gsi1pk", DELIVERY_PENDING)
                         // Ordered by when it is due: a refused order never blocks newer ones.
-                        .set_s("gsi1sk", &format!("{next}#{order_id}")),
+                        .indexed(DELIVERY_PENDING, &next),
                 )
             }
         }
@@ -626,15 +604,14 @@ pub async fn deliver_tokens(
             (
                 Delivery::NeedsReview,
                 "needs_review",
-                base_release(order_id, &claim, Delivery::NeedsReview)
+                OrderUpdate::release_claim(order_id, &claim, Delivery::NeedsReview)
                     .set_s("reviewReason", "uncertain_outcome")
-                    .set_s("gsi1pk", DELIVERY_REVIEW)
-                    .set_s("gsi1sk", &format!("{}#{order_id}", order.created_at)),
+                    .indexed(DELIVERY_REVIEW, &order.created_at),
             )
         }
     };
     let mut items = vec![update.item(ledger.table())?];
-    if let Some(history) = history_status_item(ledger, order_id, &order, history_status).await? {
+    if let Some(history) = history_line_status_item(ledger, &order, history_status).await? {
         items.push(history);
     }
     let event = match delivery {
@@ -671,11 +648,10 @@ async fn claim_lost(
             "VirtFusion credited a delivery whose claim was lost; to review"
         );
         let mut update = OrderUpdate::new(order_id, "attribute_exists(pk)")
-            .set("creditId", AttributeValue::N(credit_id.get().to_string()))
+            .set_n("creditId", credit_id.get())
             .set_s("deliveredAfterClaimLost", &ledger::now_rfc3339())
             .set_s("delivery", Delivery::NeedsReview.as_str())
-            .set_s("gsi1pk", DELIVERY_REVIEW)
-            .set_s("gsi1sk", &format!("{}#{order_id}", order.created_at));
+            .indexed(DELIVERY_REVIEW, &order.created_at);
         if order.review_reason.is_none() {
             update = update.set_s("reviewReason", "delivered_after_claim_lost");
         }
@@ -713,51 +689,6 @@ pub(crate) fn needs_review(order: &OrderRecord, claimed_at: &str, reason: &str) 
     .text("reason", reason)
 }
 
-fn base_release(order_id: &str, claim: &str, delivery: Delivery) -> OrderUpdate {
-    OrderUpdate::new(
-        order_id,
-        "#delivery = :delivering AND deliveryClaim = :claim",
-    )
-    .value(":delivering", s(Delivery::Delivering.as_str()))
-    .value(":claim", s(claim))
-    .set_s("delivery", delivery.as_str())
-    .set_s("deliveryUpdatedAt", &ledger::now_rfc3339())
-}
-
-/// The history line of a token order, set to `status`.
-async fn history_status_item(
-    ledger: &Ledger,
-    order_id: &str,
-    order: &OrderRecord,
-    status: &str,
-) -> Result<Option<TransactWriteItem>, BillingError> {
-    let out = ledger
-        .client()
-        .get_item()
-        .table_name(ledger.table())
-        .key("pk", s(&OrderRecord::pk(order_id)))
-        .key("sk", s(crate::orders::ORDER_SK))
-        .projection_expression("historySk")
-        .consistent_read(true)
-        .send()
-        .await
-        .map_err(|e| LedgerError::dynamo("GetItem", &e))?;
-    let Some(AttributeValue::S(history_sk)) = out.item.as_ref().and_then(|i| i.get("historySk"))
-    else {
-        return Ok(None);
-    };
-    let update = aws_sdk_dynamodb::types::Update::builder()
-        .table_name(ledger.table())
-        .key("pk", s(&order.user.pk()))
-        .key("sk", s(history_sk))
-        .update_expression("SET #status = :status")
-        .expression_attribute_names("#status", "status")
-        .expression_attribute_values(":status", s(status))
-        .build()
-        .map_err(|e| LedgerError::corrupt("token purchase", e.to_string()))?;
-    Ok(Some(TransactWriteItem::builder().update(update).build()))
-}
-
 /// The settlement of an order that is already completed (a replayed capture).
 async fn settled(
     ledger: &Ledger,
@@ -780,80 +711,4 @@ async fn settled(
             }),
         },
     }
-}
-
-/// One `TransactWriteItems`. `Ok(Some(codes))` when it was cancelled by a
-/// failed condition (nothing written); other failures are errors.
-pub(crate) async fn write_together(
-    ledger: &Ledger,
-    items: Vec<TransactWriteItem>,
-) -> Result<Option<Vec<String>>, BillingError> {
-    let result = ledger
-        .client()
-        .transact_write_items()
-        .set_transact_items(Some(items))
-        .send()
-        .await;
-    match result {
-        Ok(_) => Ok(None),
-        Err(err) => match err.as_service_error() {
-            Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c))
-                if c.cancellation_reasons().iter().any(|r| r.code() == Some("ConditionalCheckFailed")) =>
-            {
-                Ok(Some(c.cancellation_reasons().iter().map(|r| r.code().unwrap_or("None").to_owned()).collect()))
-            }
-            _ => Err(LedgerError::dynamo("TransactWriteItems", &err).into()),
-        },
-    }
-}
-
-/// `CAPTURE#<captureId>` → order id: how refunds and webhooks find an order.
-pub fn capture_pointer(capture_id: &str) -> String {
-    format!("CAPTURE#{capture_id}")
-}
-
-/// `PURCHASE#<purchaseId>` (PayPal `invoice_id`) → order id.
-pub fn purchase_pointer(purchase_id: &str) -> String {
-    format!("PURCHASE#{purchase_id}")
-}
-
-/// A pointer item `{pk, sk: "POINTER", orderId}`; rewriting the same pointer is harmless.
-fn pointer_item(table: &str, pk: &str, order_id: &str) -> Result<TransactWriteItem, LedgerError> {
-    let put = Put::builder()
-        .table_name(table)
-        .item("pk", s(pk))
-        .item("sk", s(POINTER_SK))
-        .item("orderId", s(order_id))
-        .condition_expression("attribute_not_exists(pk) OR orderId = :order")
-        .expression_attribute_values(":order", s(order_id))
-        .build()
-        .map_err(|e| LedgerError::corrupt(pk, e.to_string()))?;
-    Ok(TransactWriteItem::builder().put(put).build())
-}
-
-pub const POINTER_SK: &str = "POINTER";
-
-/// The order a pointer names, if any.
-pub async fn follow_pointer(
-    ledger: &Ledger,
-    pk: &str,
-) -> Result<Option<OrderRecord>, BillingError> {
-    let out = ledger
-        .client()
-        .get_item()
-        .table_name(ledger.table())
-        .key("pk", s(pk))
-        .key("sk", s(POINTER_SK))
-        .consistent_read(true)
-        .send()
-        .await
-        .map_err(|e| LedgerError::dynamo("GetItem", &e))?;
-    match out.item.as_ref().and_then(|i| i.get("orderId")) {
-        Some(AttributeValue::S(order_id)) => crate::orders::load(ledger, order_id).await,
-        _ => Ok(None),
-    }
-}
-
-fn s(value: &str) -> AttributeValue {
-    AttributeValue::S(value.to_owned())
 }

@@ -4,7 +4,6 @@
 pub mod admin;
 pub mod admin_tokens;
 pub mod after_webhook;
-mod attrs;
 pub mod balance;
 pub mod checkout;
 pub mod deliveries;
@@ -18,9 +17,9 @@ pub mod purchases;
 mod reason;
 pub mod reconcile;
 mod refund_events;
-pub mod refund_store;
 pub mod refunds;
 pub mod services;
+pub mod store;
 pub mod subscriptions;
 pub mod webhook;
 

@@ -10,7 +10,7 @@
 
 use crate::events::{DetailType, Event};
 use crate::orders::OrderRecord;
-use crate::refund_store::{self as store, Movement, RefundState};
+use crate::store::refunds::{self as store, Movement, RefundState};
 use billing_money::Usd;
 
 /// One movement of an order's money reaching a state.

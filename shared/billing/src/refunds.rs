@@ -24,13 +24,13 @@
 //! `payment.reversal_cancelled` ride in the transaction of their transition
 //! ([`crate::refund_events`]), so a repeated report publishes nothing more.
 
-use crate::checkout::write_together;
 use crate::events::{self, Event};
 use crate::orders::{
     DELIVERY_REVIEW, Delivery, OrderRecord, OrderUpdate, PaymentStatus, PurchaseKind,
 };
 use crate::refund_events::Reached;
-use crate::refund_store::{self as store, RecordSource};
+use crate::store::refunds::{self as store, RecordSource};
+use crate::store::write_together;
 use crate::{BillingError, Reason};
 use aws_sdk_dynamodb::types::AttributeValue;
 use billing_money::Usd;
@@ -38,7 +38,7 @@ use ledger::{Change, EntryDetails, EntryKind, Ledger, LedgerError, OnceKey, Over
 use paypal::PayPalClient;
 use virtfusion::VirtFusionClient;
 
-pub use crate::refund_store::{Movement, RefundRecord, RefundState};
+pub use crate::store::refunds::{Movement, RefundRecord, RefundState};
 
 mod tokens;
 use tokens::{

@@ -8,11 +8,10 @@
 //! failure midway lets PayPal's retry finish the job.
 
 use crate::BillingError;
-use crate::checkout::{
-    self, capture_pointer, follow_pointer, pick_capture, purchase_pointer, settle,
-};
+use crate::checkout::{self, pick_capture, settle};
 use crate::orders::{OrderRecord, PaymentStatus};
 use crate::refunds::Movement;
+use crate::store::pointers::{capture_pointer, follow_pointer, purchase_pointer};
 use aws_sdk_dynamodb::types::AttributeValue;
 use ledger::{Ledger, LedgerError, OnceKey};
 use paypal::{Capture, PayPalClient, WebhookEvent, WebhookResource};

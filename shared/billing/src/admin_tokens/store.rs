@@ -6,10 +6,11 @@
 //! with its history line and its `Idempotency-Key` record.
 
 use crate::BillingError;
-use crate::checkout::write_together;
 use crate::idempotency::IdempotencyKey;
 use crate::orders::{DELIVERY_CLAIMED, DELIVERY_REVIEW};
 use crate::purchases::TokenPurchase;
+use crate::store::attrs::{ItemReader, n, s};
+use crate::store::write_together;
 use aws_sdk_dynamodb::types::{
     AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
@@ -110,18 +111,10 @@ pub fn credit_pk(credit_id: u64) -> String {
     format!("VFCREDIT#{credit_id}")
 }
 
-fn s(value: &str) -> AttributeValue {
-    AttributeValue::S(value.to_owned())
-}
-
-fn n(value: impl ToString) -> AttributeValue {
-    AttributeValue::N(value.to_string())
-}
-
 impl TokenGrant {
     fn to_item(&self) -> AttrMap {
         let mut item = AttrMap::new();
-        item.insert("pk".into(), s(&grant_pk(&self.id)));
+        item.insert("pk".into(), s(grant_pk(&self.id)));
         item.insert("sk".into(), s(GRANT_SK));
         item.insert("grantId".into(), s(&self.id));
         item.insert("user".into(), s(self.user.as_str()));
@@ -135,30 +128,16 @@ impl TokenGrant {
             item.insert("claim".into(), s(claim));
             item.insert("claimedAt".into(), s(at));
             item.insert("gsi1pk".into(), s(DELIVERY_CLAIMED));
-            item.insert("gsi1sk".into(), s(&format!("{at}#{}", self.id)));
+            item.insert("gsi1sk".into(), s(format!("{at}#{}", self.id)));
         }
         item
     }
 
     pub fn from_item(item: &AttrMap) -> Result<TokenGrant, BillingError> {
-        let key = match item.get("pk") {
-            Some(AttributeValue::S(pk)) => pk.clone(),
-            _ => "VFGRANT#?".into(),
-        };
-        let bad = |field: &str| {
-            BillingError::Ledger(LedgerError::corrupt(
-                &key,
-                format!("{field} missing or malformed"),
-            ))
-        };
-        let text = |name: &str| match item.get(name) {
-            Some(AttributeValue::S(v)) => Some(v.clone()),
-            _ => None,
-        };
-        let num = |name: &str| match item.get(name) {
-            Some(AttributeValue::N(v)) => Some(v.clone()),
-            _ => None,
-        };
+        let r = ItemReader::new(item, "VFGRANT#?");
+        let bad = |field: &str| r.bad(field);
+        let text = |name: &str| r.text(name).map(str::to_owned);
+        let num = |name: &str| r.num(name);
         let removal = match (text("removedBy"), text("removalReason")) {
             (Some(admin_id), Some(reason)) => Some(Removal {
                 admin_id,
@@ -197,17 +176,8 @@ impl TokenGrant {
 
 /// One consistent read of a grant.
 pub async fn load(ledger: &Ledger, grant_id: &str) -> Result<Option<TokenGrant>, BillingError> {
-    let out = ledger
-        .client()
-        .get_item()
-        .table_name(ledger.table())
-        .key("pk", s(&grant_pk(grant_id)))
-        .key("sk", s(GRANT_SK))
-        .consistent_read(true)
-        .send()
-        .await
-        .map_err(|e| LedgerError::dynamo("GetItem", &e))?;
-    out.item.as_ref().map(TokenGrant::from_item).transpose()
+    let item = crate::store::get_item(ledger, &grant_pk(grant_id), GRANT_SK).await?;
+    item.as_ref().map(TokenGrant::from_item).transpose()
 }
 
 /// The grant a VirtFusion credit id belongs to, with its user.
@@ -215,17 +185,8 @@ pub async fn load_credit(
     ledger: &Ledger,
     credit_id: u64,
 ) -> Result<Option<(String, UserId)>, BillingError> {
-    let out = ledger
-        .client()
-        .get_item()
-        .table_name(ledger.table())
-        .key("pk", s(&credit_pk(credit_id)))
-        .key("sk", s(CREDIT_POINTER_SK))
-        .consistent_read(true)
-        .send()
-        .await
-        .map_err(|e| LedgerError::dynamo("GetItem", &e))?;
-    let Some(item) = out.item else {
+    let out = crate::store::get_item(ledger, &credit_pk(credit_id), CREDIT_POINTER_SK).await?;
+    let Some(item) = out else {
         return Ok(None);
     };
     let text = |name: &str| match item.get(name) {
@@ -256,7 +217,7 @@ impl GrantUpdate {
     pub fn leaving(grant_id: &str, from: GrantState, claim: Option<&str>) -> GrantUpdate {
         let mut update = GrantUpdate {
             grant_id: grant_id.to_owned(),
-            sets: vec![("updatedAt".into(), s(&ledger::now_rfc3339()))],
+            sets: vec![("updatedAt".into(), s(ledger::now_rfc3339()))],
             removes: Vec::new(),
             condition: "#state = :from".into(),
             values: vec![(":from".into(), s(from.as_str()))],
@@ -339,7 +300,7 @@ impl GrantUpdate {
         names.retain(|(placeholder, _)| used.contains(placeholder.as_str()));
         let update = Update::builder()
             .table_name(table)
-            .key("pk", s(&grant_pk(&self.grant_id)))
+            .key("pk", s(grant_pk(&self.grant_id)))
             .key("sk", s(GRANT_SK))
             .update_expression(expression)
             .condition_expression(&self.condition)
@@ -458,7 +419,7 @@ pub fn line_status_item(
 ) -> Result<TransactWriteItem, LedgerError> {
     let update = Update::builder()
         .table_name(table)
-        .key("pk", s(&user.pk()))
+        .key("pk", s(user.pk()))
         .key("sk", s(sort_key))
         .update_expression("SET #status = :status")
         .condition_expression("attribute_exists(pk)")
@@ -477,7 +438,7 @@ pub fn credit_pointer_item(
 ) -> Result<TransactWriteItem, LedgerError> {
     let put = Put::builder()
         .table_name(table)
-        .item("pk", s(&credit_pk(credit_id)))
+        .item("pk", s(credit_pk(credit_id)))
         .item("sk", s(CREDIT_POINTER_SK))
         .item("grantId", s(&grant.id))
         .item("user", s(grant.user.as_str()))

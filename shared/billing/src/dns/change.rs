@@ -19,7 +19,7 @@
 use super::plans::{Plan, PlanId, get_plan};
 use super::purchase::get_subscription;
 use crate::BillingError;
-use crate::attrs::{corrupt, n, s, time, usd};
+use crate::store::attrs::{corrupt, n, s, time, usd};
 use crate::subscriptions::store::DNS_SK;
 use crate::subscriptions::{Subscription, SubscriptionStatus, prorate};
 use aws_sdk_dynamodb::types::{ReturnValue, TransactWriteItem, Update};

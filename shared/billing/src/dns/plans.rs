@@ -2,7 +2,7 @@
 //! `gsi1` (`gsi1pk=PLAN`, `gsi1sk=<id>`), so listing never scans the table.
 
 use crate::BillingError;
-use crate::attrs::{corrupt, get_bool, get_s, get_u32, get_usd, n, s, usd};
+use crate::store::attrs::{corrupt, get_bool, get_s, get_u32, get_usd, n, s, usd};
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use billing_money::Usd;
 use ledger::{AttrMap, Ledger, LedgerError};

@@ -6,7 +6,7 @@
 
 use super::plans::{PLAN_SK, Plan, PlanId, get_plan};
 use crate::BillingError;
-use crate::attrs::{corrupt, s, usd};
+use crate::store::attrs::{corrupt, s, usd};
 use crate::subscriptions::dates::{Interval, period_id, to_millis};
 use crate::subscriptions::store::{DNS_SK, SubKey};
 use crate::subscriptions::{DnsTerms, Product, Subscription};
@@ -209,7 +209,7 @@ pub async fn cancel(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::attrs::n;
+    use crate::store::attrs::n;
     use crate::subscriptions::SubscriptionStatus;
     use time::macros::datetime;
 

@@ -20,8 +20,8 @@ use crate::BillingError;
 use crate::admin_tokens::{GRANT_PREFIX, REMOVAL_PREFIX, TokenGrant, load_grant};
 use crate::orders::{OrderRecord, PurchaseKind};
 use crate::purchases::{TokenPurchase, token_line};
-use crate::refund_store::RefundRecord;
 use crate::services::Charge;
+use crate::store::refunds::RefundRecord;
 use ledger::{EntryKind, Ledger, UserId};
 
 /// A transaction and what it belongs to (each `None` when it has no such reference).
@@ -169,7 +169,7 @@ async fn refund_line(
     let Some((order_id, refund_id)) = id.rsplit_once('-') else {
         return Ok(None);
     };
-    let Some(refund) = crate::refund_store::load(ledger, refund_id)
+    let Some(refund) = crate::store::refunds::load(ledger, refund_id)
         .await?
         .filter(|r| r.order_id == order_id)
     else {

@@ -24,7 +24,7 @@ mod store;
 
 pub use store::{latest_runs, open_mismatches, settled_partition};
 
-use crate::checkout::{self, settle};
+use crate::checkout::settle;
 use crate::orders::{OrderRecord, PaymentStatus};
 use crate::{BillingError, Reason};
 use billing_money::Usd;
@@ -529,7 +529,11 @@ pub async fn run(
                 .as_ref()
                 .is_none_or(|id| !orders.contains_key(id))
         })
-        .filter_map(|t| t.invoice_id.as_deref().map(checkout::purchase_pointer))
+        .filter_map(|t| {
+            t.invoice_id
+                .as_deref()
+                .map(crate::store::pointers::purchase_pointer)
+        })
         .collect();
     let invoices = reader.pointers(&by_invoice).await?;
     let more: Vec<String> = invoices.values().cloned().collect();
@@ -542,7 +546,8 @@ pub async fn run(
                 .as_ref()
                 .and_then(|id| orders.get(id))
                 .or_else(|| {
-                    let pointer = checkout::purchase_pointer(txn.invoice_id.as_deref()?);
+                    let pointer =
+                        crate::store::pointers::purchase_pointer(txn.invoice_id.as_deref()?);
                     orders.get(invoices.get(&pointer)?)
                 })
                 .cloned()

@@ -15,6 +15,7 @@ use super::{Mismatch, MismatchKind, MismatchStatus};
 use crate::BillingError;
 use crate::events::{self, DetailType, Event, Written};
 use crate::orders::{ORDER_SK, OrderRecord};
+use crate::store::attrs::s;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem};
 use ledger::{AttrMap, Ledger, LedgerError, UserId};
 use std::collections::{HashMap, HashSet};
@@ -32,10 +33,6 @@ const BATCH: usize = 100;
 const MAX_BATCH_ROUNDS: u32 = 8;
 /// Bound on settlement-index pages per day.
 const MAX_INDEX_PAGES_PER_DAY: u32 = 1000;
-
-fn s(value: &str) -> AttributeValue {
-    AttributeValue::S(value.to_owned())
-}
 
 fn text<'a>(item: &'a AttrMap, name: &str) -> Option<&'a str> {
     match item.get(name) {
@@ -145,7 +142,7 @@ impl<'a> Reader<'a> {
             for (pk, sk) in chunk {
                 request = request.keys(HashMap::from([
                     ("pk".to_owned(), s(pk)),
-                    ("sk".to_owned(), s(sk)),
+                    ("sk".to_owned(), s(*sk)),
                 ]));
             }
             let mut pending = Some(
@@ -213,7 +210,7 @@ impl<'a> Reader<'a> {
     pub async fn pointers(&self, pks: &[String]) -> Result<HashMap<String, String>, BillingError> {
         let keys: Vec<(String, &str)> = pks
             .iter()
-            .map(|pk| (pk.clone(), crate::checkout::POINTER_SK))
+            .map(|pk| (pk.clone(), crate::store::pointers::POINTER_SK))
             .collect();
         Ok(self
             .get_many(&keys)
@@ -270,7 +267,7 @@ impl RefundSeen {
 
 fn mismatch_item(m: &Mismatch) -> AttrMap {
     let mut item = AttrMap::new();
-    item.insert("pk".into(), s(&format!("MISMATCH#{}", m.id)));
+    item.insert("pk".into(), s(format!("MISMATCH#{}", m.id)));
     item.insert("sk".into(), s(MISMATCH_SK));
     item.insert("mismatchId".into(), s(&m.id));
     item.insert("kind".into(), s(m.kind.as_str()));
@@ -294,7 +291,7 @@ fn mismatch_item(m: &Mismatch) -> AttrMap {
     }
     if m.status == MismatchStatus::Open {
         item.insert("gsi1pk".into(), s(OPEN_MISMATCHES));
-        item.insert("gsi1sk".into(), s(&format!("{}#{}", m.detected_at, m.id)));
+        item.insert("gsi1sk".into(), s(format!("{}#{}", m.detected_at, m.id)));
     }
     item
 }
@@ -351,7 +348,7 @@ pub async fn record_mismatch(ledger: &Ledger, m: &Mismatch) -> Result<bool, Bill
                 .client()
                 .update_item()
                 .table_name(ledger.table())
-                .key("pk", s(&format!("MISMATCH#{}", m.id)))
+                .key("pk", s(format!("MISMATCH#{}", m.id)))
                 .key("sk", s(MISMATCH_SK))
                 .update_expression("SET lastSeenAt = :at")
                 .condition_expression("#status = :open")
@@ -410,7 +407,7 @@ pub async fn mismatch(ledger: &Ledger, id: &str) -> Result<Option<Mismatch>, Bil
         .client()
         .get_item()
         .table_name(ledger.table())
-        .key("pk", s(&format!("MISMATCH#{id}")))
+        .key("pk", s(format!("MISMATCH#{id}")))
         .key("sk", s(MISMATCH_SK))
         .consistent_read(true)
         .send()
@@ -430,7 +427,7 @@ pub async fn resolve_mismatch(
         .client()
         .update_item()
         .table_name(ledger.table())
-        .key("pk", s(&format!("MISMATCH#{id}")))
+        .key("pk", s(format!("MISMATCH#{id}")))
         .key("sk", s(MISMATCH_SK))
         .update_expression(
             "SET #status = :resolved, resolvedBy = :by, resolution = :why, resolvedAt = :at \
@@ -442,7 +439,7 @@ pub async fn resolve_mismatch(
         .expression_attribute_values(":open", s(MismatchStatus::Open.as_str()))
         .expression_attribute_values(":by", s(admin_id))
         .expression_attribute_values(":why", s(reason))
-        .expression_attribute_values(":at", s(&ledger::now_rfc3339()))
+        .expression_attribute_values(":at", s(ledger::now_rfc3339()))
         .send()
         .await;
     match result {
@@ -503,8 +500,8 @@ pub async fn put_run(
         .put_item()
         .table_name(ledger.table())
         .item("pk", s(RUN_PK))
-        .item("sk", s(&format!("{started_at}#{run_id}")))
-        .item("summary", s(&summary.to_string()))
+        .item("sk", s(format!("{started_at}#{run_id}")))
+        .item("summary", s(summary.to_string()))
         .send()
         .await
         .map_err(|e| LedgerError::dynamo("PutItem", &e))?;

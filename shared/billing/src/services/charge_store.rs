@@ -2,7 +2,7 @@
 //! charged amount, how much of it was refunded, the service it paid for.
 
 use crate::BillingError;
-use crate::attrs::{corrupt, get_s, get_usd, s, usd};
+use crate::store::attrs::{corrupt, get_s, get_usd, s, usd};
 use aws_sdk_dynamodb::types::{
     Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };

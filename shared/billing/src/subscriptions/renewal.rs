@@ -32,9 +32,9 @@ use super::dates::{format_time, period_id, to_millis};
 use super::model::{Action, Product, Subscription, SubscriptionStatus, decide};
 use super::store::{RenewalPartition, expire, renewal_sort_key, subscription_event};
 use crate::BillingError;
-use crate::attrs::{corrupt, n, s, time, usd};
 use crate::dns::plans::{INDEX_NAME, PLAN_SK, Plan, PlanId, batch_get};
 use crate::events::{self, DetailType, Event, Written};
+use crate::store::attrs::{corrupt, n, s, time, usd};
 use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 use ledger::{
     AttrMap, Change, ChangeOutcome, EntryDetails, EntryKind, Ledger, LedgerError, OnceKey,

@@ -17,9 +17,11 @@
 use super::dates::{AnchorDay, Interval, format_time};
 use super::model::{DnsTerms, Product, ServiceTerms, Subscription, SubscriptionStatus};
 use crate::BillingError;
-use crate::attrs::{corrupt, get_bool, get_s, get_time, get_u32, get_usd, n, opt_time, s, time};
 use crate::dns::PlanId;
 use crate::events::{self, DetailType, Event, Written};
+use crate::store::attrs::{
+    corrupt, get_bool, get_s, get_time, get_u32, get_usd, n, opt_time, s, time,
+};
 use aws_sdk_dynamodb::types::{
     AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
@@ -160,7 +162,7 @@ impl Subscription {
                 item.insert("description".into(), s(&terms.description));
             }
         }
-        item.insert("price".into(), crate::attrs::usd(self.price));
+        item.insert("price".into(), crate::store::attrs::usd(self.price));
         item.insert("interval".into(), s(self.interval.as_str()));
         item.insert("status".into(), s(self.status.as_str()));
         item.insert("autoRenew".into(), AttributeValue::Bool(self.auto_renew));

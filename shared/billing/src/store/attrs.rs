@@ -1,5 +1,7 @@
-//! Attribute-map helpers for the DNS items: a missing or malformed attribute
-//! is a typed `Corrupt` error naming the item, never a default.
+//! Attribute-map helpers for every billing item: a missing or malformed
+//! attribute is a typed `Corrupt` error naming the item, never a default.
+//! Money is written from its exact decimal text and read back through the
+//! strict money parser (never through a float).
 
 use crate::BillingError;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -76,5 +78,74 @@ pub(crate) fn opt_time(item: &AttrMap, name: &str) -> Result<Option<OffsetDateTi
     match item.get(name) {
         None | Some(AttributeValue::Null(_)) => Ok(None),
         Some(_) => get_time(item, name).map(Some),
+    }
+}
+
+/// Reads the fields of one item whose attributes may be absent: absent is
+/// `None`, a required field absent or malformed is [`ItemReader::bad`], a
+/// `Corrupt` error naming the item's `pk` (or `unknown_key` without one).
+pub(crate) struct ItemReader<'a> {
+    item: &'a AttrMap,
+    key: String,
+}
+
+impl<'a> ItemReader<'a> {
+    pub(crate) fn new(item: &'a AttrMap, unknown_key: &str) -> ItemReader<'a> {
+        let key = match item.get("pk") {
+            Some(AttributeValue::S(pk)) => pk.clone(),
+            _ => unknown_key.to_owned(),
+        };
+        ItemReader { item, key }
+    }
+
+    /// The item's `pk`.
+    pub(crate) fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// `<field> missing or malformed`, naming the item.
+    pub(crate) fn bad(&self, field: &str) -> BillingError {
+        BillingError::Ledger(LedgerError::corrupt(
+            &self.key,
+            format!("{field} missing or malformed"),
+        ))
+    }
+
+    /// A string attribute, if present.
+    pub(crate) fn text(&self, name: &str) -> Option<&'a str> {
+        match self.item.get(name) {
+            Some(AttributeValue::S(v)) => Some(v.as_str()),
+            _ => None,
+        }
+    }
+
+    /// A number attribute's text, if present.
+    pub(crate) fn num(&self, name: &str) -> Option<&'a str> {
+        match self.item.get(name) {
+            Some(AttributeValue::N(v)) => Some(v.as_str()),
+            _ => None,
+        }
+    }
+
+    /// A string attribute that must be there.
+    pub(crate) fn required(&self, name: &str) -> Result<&'a str, BillingError> {
+        self.text(name).ok_or_else(|| self.bad(name))
+    }
+
+    /// A number attribute parsed as `T`, if present; malformed is an error.
+    pub(crate) fn parsed<T: std::str::FromStr>(
+        &self,
+        name: &str,
+    ) -> Result<Option<T>, BillingError> {
+        self.num(name)
+            .map(|v| v.parse().map_err(|_| self.bad(name)))
+            .transpose()
+    }
+
+    /// An exact amount, if present; malformed is an error.
+    pub(crate) fn usd(&self, name: &str) -> Result<Option<Usd>, BillingError> {
+        self.num(name)
+            .map(|v| billing_money::parse_usd_literal(v).map_err(|_| self.bad(name)))
+            .transpose()
     }
 }

@@ -2,6 +2,7 @@
 //! refund or reversal id) and the conditional writes that move it forward.
 //! The rules live in [`crate::refunds`].
 
+use super::attrs::{ItemReader, s};
 use crate::BillingError;
 use crate::orders::OrderRecord;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
@@ -91,46 +92,17 @@ pub fn pk(refund_id: &str) -> String {
     format!("REFUND#{refund_id}")
 }
 
-fn s(value: &str) -> AttributeValue {
-    AttributeValue::S(value.to_owned())
-}
-
 /// One consistent read of a refund record.
 pub async fn load(ledger: &Ledger, refund_id: &str) -> Result<Option<RefundRecord>, BillingError> {
-    let out = ledger
-        .client()
-        .get_item()
-        .table_name(ledger.table())
-        .key("pk", s(&pk(refund_id)))
-        .key("sk", s(REFUND_SK))
-        .consistent_read(true)
-        .send()
-        .await
-        .map_err(|e| LedgerError::dynamo("GetItem", &e))?;
-    out.item.as_ref().map(from_item).transpose()
+    let item = super::get_item(ledger, &pk(refund_id), REFUND_SK).await?;
+    item.as_ref().map(from_item).transpose()
 }
 
 fn from_item(item: &AttrMap) -> Result<RefundRecord, BillingError> {
-    let key = match item.get("pk") {
-        Some(AttributeValue::S(pk)) => pk.clone(),
-        _ => "REFUND#?".into(),
-    };
-    let bad = |field: &str| {
-        BillingError::Ledger(LedgerError::corrupt(
-            &key,
-            format!("{field} missing or malformed"),
-        ))
-    };
-    let text = |name: &str| match item.get(name) {
-        Some(AttributeValue::S(v)) => Some(v.as_str()),
-        _ => None,
-    };
-    let amount = match item.get("amount") {
-        Some(AttributeValue::N(v)) => {
-            billing_money::parse_usd_literal(v).map_err(|_| bad("amount"))?
-        }
-        _ => return Err(bad("amount")),
-    };
+    let r = ItemReader::new(item, "REFUND#?");
+    let bad = |field: &str| r.bad(field);
+    let text = |name: &str| r.text(name);
+    let amount = r.usd("amount")?.ok_or_else(|| bad("amount"))?;
     // Records written before states existed were applied at once: completed.
     let state = match text("status") {
         Some(status) => RefundState::parse(status).ok_or_else(|| bad("status"))?,
@@ -144,7 +116,7 @@ fn from_item(item: &AttrMap) -> Result<RefundRecord, BillingError> {
         },
     };
     Ok(RefundRecord {
-        refund_id: key.trim_start_matches("REFUND#").to_owned(),
+        refund_id: r.key().trim_start_matches("REFUND#").to_owned(),
         order_id: text("orderId").ok_or_else(|| bad("orderId"))?.to_owned(),
         amount,
         state,
@@ -172,7 +144,7 @@ pub fn new_record_item(
     let now = ledger::now_rfc3339();
     let mut put = Put::builder()
         .table_name(table)
-        .item("pk", s(&pk(refund_id)))
+        .item("pk", s(pk(refund_id)))
         .item("sk", s(REFUND_SK))
         .item("orderId", s(&order.order_id))
         .item("user", s(order.user.as_str()))
@@ -214,14 +186,14 @@ pub fn transition_item(
 ) -> Result<TransactWriteItem, LedgerError> {
     let update = Update::builder()
         .table_name(table)
-        .key("pk", s(&pk(refund_id)))
+        .key("pk", s(pk(refund_id)))
         .key("sk", s(REFUND_SK))
         .update_expression("SET #status = :to, updatedAt = :now")
         .condition_expression("#status = :from")
         .expression_attribute_names("#status", "status")
         .expression_attribute_values(":from", s(from.as_str()))
         .expression_attribute_values(":to", s(to.as_str()))
-        .expression_attribute_values(":now", s(&ledger::now_rfc3339()))
+        .expression_attribute_values(":now", s(ledger::now_rfc3339()))
         .build()
         .map_err(|e| LedgerError::corrupt("refund", e.to_string()))?;
     Ok(TransactWriteItem::builder().update(update).build())
@@ -252,7 +224,7 @@ pub fn token_history_item(
     };
     let put = Put::builder()
         .table_name(table)
-        .item("pk", s(&order.user.pk()))
+        .item("pk", s(order.user.pk()))
         .item("sk", s(&sk))
         .item("orderId", s(&order.order_id))
         .item("type", s(movement.as_str()))
@@ -274,7 +246,7 @@ pub fn history_status_item(
 ) -> Result<TransactWriteItem, LedgerError> {
     let update = Update::builder()
         .table_name(table)
-        .key("pk", s(&order.user.pk()))
+        .key("pk", s(order.user.pk()))
         .key("sk", s(history_sk))
         .update_expression("SET #status = :status")
         .expression_attribute_names("#status", "status")
