@@ -128,4 +128,20 @@ mod tests {
         assert!(young > Duration::from_millis(100), "young {young:?}");
         assert!(old <= Duration::from_millis(15), "old {old:?}");
     }
+
+    #[test]
+    fn waits_stretch_with_the_round() {
+        let policy = RetryPolicy::default();
+        let longest = |round_ms: u64| {
+            (0..2_000)
+                .map(|_| policy.delay(2, Duration::ZERO, Duration::from_millis(round_ms)))
+                .max()
+                .unwrap_or_default()
+        };
+        // Two lost rounds: up to 4 rounds of waiting, whatever a round costs.
+        assert!(longest(0) <= Duration::from_millis(20));
+        let slow = longest(200);
+        assert!(slow > Duration::from_millis(500) && slow <= Duration::from_millis(800));
+        assert!(longest(60_000) <= Duration::from_millis(policy.max_delay_ms));
+    }
 }
