@@ -26,7 +26,7 @@ pub struct TestApi {
     pub paypal: PayPalStandIn,
     routes: Vec<RouteDef>,
     /// The checkout, refund and webhook functions share one deps value.
-    pub checkout: Arc<billing_http::checkout::CheckoutDeps>,
+    pub payments: Arc<billing_http::PaymentDeps>,
     functions: Functions,
 }
 
@@ -99,19 +99,19 @@ impl TestApi {
         )
         .expect("paypal client")
         .with_webhook_id(PAYPAL_WEBHOOK_ID);
-        let core = || billing_http::Core::new(ledger.clone(), JWT_SECRET);
+        let core = || billing_http::BaseDeps::new(ledger.clone(), JWT_SECRET);
         let routes = Template::load(&devstack::template_path())
             .expect("template")
             .routes();
-        let checkout = Arc::new(billing_http::checkout::CheckoutDeps::new(
+        let payments = Arc::new(billing_http::PaymentDeps::new(
             core(),
             paypal_client,
             Some(vf_client()),
         ));
         let mut functions = Functions::default();
-        register_functions(&mut functions, &core, &vf_client, &checkout);
+        register_functions(&mut functions, &core, &vf_client, &payments);
         TestApi {
-            checkout,
+            payments,
             functions,
             routes,
             virtfusion,
@@ -282,9 +282,9 @@ impl TestApi {
 #[rustfmt::skip]
 fn register_functions(
     f: &mut Functions,
-    core: &dyn Fn() -> billing_http::Core,
+    core: &dyn Fn() -> billing_http::BaseDeps,
     vf_client: &dyn Fn() -> virtfusion::VirtFusionClient,
-    checkout: &Arc<billing_http::checkout::CheckoutDeps>,
+    payments: &Arc<billing_http::PaymentDeps>,
 ) {
     f.register("balance", balance_fn::Deps::new(core(), vf_client()), balance_fn::handle);
     f.register("transactions", core(), transactions_fn::handle);
@@ -294,12 +294,12 @@ fn register_functions(
     f.register("dns-subscription", core(), dns_subscription_fn::handle);
     f.register("admin-deliveries", core(), admin_deliveries_fn::handle);
     f.register("admin-reconciliation", core(), admin_reconciliation_fn::handle);
-    f.share("custom-credits-add", checkout, custom_credits_add_fn::handle);
-    f.share("custom-credits-capture", checkout, custom_credits_capture_fn::handle);
-    f.share("virtfusion-tokens-add", checkout, virtfusion_tokens_add_fn::handle);
-    f.share("virtfusion-tokens-capture", checkout, virtfusion_tokens_capture_fn::handle);
-    f.share("admin-refunds", checkout, admin_refunds_fn::handle);
-    f.share("paypal-webhook", checkout, paypal_webhook_fn::handle);
+    f.share("custom-credits-add", payments, custom_credits_add_fn::handle);
+    f.share("custom-credits-capture", payments, custom_credits_capture_fn::handle);
+    f.share("virtfusion-tokens-add", payments, virtfusion_tokens_add_fn::handle);
+    f.share("virtfusion-tokens-capture", payments, virtfusion_tokens_capture_fn::handle);
+    f.share("admin-refunds", payments, admin_refunds_fn::handle);
+    f.share("paypal-webhook", payments, paypal_webhook_fn::handle);
     f.register("service-charges", core(), service_charges_fn::handle);
     f.register("service-subscriptions", core(), service_subscriptions_fn::handle);
     f.register("billing-subscriptions", core(), billing_subscriptions_fn::handle);

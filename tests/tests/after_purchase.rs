@@ -325,7 +325,7 @@ async fn a_refund_while_the_delivery_is_in_flight_keeps_the_credit_id_and_goes_t
     };
     billing::refunds::apply_refund(
         &api.ledger(),
-        api.checkout.virtfusion().await,
+        api.payments.virtfusion().await,
         &order_id,
         &report,
         &billing::refunds::RefundSource::PayPal,
@@ -438,7 +438,7 @@ async fn a_failed_refund_reported_before_its_pending_takes_nothing() {
     let api = TestApi::new().await;
     let (order_id, user, _) = paid_credits(&api, "10").await;
     api.paypal.set_pending_refunds(true, Some(1));
-    let paypal = api.checkout.paypal().await.unwrap();
+    let paypal = api.payments.paypal().await.unwrap();
     let capture_id = api.paypal.order(&order_id).unwrap().capture_ids[0].clone();
     let refund = paypal
         .refund_capture(&capture_id, Some(usd("2.00")), "dashboard-like", None)
@@ -488,7 +488,7 @@ async fn a_reversal_before_the_capture_was_recorded_settles_then_reverses_once()
     let api = TestApi::new().await;
     let (order_id, user, _) = approved(&api, CREDITS, "10").await;
     // Captured at PayPal; our capture call died before recording it.
-    let paypal = api.checkout.paypal().await.unwrap();
+    let paypal = api.payments.paypal().await.unwrap();
     let captured = paypal
         .capture_order(&order_id, &format!("died-{order_id}"))
         .await
@@ -521,7 +521,7 @@ async fn a_reversal_before_the_capture_was_recorded_settles_then_reverses_once()
 async fn a_refund_event_is_not_marked_processed_while_paypal_cannot_be_asked() {
     let api = TestApi::new().await;
     let (order_id, user, _) = approved(&api, CREDITS, "8").await;
-    let paypal = api.checkout.paypal().await.unwrap();
+    let paypal = api.payments.paypal().await.unwrap();
     let captured = paypal
         .capture_order(&order_id, &format!("died-{order_id}"))
         .await
@@ -594,7 +594,7 @@ async fn an_admin_refund_needs_an_idempotency_key_and_its_retry_refunds_once() {
 async fn deliveries_virtfusion_refuses_for_good_back_off_and_never_block_newer_ones() {
     let api = TestApi::new().await;
     let ledger = api.ledger();
-    let vf = api.checkout.virtfusion().await;
+    let vf = api.payments.virtfusion().await;
     // Twelve old purchases for users VirtFusion does not know (404, for good).
     let mut dead = Vec::new();
     for _ in 0..12 {

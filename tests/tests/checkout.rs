@@ -221,7 +221,7 @@ async fn a_crash_between_paypal_and_dynamodb_is_healed_by_the_retry() {
     let (order_id, approve) = order(&api, CREDITS, &token, "42").await;
     buyer_approves(&approve).await;
     // Our Lambda captured at PayPal and died before writing to DynamoDB.
-    let paypal = api.checkout.paypal().await.unwrap();
+    let paypal = api.payments.paypal().await.unwrap();
     paypal
         .capture_order(&order_id, "some-earlier-attempt")
         .await
@@ -397,7 +397,7 @@ async fn virtfusion_down_leaves_tokens_pending_until_the_job_delivers_them_once(
         json!({"success": true, "tokens": 200, "status": "pending"})
     );
     let ledger = api.ledger();
-    let vf = api.checkout.virtfusion().await;
+    let vf = api.payments.virtfusion().await;
     // While VirtFusion stays down, the job leaves it pending.
     let deadline = Instant::now() + Duration::from_secs(20);
     let summary = billing::deliveries::retry_pending(&ledger, vf, 10, an_hour_later(), deadline)
@@ -439,7 +439,7 @@ async fn an_uncertain_delivery_goes_to_review_and_is_never_retried_blindly() {
     assert_eq!(review.status, 202);
     assert_eq!(review.body["status"], json!("needs_review"));
     api.virtfusion.clear_failure();
-    let vf = api.checkout.virtfusion().await;
+    let vf = api.payments.virtfusion().await;
     let deadline = Instant::now() + Duration::from_secs(20);
     let summary =
         billing::deliveries::retry_pending(&api.ledger(), vf, 10, an_hour_later(), deadline)
@@ -581,7 +581,7 @@ async fn a_delivery_claim_left_by_a_dead_lambda_goes_to_review() {
         .run(&api.ledger())
         .await
         .unwrap();
-    let vf = api.checkout.virtfusion().await;
+    let vf = api.payments.virtfusion().await;
     let summary = billing::deliveries::retry_pending(
         &api.ledger(),
         vf,

@@ -205,7 +205,7 @@ async fn a_renewal_reads_only_what_is_due() {
         )
         .await);
     // The job's own client is metered too: it reads through the functions' ledger.
-    let mut deps = renewal_cron_fn::Deps::new(m.api.checkout.core.ledger.clone());
+    let mut deps = renewal_cron_fn::Deps::new(m.api.payments.base.ledger.clone());
     deps.max_clock_skew = Some(time::Duration::days(40));
     let at = time::OffsetDateTime::now_utc() + time::Duration::days(32);
     let event = json!({
@@ -247,7 +247,7 @@ async fn a_completed_capture_webhook_credits_within_bounds() {
         .expect("orderId")
         .to_owned();
     assert!(m.api.paypal.approve(&order_id));
-    let paypal = m.api.checkout.paypal().await.expect("paypal");
+    let paypal = m.api.payments.paypal().await.expect("paypal");
     let order = paypal
         .capture_order(&order_id, &format!("elsewhere-{order_id}"))
         .await

@@ -203,7 +203,7 @@ async fn refunds_publish_completed_or_failed_once_whoever_reports_them() {
     // Cancelled before its pending notice arrived (a dashboard refund):
     // refund.failed with nothing given back, once.
     api.paypal.set_pending_refunds(true, Some(1));
-    let paypal = api.checkout.paypal().await.unwrap();
+    let paypal = api.payments.paypal().await.unwrap();
     let dashboard = paypal
         .refund_capture(&capture_id, Some(usd("2.00")), "dashboard-like", None)
         .await
@@ -319,7 +319,7 @@ async fn a_new_mismatch_publishes_once_and_reruns_publish_nothing() {
     let api = TestApi::new().await;
     let mut events = EventsEnv::new(&api.table).await;
     // A payment for no order of ours (someone used the PayPal account by hand).
-    let paypal = api.checkout.paypal().await.unwrap();
+    let paypal = api.payments.paypal().await.unwrap();
     let foreign = paypal
         .create_order(&paypal::CreateOrder {
             amount: usd("3.00"),

@@ -72,7 +72,7 @@ async fn approved(api: &TestApi, base: &str, amount: &str) -> (String, UserId, S
 
 /// Captured at PayPal, but our capture answer and the webhook were both lost.
 async fn captured_at_paypal_only(api: &TestApi, order_id: &str) -> String {
-    let paypal = api.checkout.paypal().await.unwrap();
+    let paypal = api.payments.paypal().await.unwrap();
     let order = paypal
         .capture_order(order_id, &format!("lost-{order_id}"))
         .await
@@ -170,7 +170,7 @@ async fn a_dashboard_refund_whose_webhook_never_came_is_applied_once() {
     let api = TestApi::new().await;
     let (_, capture_id, user) = bought(&api, "20").await;
     // Refunded in PayPal's dashboard: our system never hears of it.
-    let paypal = api.checkout.paypal().await.unwrap();
+    let paypal = api.payments.paypal().await.unwrap();
     let refund = paypal
         .refund_capture(&capture_id, Some(usd("7.50")), "dashboard-1", None)
         .await
@@ -316,7 +316,7 @@ async fn mismatches_are_listed_move_nothing_and_are_resolved_by_an_admin() {
         .await
         .unwrap();
     // 2. A payment for no order of ours (someone used the PayPal account directly).
-    let paypal = api.checkout.paypal().await.unwrap();
+    let paypal = api.payments.paypal().await.unwrap();
     let foreign = paypal
         .create_order(&paypal::CreateOrder {
             amount: usd("3.00"),
@@ -490,7 +490,7 @@ async fn paging_across_several_pages_heals_every_line() {
         if i % 2 == 0 {
             // Refunded at PayPal too: the refund names a capture the ledger
             // has not settled yet — settled first, then refunded.
-            let paypal = api.checkout.paypal().await.unwrap();
+            let paypal = api.payments.paypal().await.unwrap();
             paypal
                 .refund_capture(&capture_id, Some(usd("0.50")), &format!("dash-{i}"), None)
                 .await

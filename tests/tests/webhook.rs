@@ -43,7 +43,7 @@ async fn approved_order(api: &TestApi, amount: &str) -> (String, UserId, String)
 
 /// Captured at PayPal (by someone else: an earlier crashed attempt, PayPal's UI…).
 async fn captured_at_paypal(api: &TestApi, order_id: &str) -> String {
-    let paypal = api.checkout.paypal().await.unwrap();
+    let paypal = api.payments.paypal().await.unwrap();
     let order = paypal
         .capture_order(order_id, &format!("elsewhere-{order_id}"))
         .await
@@ -533,7 +533,7 @@ async fn deliver_sequence(sequence: Vec<bool>) {
     let api = TestApi::new().await;
     let (order_id, user, _) = approved_order(&api, "10").await;
     let capture_id = captured_at_paypal(&api, &order_id).await;
-    let paypal = api.checkout.paypal().await.unwrap();
+    let paypal = api.payments.paypal().await.unwrap();
     let refund = paypal
         .refund_capture(&capture_id, Some(usd("3.00")), "prop-refund", None)
         .await

@@ -6,16 +6,13 @@ use billing::admin::{AdminChange, Direction, admin_amount};
 use billing::history::parse_limit;
 use billing::idempotency::IdempotencyKey;
 use billing_http::{
-    ApiError, ApiResponse, Body, Caller, Core, Error, Request, Response, idempotency_key,
+    ApiError, ApiResponse, BaseDeps, Body, Caller, Error, Request, Response, idempotency_key,
     json_body, path_param, query_param, respond, views,
 };
 use billing_money::Usd;
 use ledger::{EntryCursor, UserId};
 use serde::Deserialize;
 use serde_json::json;
-
-/// Everything this function needs is the shared core (built once per cold start).
-pub type Deps = Core;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -24,7 +21,7 @@ struct ChangeBody {
     reason: String,
 }
 
-pub async fn handle(deps: &Deps, req: Request) -> Result<Response<Body>, Error> {
+pub async fn handle(deps: &BaseDeps, req: Request) -> Result<Response<Body>, Error> {
     respond(&req, async {
         let admin = deps.auth.admin(&req).await?;
         let target = path_param(&req, "id")
@@ -44,7 +41,7 @@ pub async fn handle(deps: &Deps, req: Request) -> Result<Response<Body>, Error> 
     .await
 }
 
-async fn read(deps: &Deps, req: &Request, target: &UserId) -> Result<ApiResponse, ApiError> {
+async fn read(deps: &BaseDeps, req: &Request, target: &UserId) -> Result<ApiResponse, ApiError> {
     let limit = parse_limit(query_param(req, "limit").as_deref())?;
     let cursor = match query_param(req, "cursor") {
         Some(text) => Some(
@@ -72,7 +69,7 @@ async fn read(deps: &Deps, req: &Request, target: &UserId) -> Result<ApiResponse
 }
 
 async fn change(
-    deps: &Deps,
+    deps: &BaseDeps,
     req: &Request,
     admin: Caller,
     target: UserId,

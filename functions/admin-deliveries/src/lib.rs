@@ -7,16 +7,12 @@ use billing::Reason;
 use billing::admin_tokens::{self, GRANT_PREFIX};
 use billing::deliveries::{self, ReviewItem};
 use billing::orders::{Delivery, OrderRecord};
-use billing_http::checkout::valid_order_id;
 use billing_http::{
-    ApiError, ApiResponse, Body, Core, Error, Request, Response, json_body, path_param,
-    query_param, respond, views,
+    ApiError, ApiResponse, BaseDeps, Body, Error, Request, Response, json_body, path_param,
+    query_param, respond, valid_order_id, views,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
-
-/// Everything this function needs is the shared core (built once per cold start).
-pub type Deps = Core;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -25,7 +21,7 @@ struct ResolveBody {
     reason: String,
 }
 
-pub async fn handle(deps: &Deps, req: Request) -> Result<Response<Body>, Error> {
+pub async fn handle(deps: &BaseDeps, req: Request) -> Result<Response<Body>, Error> {
     respond(&req, async {
         let admin = deps.auth.admin(&req).await?;
         match path_param(&req, "orderId") {

@@ -5,15 +5,12 @@
 
 use billing::dns::{NewPlan, PlanPatch};
 use billing_http::{
-    ApiError, ApiResponse, Body, Core, Error, Request, Response, json_body, path_param, respond,
-    views,
+    ApiError, ApiResponse, BaseDeps, Body, Error, Request, Response, json_body, path_param,
+    respond, views,
 };
 use billing_money::Usd;
 use serde::Deserialize;
 use serde_json::json;
-
-/// Everything this function needs is the shared core (built once per cold start).
-pub type Deps = Core;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -37,7 +34,7 @@ struct PatchBody {
     is_active: Option<bool>,
 }
 
-pub async fn handle(deps: &Deps, req: Request) -> Result<Response<Body>, Error> {
+pub async fn handle(deps: &BaseDeps, req: Request) -> Result<Response<Body>, Error> {
     respond(&req, async {
         deps.auth.admin(&req).await?;
         let ledger = &deps.ledger;

@@ -4,13 +4,10 @@
 use billing::Reason;
 use billing::reconcile;
 use billing_http::{
-    ApiError, ApiResponse, Body, Core, Error, Request, Response, json_body, path_param, respond,
+    ApiError, ApiResponse, BaseDeps, Body, Error, Request, Response, json_body, path_param, respond,
 };
 use serde::Deserialize;
 use serde_json::json;
-
-/// Everything this function needs is the shared core (built once per cold start).
-pub type Deps = Core;
 
 /// Runs listed, newest first.
 const RUNS: u32 = 10;
@@ -23,7 +20,7 @@ struct ResolveBody {
     reason: String,
 }
 
-pub async fn handle(deps: &Deps, req: Request) -> Result<Response<Body>, Error> {
+pub async fn handle(deps: &BaseDeps, req: Request) -> Result<Response<Body>, Error> {
     respond(&req, async {
         let admin = deps.auth.admin(&req).await?;
         match path_param(&req, "mismatchId") {

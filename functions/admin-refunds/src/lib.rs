@@ -5,10 +5,10 @@
 use billing::Reason;
 use billing::idempotency::{Existing, IdempotencyKey, StoredResponse};
 use billing::refunds::{AdminRefund, MAX_NOTE_TO_PAYER, admin_refund};
-use billing_http::checkout::{CheckoutDeps, valid_order_id};
 use billing_http::{
     ApiError, ApiResponse, Body, Error, Request, Response, idempotency_key, json_body, respond,
 };
+use billing_http::{PaymentDeps, valid_order_id};
 use billing_money::Usd;
 use serde::Deserialize;
 use serde_json::json;
@@ -26,9 +26,9 @@ struct RefundBody {
     force: bool,
 }
 
-pub async fn handle(deps: &CheckoutDeps, req: Request) -> Result<Response<Body>, Error> {
+pub async fn handle(deps: &PaymentDeps, req: Request) -> Result<Response<Body>, Error> {
     respond(&req, async {
-        let admin = deps.core.auth.admin(&req).await?;
+        let admin = deps.base.auth.admin(&req).await?;
         let body: RefundBody = json_body(&req)?;
         let order_id = valid_order_id(&body.order_id)?.to_owned();
         let reason = Reason::parse(&body.reason)?;
@@ -55,7 +55,7 @@ pub async fn handle(deps: &CheckoutDeps, req: Request) -> Result<Response<Body>,
             .ok_or_else(|| {
                 ApiError::bad_request("Idempotency-Key header is required for refunds")
             })?;
-        match key.lookup(&deps.core.ledger).await? {
+        match key.lookup(&deps.base.ledger).await? {
             Some(Existing::Replay(stored)) => {
                 return Ok(ApiResponse::with_status(stored.status, stored.body));
             }
@@ -75,7 +75,7 @@ pub async fn handle(deps: &CheckoutDeps, req: Request) -> Result<Response<Body>,
         };
         let paypal = deps.paypal().await?;
         let outcome =
-            admin_refund(&deps.core.ledger, paypal, deps.virtfusion().await, request).await?;
+            admin_refund(&deps.base.ledger, paypal, deps.virtfusion().await, request).await?;
         let mut response = json!({
             "success": true,
             "refundId": outcome.refund_id,
@@ -96,7 +96,7 @@ pub async fn handle(deps: &CheckoutDeps, req: Request) -> Result<Response<Body>,
             status: 200,
             body: response.clone(),
         };
-        if let Some(Existing::Replay(first)) = key.store(&deps.core.ledger, &stored).await? {
+        if let Some(Existing::Replay(first)) = key.store(&deps.base.ledger, &stored).await? {
             return Ok(ApiResponse::with_status(first.status, first.body));
         }
         Ok::<_, ApiError>(ApiResponse::ok(response))

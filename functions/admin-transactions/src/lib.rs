@@ -5,14 +5,11 @@
 use billing::history::admin::{AdminCursor, admin_entries, admin_filter};
 use billing::history::parse_limit;
 use billing_http::{
-    ApiError, ApiResponse, Body, Core, Error, Request, Response, query_param, respond, views,
+    ApiError, ApiResponse, BaseDeps, Body, Error, Request, Response, query_param, respond, views,
 };
 use serde_json::json;
 
-/// Everything this function needs is the shared core (built once per cold start).
-pub type Deps = Core;
-
-pub async fn handle(deps: &Deps, req: Request) -> Result<Response<Body>, Error> {
+pub async fn handle(deps: &BaseDeps, req: Request) -> Result<Response<Body>, Error> {
     respond(&req, async {
         deps.auth.admin(&req).await?;
         let limit = parse_limit(query_param(&req, "limit").as_deref())?;

@@ -7,7 +7,7 @@ use billing::Reason;
 use billing::admin_tokens::{self, GrantRequest, RemovalRequest, credit_id, grant_tokens};
 use billing::idempotency::IdempotencyKey;
 use billing_http::{
-    ApiError, ApiResponse, Body, Caller, Core, Error, Request, Response, idempotency_key,
+    ApiError, ApiResponse, BaseDeps, Body, Caller, Error, Request, Response, idempotency_key,
     json_body, path_param, respond,
 };
 use ledger::UserId;
@@ -16,7 +16,7 @@ use tokio::sync::OnceCell;
 use virtfusion::VirtFusionClient;
 
 pub struct Deps {
-    pub core: Core,
+    pub base: BaseDeps,
     /// Built at the first request that needs it (its secret is fetched then).
     virtfusion: OnceCell<VirtFusionClient>,
 }
@@ -24,14 +24,14 @@ pub struct Deps {
 impl Deps {
     pub async fn from_env() -> Deps {
         Deps {
-            core: Core::from_env().await,
+            base: BaseDeps::from_env().await,
             virtfusion: OnceCell::new(),
         }
     }
 
-    pub fn new(core: Core, virtfusion: Option<VirtFusionClient>) -> Deps {
+    pub fn new(base: BaseDeps, virtfusion: Option<VirtFusionClient>) -> Deps {
         Deps {
-            core,
+            base,
             virtfusion: OnceCell::new_with(virtfusion),
         }
     }
@@ -39,7 +39,7 @@ impl Deps {
     /// `None` when VirtFusion is not configured (answered 503, nothing sent).
     async fn virtfusion(&self) -> Option<&VirtFusionClient> {
         self.virtfusion
-            .get_or_try_init(|| virtfusion::from_env(&self.core.secrets))
+            .get_or_try_init(|| virtfusion::from_env(&self.base.secrets))
             .await
             .inspect_err(|e| tracing::error!(error = %e, "VirtFusion client not configured"))
             .ok()
@@ -61,7 +61,7 @@ struct RemovalBody {
 
 pub async fn handle(deps: &Deps, req: Request) -> Result<Response<Body>, Error> {
     respond(&req, async {
-        let admin = deps.core.auth.admin(&req).await?;
+        let admin = deps.base.auth.admin(&req).await?;
         let target = path_param(&req, "id")
             .and_then(|id| UserId::parse(&id).ok())
             .ok_or_else(|| ApiError::bad_request("user id in the path is invalid"))?;
@@ -105,7 +105,7 @@ async fn grant(
         &request.canonical(),
     );
     let virtfusion = deps.virtfusion().await;
-    Ok(admin_tokens::grant(&deps.core.ledger, virtfusion, &request, &key).await?)
+    Ok(admin_tokens::grant(&deps.base.ledger, virtfusion, &request, &key).await?)
 }
 
 async fn remove(
@@ -131,5 +131,5 @@ async fn remove(
         &request.canonical(),
     );
     let virtfusion = deps.virtfusion().await;
-    Ok(admin_tokens::remove(&deps.core.ledger, virtfusion, &request, &key).await?)
+    Ok(admin_tokens::remove(&deps.base.ledger, virtfusion, &request, &key).await?)
 }

@@ -1,14 +1,14 @@
 //! `GET /api/billing/balance`: custom credits (ledger) and VirtFusion tokens,
 //! fetched concurrently. VirtFusion down → still 200, `available: false`.
 
-use billing_http::{ApiResponse, Body, Core, Error, Request, Response, respond, views};
+use billing_http::{ApiResponse, BaseDeps, Body, Error, Request, Response, respond, views};
 use billing_money::TokenBalance;
 use ledger::UserId;
 use tokio::sync::OnceCell;
 use virtfusion::VirtFusionClient;
 
 pub struct Deps {
-    pub core: Core,
+    pub base: BaseDeps,
     /// Built at the first request that needs it (its secret is fetched then).
     virtfusion: OnceCell<VirtFusionClient>,
 }
@@ -16,14 +16,14 @@ pub struct Deps {
 impl Deps {
     pub async fn from_env() -> Deps {
         Deps {
-            core: Core::from_env().await,
+            base: BaseDeps::from_env().await,
             virtfusion: OnceCell::new(),
         }
     }
 
-    pub fn new(core: Core, virtfusion: VirtFusionClient) -> Deps {
+    pub fn new(base: BaseDeps, virtfusion: VirtFusionClient) -> Deps {
         Deps {
-            core,
+            base,
             virtfusion: OnceCell::new_with(Some(virtfusion)),
         }
     }
@@ -32,7 +32,7 @@ impl Deps {
     async fn tokens(&self, user: &UserId) -> Option<TokenBalance> {
         let client = self
             .virtfusion
-            .get_or_try_init(|| virtfusion::from_env(&self.core.secrets))
+            .get_or_try_init(|| virtfusion::from_env(&self.base.secrets))
             .await
             .inspect_err(|e| tracing::warn!(error = %e, "virtfusion not configured"))
             .ok()?;
@@ -46,9 +46,9 @@ impl Deps {
 
 pub async fn handle(deps: &Deps, req: Request) -> Result<Response<Body>, Error> {
     respond(&req, async {
-        let caller = deps.core.auth.caller(&req).await?;
+        let caller = deps.base.auth.caller(&req).await?;
         let view = billing::balance::balance_view(
-            &deps.core.ledger,
+            &deps.base.ledger,
             &caller.user,
             deps.tokens(&caller.user),
         )

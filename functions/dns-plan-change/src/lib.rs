@@ -4,13 +4,10 @@
 //! The rules are `billing::dns::change`.
 
 use billing_http::{
-    ApiError, ApiResponse, Body, Core, Error, Request, Response, json_body, respond, views,
+    ApiError, ApiResponse, BaseDeps, Body, Error, Request, Response, json_body, respond, views,
 };
 use serde::Deserialize;
 use serde_json::json;
-
-/// Everything this function needs is the shared core (built once per cold start).
-pub type Deps = Core;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -18,7 +15,7 @@ struct ChangeBody {
     plan_id: String,
 }
 
-pub async fn handle(deps: &Deps, req: Request) -> Result<Response<Body>, Error> {
+pub async fn handle(deps: &BaseDeps, req: Request) -> Result<Response<Body>, Error> {
     respond(&req, async {
         let caller = deps.auth.caller(&req).await?;
         if req.method().as_str() != "POST" {

@@ -1,12 +1,9 @@
 //! `GET /api/dns/plans`: the active DNS plans, cheapest first.
 
-use billing_http::{ApiResponse, Body, Core, Error, Request, Response, respond, views};
+use billing_http::{ApiResponse, BaseDeps, Body, Error, Request, Response, respond, views};
 use serde_json::json;
 
-/// Everything this function needs is the shared core (built once per cold start).
-pub type Deps = Core;
-
-pub async fn handle(deps: &Deps, req: Request) -> Result<Response<Body>, Error> {
+pub async fn handle(deps: &BaseDeps, req: Request) -> Result<Response<Body>, Error> {
     respond(&req, async {
         deps.auth.caller(&req).await?;
         let plans = billing::dns::list_active_plans(&deps.ledger).await?;

@@ -5,15 +5,12 @@
 
 use billing::idempotency::{Existing, IdempotencyKey, StoredResponse, apply_with_key};
 use billing_http::{
-    ApiError, ApiResponse, Body, Core, Error, Request, Response, idempotency_key, path_param,
+    ApiError, ApiResponse, BaseDeps, Body, Error, Request, Response, idempotency_key, path_param,
     respond, views,
 };
 use serde_json::json;
 
-/// Everything this function needs is the shared core (built once per cold start).
-pub type Deps = Core;
-
-pub async fn handle(deps: &Deps, req: Request) -> Result<Response<Body>, Error> {
+pub async fn handle(deps: &BaseDeps, req: Request) -> Result<Response<Body>, Error> {
     respond(&req, async {
         let caller = deps.auth.caller(&req).await?;
         let ledger = &deps.ledger;

@@ -3,14 +3,11 @@
 //! `nextRenewalDate`).
 
 use billing_http::{
-    ApiError, ApiResponse, Body, Caller, Core, Error, Request, Response, respond, views,
+    ApiError, ApiResponse, BaseDeps, Body, Caller, Error, Request, Response, respond, views,
 };
 use serde_json::json;
 
-/// Everything this function needs is the shared core (built once per cold start).
-pub type Deps = Core;
-
-pub async fn handle(deps: &Deps, req: Request) -> Result<Response<Body>, Error> {
+pub async fn handle(deps: &BaseDeps, req: Request) -> Result<Response<Body>, Error> {
     respond(&req, async {
         let caller = deps.auth.caller(&req).await?;
         let cancel = req.uri().path().trim_end_matches('/').ends_with("/cancel");
@@ -27,14 +24,14 @@ pub async fn handle(deps: &Deps, req: Request) -> Result<Response<Body>, Error> 
     .await
 }
 
-async fn read(deps: &Deps, caller: &Caller) -> Result<ApiResponse, ApiError> {
+async fn read(deps: &BaseDeps, caller: &Caller) -> Result<ApiResponse, ApiError> {
     let subscription = billing::dns::get_subscription(&deps.ledger, &caller.user).await?;
     Ok(ApiResponse::ok(json!({
         "subscription": subscription.as_ref().map(views::dns_subscription),
     })))
 }
 
-async fn cancel_subscription(deps: &Deps, caller: &Caller) -> Result<ApiResponse, ApiError> {
+async fn cancel_subscription(deps: &BaseDeps, caller: &Caller) -> Result<ApiResponse, ApiError> {
     let now = time::OffsetDateTime::now_utc();
     let subscription = billing::dns::cancel(&deps.ledger, &caller.user, now).await?;
     Ok(ApiResponse::ok(json!({

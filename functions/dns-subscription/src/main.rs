@@ -1,9 +1,10 @@
-use dns_subscription_fn::{Deps, handle};
+use billing_http::BaseDeps;
+use dns_subscription_fn::handle;
 use lambda_http::{Error, run, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     billing_config::init_tracing();
-    let deps = Deps::from_env().await;
+    let deps = BaseDeps::from_env().await;
     run(service_fn(|req| handle(&deps, req))).await
 }

@@ -6,7 +6,7 @@
 //! act on answer 200 whatever their resource.
 
 use billing::webhook::handle_event;
-use billing_http::checkout::CheckoutDeps;
+use billing_http::PaymentDeps;
 use billing_http::{ApiError, ApiResponse, Body, Error, Request, Response, respond};
 use paypal::{WebhookHeaders, parse_webhook_event};
 use serde_json::json;
@@ -14,7 +14,7 @@ use serde_json::json;
 /// PayPal events are a few KB; anything far larger is not one.
 const MAX_EVENT_BYTES: usize = 256 * 1024;
 
-pub async fn handle(deps: &CheckoutDeps, req: Request) -> Result<Response<Body>, Error> {
+pub async fn handle(deps: &PaymentDeps, req: Request) -> Result<Response<Body>, Error> {
     respond(&req, async {
         let raw = req.body().as_ref();
         if raw.is_empty() || raw.len() > MAX_EVENT_BYTES {
@@ -65,7 +65,7 @@ pub async fn handle(deps: &CheckoutDeps, req: Request) -> Result<Response<Body>,
             .map_err(|_| ApiError::bad_request("Malformed webhook event"))?;
         tracing::info!(event_id = %event.id, event_type = %event.event_type, "webhook verified");
         let outcome =
-            handle_event(&deps.core.ledger, paypal, deps.virtfusion().await, &event).await?;
+            handle_event(&deps.base.ledger, paypal, deps.virtfusion().await, &event).await?;
         Ok(ApiResponse::ok(
             json!({ "received": true, "outcome": outcome.as_str() }),
         ))

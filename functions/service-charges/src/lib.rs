@@ -7,15 +7,12 @@
 use billing::idempotency::StoredResponse;
 use billing::services::charges::{self, ChargeRequest, RefundRequest};
 use billing_http::{
-    ApiError, ApiResponse, Body, Caller, Core, Error, Request, Response, idempotency_key,
+    ApiError, ApiResponse, BaseDeps, Body, Caller, Error, Request, Response, idempotency_key,
     json_body, path_param, respond, views,
 };
 use billing_money::Usd;
 use serde::Deserialize;
 use serde_json::json;
-
-/// Everything this function needs is the shared core (built once per cold start).
-pub type Deps = Core;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -35,7 +32,7 @@ struct RefundBody {
     reason: String,
 }
 
-pub async fn handle(deps: &Deps, req: Request) -> Result<Response<Body>, Error> {
+pub async fn handle(deps: &BaseDeps, req: Request) -> Result<Response<Body>, Error> {
     respond(&req, async {
         let caller = deps.auth.service(&req).await?;
         let charge_id = path_param(&req, "chargeId");
@@ -71,7 +68,7 @@ fn success(charge: &billing::services::Charge, balance: Usd) -> StoredResponse {
     }
 }
 
-async fn create(deps: &Deps, req: &Request, caller: &Caller) -> Result<ApiResponse, ApiError> {
+async fn create(deps: &BaseDeps, req: &Request, caller: &Caller) -> Result<ApiResponse, ApiError> {
     let key = required_key(req)?;
     let body: ChargeBody = json_body(req)?;
     let prepared = charges::prepare_charge(
@@ -92,7 +89,7 @@ async fn create(deps: &Deps, req: &Request, caller: &Caller) -> Result<ApiRespon
     Ok(ApiResponse::with_status(response.status, response.body))
 }
 
-async fn read(deps: &Deps, id: &str) -> Result<ApiResponse, ApiError> {
+async fn read(deps: &BaseDeps, id: &str) -> Result<ApiResponse, ApiError> {
     let charge = charges::get(&deps.ledger, id)
         .await?
         .ok_or_else(|| ApiError::not_found("Charge"))?;
@@ -100,7 +97,7 @@ async fn read(deps: &Deps, id: &str) -> Result<ApiResponse, ApiError> {
 }
 
 async fn refund_charge(
-    deps: &Deps,
+    deps: &BaseDeps,
     req: &Request,
     caller: &Caller,
     id: &str,

@@ -1,9 +1,10 @@
+use billing_http::BaseDeps;
 use lambda_http::{Error, run, service_fn};
-use service_charges_fn::{Deps, handle};
+use service_charges_fn::handle;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     billing_config::init_tracing();
-    let deps = Deps::from_env().await;
+    let deps = BaseDeps::from_env().await;
     run(service_fn(|req| handle(&deps, req))).await
 }

@@ -10,15 +10,12 @@ use billing::history::parse_limit;
 use billing::idempotency::StoredResponse;
 use billing::services::subscriptions::{self, SubscribeRequest};
 use billing_http::{
-    ApiError, ApiResponse, Body, Caller, Core, Error, Request, Response, idempotency_key,
+    ApiError, ApiResponse, BaseDeps, Body, Caller, Error, Request, Response, idempotency_key,
     json_body, path_param, query_param, respond, views,
 };
 use billing_money::Usd;
 use serde::Deserialize;
 use serde_json::json;
-
-/// Everything this function needs is the shared core (built once per cold start).
-pub type Deps = Core;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -31,7 +28,7 @@ struct SubscribeBody {
     description: String,
 }
 
-pub async fn handle(deps: &Deps, req: Request) -> Result<Response<Body>, Error> {
+pub async fn handle(deps: &BaseDeps, req: Request) -> Result<Response<Body>, Error> {
     respond(&req, async {
         let caller = deps.auth.service(&req).await?;
         match (req.method().as_str(), path_param(&req, "id")) {
@@ -58,7 +55,7 @@ fn required_key(req: &Request) -> Result<String, ApiError> {
     })
 }
 
-async fn create(deps: &Deps, req: &Request, caller: &Caller) -> Result<ApiResponse, ApiError> {
+async fn create(deps: &BaseDeps, req: &Request, caller: &Caller) -> Result<ApiResponse, ApiError> {
     let key = required_key(req)?;
     let body: SubscribeBody = json_body(req)?;
     let now = time::OffsetDateTime::now_utc();
@@ -90,7 +87,7 @@ async fn create(deps: &Deps, req: &Request, caller: &Caller) -> Result<ApiRespon
     Ok(ApiResponse::with_status(response.status, response.body))
 }
 
-async fn list(deps: &Deps, req: &Request) -> Result<ApiResponse, ApiError> {
+async fn list(deps: &BaseDeps, req: &Request) -> Result<ApiResponse, ApiError> {
     let user_id =
         query_param(req, "userId").ok_or_else(|| ApiError::bad_request("userId is required"))?;
     let limit = parse_limit(query_param(req, "limit").as_deref())?;
@@ -108,7 +105,7 @@ async fn list(deps: &Deps, req: &Request) -> Result<ApiResponse, ApiError> {
     ))
 }
 
-async fn cancel(deps: &Deps, req: &Request, id: &str) -> Result<ApiResponse, ApiError> {
+async fn cancel(deps: &BaseDeps, req: &Request, id: &str) -> Result<ApiResponse, ApiError> {
     required_key(req)?;
     let now = time::OffsetDateTime::now_utc();
     let sub = subscriptions::cancel_by_id(&deps.ledger, id, None, now).await?;

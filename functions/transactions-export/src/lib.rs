@@ -4,13 +4,10 @@
 
 use billing::history::export::{ExportRange, export_csv};
 use billing_http::{
-    ApiError, Body, Core, Error, FileResponse, Request, Response, query_param, respond_file,
+    ApiError, BaseDeps, Body, Error, FileResponse, Request, Response, query_param, respond_file,
 };
 
-/// Everything this function needs is the shared core (built once per cold start).
-pub type Deps = Core;
-
-pub async fn handle(deps: &Deps, req: Request) -> Result<Response<Body>, Error> {
+pub async fn handle(deps: &BaseDeps, req: Request) -> Result<Response<Body>, Error> {
     respond_file(&req, async {
         let caller = deps.auth.caller(&req).await?;
         let range = ExportRange::parse(

@@ -1,10 +1,10 @@
-use billing_http::checkout::CheckoutDeps;
+use billing_http::PaymentDeps;
 use lambda_http::{Error, run, service_fn};
 use virtfusion_tokens_capture_fn::handle;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     billing_config::init_tracing();
-    let deps = CheckoutDeps::from_env().await;
+    let deps = PaymentDeps::from_env().await;
     run(service_fn(|req| handle(&deps, req))).await
 }

@@ -90,6 +90,51 @@ fn paypal_error(err: PayPalError) -> BillingError {
     }
 }
 
+/// The use-case of `POST …/custom-credits/add` and `…/virtfusion-tokens/add`:
+/// the request's `Idempotency-Key` is scoped to what is bought and bound to
+/// the amount (the same key with another amount is refused), then
+/// [`start_order`].
+#[tracing::instrument(skip_all, fields(kind = kind.as_str(), keyed = idempotency_key.is_some()))]
+pub async fn order_route(
+    ledger: &Ledger,
+    paypal: &PayPalClient,
+    limits: TopUpLimits,
+    user: &UserId,
+    kind: PurchaseKind,
+    amount: Usd,
+    idempotency_key: Option<&str>,
+) -> Result<StoredResponse, BillingError> {
+    let key = idempotency_key.map(|key| {
+        IdempotencyKey::new(
+            user,
+            key,
+            &format!("order-{}", kind.as_str()),
+            &amount.to_string(),
+        )
+    });
+    start_order(ledger, paypal, limits, user, kind, amount, key.as_ref()).await
+}
+
+/// The use-case of `POST …/custom-credits/capture` and
+/// `…/virtfusion-tokens/capture`: [`capture`], answered with the
+/// settlement (200 credited or delivered, 202 pending or under review).
+/// `virtfusion` is used for token purchases only
+/// ([`PurchaseKind::delivers_to_virtfusion`]).
+#[tracing::instrument(skip_all, fields(kind = kind.as_str(), order_id = %order_id))]
+pub async fn capture_route(
+    ledger: &Ledger,
+    paypal: &PayPalClient,
+    virtfusion: Option<&VirtFusionClient>,
+    user: &UserId,
+    kind: PurchaseKind,
+    order_id: &str,
+) -> Result<StoredResponse, BillingError> {
+    let virtfusion = virtfusion.filter(|_| kind.delivers_to_virtfusion());
+    Ok(capture(ledger, paypal, virtfusion, user, kind, order_id)
+        .await?
+        .response())
+}
+
 /// `POST …/custom-credits/add` and `…/virtfusion-tokens/add`.
 pub async fn start_order(
     ledger: &Ledger,

@@ -27,6 +27,11 @@ impl PurchaseKind {
     pub fn as_str(self) -> &'static str {
         self.into()
     }
+
+    /// Whether settling it talks to VirtFusion (token purchases deliver there).
+    pub fn delivers_to_virtfusion(self) -> bool {
+        self == PurchaseKind::Tokens
+    }
 }
 
 /// Payment state of an order (stored snake_case: `capture_pending`).

@@ -4,10 +4,10 @@
 //! A handler is `parse + authorize + call a service + map the response`:
 //!
 //! ```ignore
-//! pub async fn handle(deps: &Deps, req: Request) -> Result<Response<Body>, Error> {
+//! pub async fn handle(deps: &BaseDeps, req: Request) -> Result<Response<Body>, Error> {
 //!     billing_http::respond(&req, async {
-//!         let caller = deps.core.auth.caller(&req).await?;
-//!         let balance = deps.core.ledger.balance(&caller.user).await?;
+//!         let caller = deps.auth.caller(&req).await?;
+//!         let balance = deps.ledger.balance(&caller.user).await?;
 //!         Ok(ApiResponse::ok(json!({ "balance": balance })))
 //!     }).await
 //! }
@@ -15,7 +15,7 @@
 
 mod auth;
 pub mod checkout;
-mod core;
+mod deps;
 mod error;
 pub mod jwt;
 mod request;
@@ -23,10 +23,10 @@ mod response;
 pub mod views;
 
 pub use auth::{Auth, Caller, JWT_SECRET};
-pub use core::Core;
+pub use deps::{BaseDeps, PaymentDeps};
 pub use error::ApiError;
 pub use request::{
-    MAX_BODY_BYTES, idempotency_key, json_body, path_param, query_param, request_id,
+    MAX_BODY_BYTES, idempotency_key, json_body, path_param, query_param, request_id, valid_order_id,
 };
 pub use response::{ApiResponse, FileResponse, respond, respond_file};
 

@@ -82,6 +82,18 @@ pub fn idempotency_key(req: &Request) -> Result<Option<String>, ApiError> {
     Ok(Some(text.to_owned()))
 }
 
+/// PayPal order ids are short alphanumeric strings.
+pub fn valid_order_id(raw: &str) -> Result<&str, ApiError> {
+    let ok = !raw.is_empty()
+        && raw.len() <= 64
+        && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if ok {
+        Ok(raw)
+    } else {
+        Err(ApiError::bad_request("orderId is invalid"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
