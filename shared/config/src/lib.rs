@@ -5,8 +5,11 @@
 //! points the DynamoDB client at DynamoDB Local, and secrets come from plain
 //! environment variables. In AWS, secrets come from Secrets Manager by ARN.
 
+mod https;
 mod logging;
 mod secrets;
+
+pub use https::lazy_https_client;
 
 pub use secrets::{
     DEFAULT_TTL, Rereadable, SecretError, SecretSpec, SecretValue, Secrets, secrets_manager_client,
@@ -46,14 +49,19 @@ pub fn dynamo_endpoint_override() -> Option<String> {
 
 /// Loads the shared AWS configuration. Against a local endpoint, missing
 /// credentials and region get harmless local values (DynamoDB Local accepts any).
+/// Its HTTPS client reads the TLS root store at the first request, not when
+/// a client is built ([`lazy_https_client`]): nothing at init that a
+/// request does not need.
 pub async fn load_aws_config() -> aws_config::SdkConfig {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(
-        TimeoutConfig::builder()
-            .connect_timeout(Duration::from_secs(2))
-            .operation_attempt_timeout(Duration::from_secs(5))
-            .operation_timeout(Duration::from_secs(12))
-            .build(),
-    );
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(lazy_https_client())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(2))
+                .operation_attempt_timeout(Duration::from_secs(5))
+                .operation_timeout(Duration::from_secs(12))
+                .build(),
+        );
     if dynamo_endpoint_override().is_some() {
         if env_opt("AWS_ACCESS_KEY_ID").is_none() {
             loader = loader.credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
