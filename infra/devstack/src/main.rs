@@ -7,7 +7,7 @@ use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand}
 use devstack::faultproxy::FaultConfig;
 use devstack::gateway::{self, Emulator, HealthCheck, HealthChecks};
 use devstack::template::{RouteDef, Template};
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

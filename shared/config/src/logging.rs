@@ -7,7 +7,16 @@
 //! which Lambda hands over as `AWS_LAMBDA_LOG_LEVEL`; without it (locally)
 //! `RUST_LOG`, else `info`.
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+/// `directives` as a filter, `info` when they do not parse.
+fn targets(directives: &str) -> Targets {
+    directives
+        .parse()
+        .unwrap_or_else(|_| Targets::new().with_default(tracing::Level::INFO))
+}
 
 /// Libraries whose debug and trace output is request plumbing (and could
 /// carry headers or bodies): kept at `info` when the function logs at
@@ -28,7 +37,8 @@ const QUIET_AT_DEBUG: [&str; 11] = [
 
 /// The filter directives for `lambda_level` (`AWS_LAMBDA_LOG_LEVEL`:
 /// `TRACE`, `DEBUG`, `INFO`, `WARN`, `ERROR` or `FATAL`, any case) or else
-/// `rust_log` (`RUST_LOG`'s own syntax), else `info`. An unknown Lambda
+/// `rust_log` (`RUST_LOG`'s `target=level` directives; span and field
+/// filters are not supported), else `info`. An unknown Lambda
 /// level is ignored (the next source decides).
 pub fn log_directives(lambda_level: Option<&str>, rust_log: Option<&str>) -> String {
     let level = lambda_level.and_then(|raw| match raw.trim().to_ascii_uppercase().as_str() {
@@ -47,7 +57,7 @@ pub fn log_directives(lambda_level: Option<&str>, rust_log: Option<&str>) -> Str
         Some(level) => level.to_owned(),
         None => rust_log
             .map(str::trim)
-            .filter(|d| !d.is_empty() && EnvFilter::try_new(d).is_ok())
+            .filter(|d| !d.is_empty() && d.parse::<Targets>().is_ok())
             .unwrap_or("info")
             .to_owned(),
     }
@@ -72,9 +82,9 @@ where
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
     builder()
-        .with_env_filter(EnvFilter::try_new(directives).unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(writer)
         .finish()
+        .with(targets(directives))
 }
 
 /// Structured JSON logs to stdout (CloudWatch), at the level of
@@ -84,8 +94,7 @@ pub fn init_tracing() {
         crate::env_opt("AWS_LAMBDA_LOG_LEVEL").as_deref(),
         crate::env_opt("RUST_LOG").as_deref(),
     );
-    let filter = EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = builder().with_env_filter(filter).try_init();
+    let _ = builder().finish().with(targets(&directives)).try_init();
 }
 
 #[cfg(test)]
@@ -117,7 +126,7 @@ mod tests {
         assert!(debug.contains("hyper=info"), "{debug}");
         assert!(log_directives(Some("TRACE"), None).starts_with("trace,"));
         for directives in [debug, log_directives(Some("TRACE"), None)] {
-            assert!(EnvFilter::try_new(&directives).is_ok(), "{directives}");
+            assert!(directives.parse::<Targets>().is_ok(), "{directives}");
         }
     }
 
@@ -140,9 +149,9 @@ mod tests {
         let captured = Captured::default();
         let writer = captured.clone();
         let subscriber = builder()
-            .with_env_filter(EnvFilter::new(log_directives(Some("INFO"), None)))
             .with_writer(move || writer.clone())
-            .finish();
+            .finish()
+            .with(targets(&log_directives(Some("INFO"), None)));
         tracing::subscriber::with_default(subscriber, || {
             tracing::debug!("filtered out");
             tracing::warn!(rejected = "signature", count = 3, "webhook refused");
