@@ -21,16 +21,17 @@ use crate::WebhookHeaders;
 use aws_lc_rs::signature::{RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use x509_cert::Certificate;
-use x509_cert::der::{Decode, DecodePem};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+use std::time::{Duration, SystemTime};
 
 /// The only algorithm PayPal signs webhooks with.
 pub const AUTH_ALGO_SHA256_WITH_RSA: &str = "SHA256withRSA";
 
-/// `rsaEncryption` (1.2.840.113549.1.1.1).
-const RSA_ENCRYPTION: x509_cert::der::oid::ObjectIdentifier =
-    x509_cert::der::oid::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+/// DER of the `rsaEncryption` OID (1.2.840.113549.1.1.1), tag and length included.
+const RSA_ENCRYPTION_OID: &[u8] = &[
+    0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01,
+];
 
 /// Longest certificate document accepted (PayPal's chain is ~6 KB).
 pub const MAX_CERT_BYTES: usize = 64 * 1024;
@@ -93,35 +94,37 @@ impl SigningCertificate {
         let start = first
             .find("-----BEGIN CERTIFICATE-----")
             .ok_or(SignatureError::CertificateInvalid("no PEM certificate"))?;
-        let cert = Certificate::from_pem(&first[start..])
+        let der = CertificateDer::from_pem_slice(&first.as_bytes()[start..])
             .map_err(|_| SignatureError::CertificateInvalid("not an X.509 certificate"))?;
-        SigningCertificate::from_certificate(&cert)
+        SigningCertificate::from_der(&der)
     }
 
-    /// A DER-encoded certificate.
+    /// A DER-encoded certificate (X.509, RFC 5280): its outline is checked
+    /// and its validity and RSA key are read ([`der`]); the chain is not
+    /// (the certificate is trusted by where it was fetched from).
     pub fn from_der(der: &[u8]) -> Result<SigningCertificate, SignatureError> {
-        let cert = Certificate::from_der(der)
-            .map_err(|_| SignatureError::CertificateInvalid("not an X.509 certificate"))?;
-        SigningCertificate::from_certificate(&cert)
-    }
-
-    fn from_certificate(cert: &Certificate) -> Result<SigningCertificate, SignatureError> {
-        let tbs = &cert.tbs_certificate;
-        let spki = &tbs.subject_public_key_info;
-        if spki.algorithm.oid != RSA_ENCRYPTION {
+        let fields = der::tbs_fields(der).ok_or(SignatureError::CertificateInvalid(
+            "not an X.509 certificate",
+        ))?;
+        let (algorithm, key_bits) = der::spki(fields.spki).ok_or(
+            SignatureError::CertificateInvalid("not an X.509 certificate"),
+        )?;
+        if !algorithm.starts_with(RSA_ENCRYPTION_OID) {
             return Err(SignatureError::CertificateInvalid("key is not RSA"));
         }
-        let public_key = spki
-            .subject_public_key
-            .as_bytes()
-            .ok_or(SignatureError::CertificateInvalid(
-                "key bits are not whole bytes",
-            ))?
-            .to_vec();
+        let public_key = match key_bits.split_first() {
+            Some((0, key)) => key.to_vec(),
+            _ => {
+                return Err(SignatureError::CertificateInvalid(
+                    "key bits are not whole bytes",
+                ));
+            }
+        };
+        let time = |raw| der::time(raw).ok_or(SignatureError::CertificateInvalid("bad validity"));
         Ok(SigningCertificate {
             public_key,
-            not_before: UNIX_EPOCH + tbs.validity.not_before.to_unix_duration(),
-            not_after: UNIX_EPOCH + tbs.validity.not_after.to_unix_duration(),
+            not_before: time(fields.not_before)?,
+            not_after: time(fields.not_after)?,
         })
     }
 
@@ -223,6 +226,124 @@ pub fn check_transmission_time(
     Ok(())
 }
 
+/// Just enough DER to read what [`SigningCertificate`] keeps from a
+/// certificate: its outline (a certificate, nothing after it), the validity
+/// times and the SubjectPublicKeyInfo (RFC 5280, 4.1). Lengths are checked
+/// against the input at every step; nothing here panics on any input.
+mod der {
+    use std::time::SystemTime;
+
+    const SEQUENCE: u8 = 0x30;
+    const INTEGER: u8 = 0x02;
+    const BIT_STRING: u8 = 0x03;
+    const UTC_TIME: u8 = 0x17;
+    const GENERALIZED_TIME: u8 = 0x18;
+    const EXPLICIT_0: u8 = 0xa0;
+
+    /// One element: `(tag, contents, rest)`.
+    fn element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+        let (&tag, rest) = input.split_first()?;
+        let (&first, rest) = rest.split_first()?;
+        let (len, rest) = if first < 0x80 {
+            (usize::from(first), rest)
+        } else {
+            let n = usize::from(first & 0x7f);
+            if n == 0 || n > 4 || rest.len() < n {
+                return None;
+            }
+            let (len, rest) = rest.split_at(n);
+            (
+                len.iter().fold(0, |acc, &b| (acc << 8) | usize::from(b)),
+                rest,
+            )
+        };
+        if rest.len() < len {
+            return None;
+        }
+        let (contents, rest) = rest.split_at(len);
+        Some((tag, contents, rest))
+    }
+
+    fn expect(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+        match element(input)? {
+            (t, contents, rest) if t == tag => Some((contents, rest)),
+            _ => None,
+        }
+    }
+
+    pub struct TbsFields<'a> {
+        pub not_before: (u8, &'a [u8]),
+        pub not_after: (u8, &'a [u8]),
+        pub spki: &'a [u8],
+    }
+
+    /// Certificate ::= SEQUENCE { tbsCertificate SEQUENCE { [0] version
+    /// OPTIONAL, serialNumber, signature, issuer, validity, subject,
+    /// subjectPublicKeyInfo, ... }, ... }
+    pub fn tbs_fields(cert: &[u8]) -> Option<TbsFields<'_>> {
+        let (cert, after_cert) = expect(cert, SEQUENCE)?;
+        let (mut tbs, rest) = expect(cert, SEQUENCE)?;
+        let (_signature_algorithm, rest) = expect(rest, SEQUENCE)?;
+        let (_signature, rest) = expect(rest, BIT_STRING)?;
+        if !after_cert.is_empty() || !rest.is_empty() {
+            return None;
+        }
+        if tbs.first() == Some(&EXPLICIT_0) {
+            tbs = element(tbs)?.2;
+        }
+        let (_serial, tbs) = expect(tbs, INTEGER)?;
+        let (_signature, tbs) = expect(tbs, SEQUENCE)?;
+        let (_issuer, tbs) = expect(tbs, SEQUENCE)?;
+        let (validity, tbs) = expect(tbs, SEQUENCE)?;
+        let (_subject, tbs) = expect(tbs, SEQUENCE)?;
+        let (spki, _) = expect(tbs, SEQUENCE)?;
+        let (before_tag, before, validity) = element(validity)?;
+        let (after_tag, after, validity) = element(validity)?;
+        if !validity.is_empty() {
+            return None;
+        }
+        Some(TbsFields {
+            not_before: (before_tag, before),
+            not_after: (after_tag, after),
+            spki,
+        })
+    }
+
+    /// SubjectPublicKeyInfo contents: (the AlgorithmIdentifier's contents,
+    /// the BIT STRING's contents, unused-bits byte first).
+    pub fn spki(spki: &[u8]) -> Option<(&[u8], &[u8])> {
+        let (algorithm, rest) = expect(spki, SEQUENCE)?;
+        let (key, rest) = expect(rest, BIT_STRING)?;
+        rest.is_empty().then_some((algorithm, key))
+    }
+
+    /// UTCTime `YYMMDDHHMMSSZ` (years 1950–2049) or GeneralizedTime
+    /// `YYYYMMDDHHMMSSZ`, as DER requires them (RFC 5280, 4.1.2.5).
+    pub fn time((tag, raw): (u8, &[u8])) -> Option<SystemTime> {
+        let digits = raw.strip_suffix(b"Z")?;
+        if !digits.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let num = |d: &[u8]| {
+            d.iter()
+                .fold(0i32, |acc, &b| acc * 10 + i32::from(b - b'0'))
+        };
+        let (year, rest) = match (tag, digits.len()) {
+            (UTC_TIME, 12) => {
+                let yy = num(&digits[..2]);
+                (if yy < 50 { 2000 + yy } else { 1900 + yy }, &digits[2..])
+            }
+            (GENERALIZED_TIME, 14) => (num(&digits[..4]), &digits[4..]),
+            _ => return None,
+        };
+        let field = |i: usize| u8::try_from(num(&rest[i..i + 2])).ok();
+        let month = time::Month::try_from(field(0)?).ok()?;
+        let date = time::Date::from_calendar_date(year, month, field(2)?).ok()?;
+        let at = date.with_hms(field(4)?, field(6)?, field(8)?).ok()?;
+        Some(at.assume_utc().into())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,6 +368,80 @@ mod tests {
             signed_message(&headers, "WID", b"123456789"),
             "t-1|2024-08-02T19:33:35Z|WID|3421780262"
         );
+    }
+
+    #[test]
+    fn der_times_read_both_forms_and_refuse_the_rest() {
+        let at = |text: &str| {
+            SystemTime::from(
+                time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+                    .unwrap(),
+            )
+        };
+        assert_eq!(
+            der::time((0x17, b"250307235959Z")),
+            Some(at("2025-03-07T23:59:59Z"))
+        );
+        assert_eq!(
+            der::time((0x17, b"500101000000Z")),
+            Some(at("1950-01-01T00:00:00Z"))
+        );
+        assert_eq!(
+            der::time((0x18, b"20500101000000Z")),
+            Some(at("2050-01-01T00:00:00Z"))
+        );
+        for (tag, raw) in [
+            (0x17, &b"250307235959"[..]),
+            (0x17, b"2503072359Z"),
+            (0x17, b"251307235959Z"),
+            (0x17, b"25030723595+Z"),
+            (0x18, b"250307235959Z"),
+            (0x04, b"250307235959Z"),
+        ] {
+            assert_eq!(der::time((tag, raw)), None, "{raw:?}");
+        }
+    }
+
+    /// A P-256 self-signed certificate (openssl req -x509 -newkey ec).
+    const EC_CERT_PEM: &str = "-----BEGIN CERTIFICATE-----
+MIIBizCCATGgAwIBAgIUeJeL3AHAbBURAuO3Gz6jhKKzBpQwCgYIKoZIzj0EAwIw
+GjEYMBYGA1UEAwwPbm90LXJzYS5leGFtcGxlMCAXDTI2MTEyODAwMjMyOVoYDzIx
+MjYxMTA0MDAyMzI5WjAaMRgwFgYDVQQDDA9ub3QtcnNhLmV4YW1wbGUwWTATBgcq
+hkjOPQIBBggqhkjOPQMBBwNCAAQg0XWwxe2JeR8v1M1KBJlB3RB06bnKQPcCz9Sb
+m4cjrGBIRm2B7hP0ErkI1wPI4DZTOIBHlCYgP41JIkKZB1bpo1MwUTAdBgNVHQ4E
+FgQUnvL1XMzyG9P2lPy54dD0AUKQyuwwHwYDVR0jBBgwFoAUnvL1XMzyG9P2lPy5
+4dD0AUKQyuwwDwYDVR0TAQH/BAUwAwEB/zAKBggqhkjOPQQDAgNIADBFAiEAp2CQ
+uTfhuGB5vjiooosW7Ix67+Yk4lZLzs8ElUHCOGACIEH1nNPSQGeVkBvviRb9L1HF
+uVYsHiWuxSTtehDPX0nu
+-----END CERTIFICATE-----
+";
+
+    #[test]
+    fn a_certificate_without_an_rsa_key_is_refused() {
+        assert_eq!(
+            SigningCertificate::from_pem(EC_CERT_PEM.as_bytes()),
+            Err(SignatureError::CertificateInvalid("key is not RSA"))
+        );
+    }
+
+    #[test]
+    fn a_truncated_or_extended_certificate_is_invalid() {
+        let der = CertificateDer::from_pem_slice(EC_CERT_PEM.as_bytes()).unwrap();
+        let der: &[u8] = der.as_ref();
+        let mut longer = der.to_vec();
+        longer.push(0);
+        let mut inner_trailer = der.to_vec();
+        // One more byte inside the outer SEQUENCE (length 0x018b -> 0x018c).
+        inner_trailer[3] += 1;
+        inner_trailer.push(0);
+        for bad in [&der[..der.len() - 1], &der[..40], &longer, &inner_trailer] {
+            assert_eq!(
+                SigningCertificate::from_der(bad),
+                Err(SignatureError::CertificateInvalid(
+                    "not an X.509 certificate"
+                ))
+            );
+        }
     }
 
     #[test]
