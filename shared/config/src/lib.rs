@@ -47,13 +47,34 @@ pub fn dynamo_endpoint_override() -> Option<String> {
     env_opt("DYNAMODB_ENDPOINT").or_else(|| env_opt("AWS_ENDPOINT_URL_DYNAMODB"))
 }
 
-/// Loads the shared AWS configuration. Against a local endpoint, missing
-/// credentials and region get harmless local values (DynamoDB Local accepts any).
-/// Its HTTPS client reads the TLS root store at the first request, not when
-/// a client is built ([`lazy_https_client`]): nothing at init that a
-/// request does not need.
+/// The shared AWS configuration, read from the environment as Lambda
+/// provides it: credentials from `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`
+/// / `AWS_SESSION_TOKEN`, region from `AWS_REGION` (or `AWS_DEFAULT_REGION`),
+/// standard retries (3 attempts), our timeouts. Against a local endpoint,
+/// missing credentials and region get harmless local values (DynamoDB Local
+/// accepts any).
+///
+/// Not `aws_config::load()`'s provider chain: its profile files, SSO, web
+/// identity (STS), ECS and IMDS providers serve other hosts than Lambda, which
+/// always hands the function's role credentials over in the environment, and
+/// linking them is about 0.5 MB of every binary (docs/benchmarks.md,
+/// "Artifact sizes"). The HTTPS client reads the TLS root store at the first
+/// request, not when a client is built ([`lazy_https_client`]).
 pub async fn load_aws_config() -> aws_config::SdkConfig {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+    use aws_sdk_dynamodb::config::{Credentials, Region, SharedCredentialsProvider};
+    let local = dynamo_endpoint_override().is_some();
+    let credentials = if local && env_opt("AWS_ACCESS_KEY_ID").is_none() {
+        SharedCredentialsProvider::new(Credentials::new("local", "local", None, None, "local"))
+    } else {
+        SharedCredentialsProvider::new(
+            aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
+        )
+    };
+    let region = env_opt("AWS_REGION")
+        .or_else(|| env_opt("AWS_DEFAULT_REGION"))
+        .or_else(|| local.then(|| "us-east-1".to_owned()));
+    let mut builder = aws_config::SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
         .http_client(lazy_https_client())
         .timeout_config(
             TimeoutConfig::builder()
@@ -61,18 +82,18 @@ pub async fn load_aws_config() -> aws_config::SdkConfig {
                 .operation_attempt_timeout(Duration::from_secs(5))
                 .operation_timeout(Duration::from_secs(12))
                 .build(),
-        );
-    if dynamo_endpoint_override().is_some() {
-        if env_opt("AWS_ACCESS_KEY_ID").is_none() {
-            loader = loader.credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-                "local", "local", None, None, "local",
-            ));
-        }
-        if env_opt("AWS_REGION").is_none() && env_opt("AWS_DEFAULT_REGION").is_none() {
-            loader = loader.region(aws_config::Region::new("us-east-1"));
-        }
+        )
+        .retry_config(aws_config::retry::RetryConfig::standard())
+        .identity_cache(aws_config::identity::IdentityCache::lazy().build())
+        .time_source(aws_smithy_async::time::SystemTimeSource::new())
+        .credentials_provider(credentials);
+    if let Some(sleep) = aws_smithy_async::rt::sleep::default_async_sleep() {
+        builder = builder.sleep_impl(sleep);
     }
-    loader.load().await
+    if let Some(region) = region {
+        builder = builder.region(Region::new(region));
+    }
+    builder.build()
 }
 
 /// A DynamoDB client honouring the local endpoint override.
