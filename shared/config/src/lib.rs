@@ -57,8 +57,8 @@ pub fn dynamo_endpoint_override() -> Option<String> {
 /// Not `aws_config::load()`'s provider chain: its profile files, SSO, web
 /// identity (STS), ECS and IMDS providers serve other hosts than Lambda, which
 /// always hands the function's role credentials over in the environment, and
-/// linking them is about 0.5 MB of every binary (docs/benchmarks.md,
-/// "Artifact sizes"). The HTTPS client reads the TLS root store at the first
+/// they would be linked into every binary (docs/benchmarks.md, "Artifact
+/// sizes"). The HTTPS client reads the TLS root store at the first
 /// request, not when a client is built ([`lazy_https_client`]).
 pub async fn load_aws_config() -> aws_config::SdkConfig {
     use aws_sdk_dynamodb::config::{Credentials, Region, SharedCredentialsProvider};
