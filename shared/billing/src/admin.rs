@@ -71,6 +71,7 @@ impl AdminChange {
 
 /// Applies an admin change (under an optional `Idempotency-Key`) and returns
 /// the contract's response: `{"success": true, "balance": "17.50"}`.
+#[tracing::instrument(skip_all, fields(user = %change.target, admin = %change.admin_id, amount = %change.amount, keyed = key.is_some()))]
 pub async fn apply(
     ledger: &Ledger,
     change: &AdminChange,

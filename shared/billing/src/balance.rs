@@ -16,6 +16,7 @@ pub struct BalanceView {
 
 /// Reads the ledger balance (one `GetItem`) while `tokens` fetches the
 /// VirtFusion balance; a VirtFusion failure is not an error.
+#[tracing::instrument(skip_all)]
 pub async fn balance_view<F>(
     ledger: &Ledger,
     user: &UserId,

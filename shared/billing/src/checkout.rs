@@ -136,6 +136,7 @@ pub async fn capture_route(
 }
 
 /// `POST …/custom-credits/add` and `…/virtfusion-tokens/add`.
+#[tracing::instrument(skip_all, fields(user = %user, kind = kind.as_str(), amount = %amount, keyed = key.is_some()))]
 pub async fn start_order(
     ledger: &Ledger,
     paypal: &PayPalClient,
@@ -288,6 +289,7 @@ impl Settlement {
 }
 
 /// `POST …/custom-credits/capture` and `…/virtfusion-tokens/capture`.
+#[tracing::instrument(skip_all, fields(user = %user, kind = kind.as_str(), order_id = %order_id))]
 pub async fn capture(
     ledger: &Ledger,
     paypal: &PayPalClient,
@@ -402,6 +404,7 @@ fn declined() -> BillingError {
 /// Applies PayPal's verdict on `capture` to `order` (shared by the capture
 /// routes and the webhook). Idempotent: any number of concurrent callers end
 /// in one credit / one owed token delivery.
+#[tracing::instrument(skip_all, fields(order_id = %order.order_id, capture_id = %capture.id))]
 pub async fn settle(
     ledger: &Ledger,
     virtfusion: Option<&VirtFusionClient>,
@@ -571,6 +574,7 @@ async fn record_token_payment(
 }
 
 /// Delivers owed tokens to VirtFusion at most once (see the module docs).
+#[tracing::instrument(skip_all, fields(order_id = %order_id))]
 pub async fn deliver_tokens(
     ledger: &Ledger,
     virtfusion: Option<&VirtFusionClient>,

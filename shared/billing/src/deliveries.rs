@@ -87,6 +87,7 @@ async fn reread(
 }
 
 /// Orders whose delivery is `state` (pending or needs_review), oldest first.
+#[tracing::instrument(skip_all)]
 pub async fn list(
     ledger: &Ledger,
     state: Delivery,
@@ -171,6 +172,7 @@ pub(crate) async fn index_keys(
 /// An admin settles a `needs_review` delivery after checking VirtFusion:
 /// `delivered = true` closes it; `false` makes it `pending` again so the
 /// job delivers it. Anything else is 409.
+#[tracing::instrument(skip_all, fields(order_id = %order_id, delivered, admin = %admin_id))]
 pub async fn resolve(
     ledger: &Ledger,
     order_id: &str,
@@ -233,6 +235,7 @@ pub const STALE_CLAIM_SECONDS: i64 = 300;
 
 /// Claims left by a Lambda that stopped while talking to VirtFusion: the
 /// outcome is unknown, so they go to review (never redelivered blindly).
+#[tracing::instrument(skip_all, fields(max))]
 pub async fn review_stale_claims(
     ledger: &Ledger,
     now: time::OffsetDateTime,

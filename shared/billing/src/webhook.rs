@@ -36,6 +36,7 @@ impl WebhookOutcome {
     }
 }
 
+#[tracing::instrument(skip_all, fields(event_id = %event.id, event_type = %event.event_type))]
 pub async fn handle_event(
     ledger: &Ledger,
     paypal: &PayPalClient,

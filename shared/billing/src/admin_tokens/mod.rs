@@ -511,6 +511,7 @@ async fn abandon(ledger: &Ledger, grant: &TokenGrant) -> Result<bool, BillingErr
 /// Claims left by requests whose Lambda died, among the keys of the
 /// claimed-delivery partition (the renewal job's sweep,
 /// [`crate::deliveries::review_stale_claims`]): to review. Returns how many moved.
+#[tracing::instrument(skip_all, fields(claims = keys.len()))]
 pub async fn review_stale_grants(
     ledger: &Ledger,
     keys: &[ledger::AttrMap],
@@ -542,6 +543,7 @@ pub fn grant_id_of_key(key: &ledger::AttrMap) -> Option<String> {
 /// means VirtFusion applied it (granted / removed; the line completes);
 /// `false` that it did not (a grant becomes `failed`, a removal goes back to
 /// `granted`; the line of what never happened is deleted). Otherwise 409.
+#[tracing::instrument(skip_all, fields(grant = grant_id, delivered, admin = admin_id))]
 pub async fn resolve(
     ledger: &Ledger,
     grant_id: &str,

@@ -143,6 +143,7 @@ pub fn default_plans() -> Vec<Plan> {
 
 /// Writes the default plans that are missing; never overwrites a plan that
 /// exists (an admin may have changed it). Idempotent; returns how many were created.
+#[tracing::instrument(skip_all)]
 pub async fn seed_default_plans(ledger: &Ledger) -> Result<usize, BillingError> {
     let mut created = 0;
     for plan in default_plans() {
@@ -293,6 +294,7 @@ impl NewPlan {
 }
 
 /// Creates a plan (active). 409 when the id exists (plans are never deleted).
+#[tracing::instrument(skip_all, fields(plan = %plan.id))]
 pub async fn create_plan(ledger: &Ledger, plan: &Plan) -> Result<(), BillingError> {
     let result = ledger
         .client()
@@ -332,6 +334,7 @@ pub struct PlanPatch {
 /// subscriptions from their next renewal (the renewal job charges the
 /// plan's price of the day); a deactivated plan is no longer sold, and its
 /// subscriptions keep renewing. 404 unknown plan, 400 empty patch.
+#[tracing::instrument(skip_all, fields(plan = id))]
 pub async fn update_plan(
     ledger: &Ledger,
     id: &str,

@@ -148,6 +148,7 @@ impl PreparedPurchase {
 }
 
 /// Applies a prepared purchase's change: debit and subscription, all or nothing.
+#[tracing::instrument(skip_all)]
 pub async fn apply_purchase(
     ledger: &Ledger,
     prepared: PreparedPurchase,
@@ -186,6 +187,7 @@ pub fn purchase_refusal(err: LedgerError) -> BillingError {
 }
 
 /// Buys `plan_id` for `user` at `now`: one atomic debit + subscription.
+#[tracing::instrument(skip_all, fields(user = %user, plan = plan_id))]
 pub async fn purchase(
     ledger: &Ledger,
     user: &UserId,
@@ -198,6 +200,7 @@ pub async fn purchase(
 }
 
 /// Turns auto-renew off (see [`crate::subscriptions::cancel`]).
+#[tracing::instrument(skip_all, fields(user = %user))]
 pub async fn cancel(
     ledger: &Ledger,
     user: &UserId,

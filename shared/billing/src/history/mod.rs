@@ -77,6 +77,7 @@ pub struct HistoryPage {
 }
 
 /// `limit` must already be within 1..=MAX_LIMIT (see [`parse_limit`]).
+#[tracing::instrument(skip_all, fields(user = %user, limit))]
 pub async fn history(
     ledger: &Ledger,
     user: &UserId,

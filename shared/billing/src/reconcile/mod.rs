@@ -756,6 +756,7 @@ async fn heal_refund(
 }
 
 /// `GET /api/admin/reconciliation`: the latest runs and the open mismatches.
+#[tracing::instrument(skip_all, fields(runs, mismatches))]
 pub async fn overview(
     ledger: &Ledger,
     runs: u32,

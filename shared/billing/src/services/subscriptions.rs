@@ -201,6 +201,7 @@ pub async fn all_of_user(
 
 /// Cancels a subscription by id: for a service or admin any user's
 /// (`owner: None`), for a user only their own (another's is 404).
+#[tracing::instrument(skip_all, fields(subscription = id))]
 pub async fn cancel_by_id(
     ledger: &Ledger,
     id: &str,

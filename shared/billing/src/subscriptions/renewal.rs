@@ -347,6 +347,7 @@ async fn mark_past_due(
 /// is an error (the invocation fails and is retried) once the other
 /// partitions are done; a failed subscription is counted in `errors` and
 /// left for the next run.
+#[tracing::instrument(skip_all, fields(now = %now))]
 pub async fn run_renewals(
     ledger: &Ledger,
     now: OffsetDateTime,
@@ -423,6 +424,7 @@ pub async fn run_partitions(
 /// and the deadline. Running it twice, or concurrently, charges each period
 /// once (the once-key and the `nextRenewalDate` condition). One period per
 /// subscription per partition run: a late one catches up a period a run.
+#[tracing::instrument(skip_all, fields(partition = %partition, now = %now))]
 pub async fn run_partition(
     ledger: &Ledger,
     partition: RenewalPartition,
