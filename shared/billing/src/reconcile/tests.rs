@@ -1,6 +1,8 @@
 use super::*;
-use crate::orders::PurchaseKind;
+use crate::orders::{PaymentStatus, PurchaseKind};
+use billing_money::Usd;
 use ledger::UserId;
+use paypal::TransactionStatus;
 
 fn usd(text: &str) -> Usd {
     billing_money::parse_usd_literal(text).unwrap()
