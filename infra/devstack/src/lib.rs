@@ -5,6 +5,7 @@
 pub mod cors;
 pub mod faultproxy;
 pub mod gateway;
+mod listener;
 pub mod outbox;
 pub mod paypal;
 pub mod streams;

@@ -30,6 +30,7 @@
 //! text (`1250.57`).
 //! - `POST /_control/reset` forgets everything.
 
+use crate::listener::{Phase, Supervised};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -94,13 +95,6 @@ pub struct Credit {
     pub user: String,
     pub tokens: i64,
     pub reference_2: Option<String>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Phase {
-    Serving,
-    Refusing,
-    Shutdown,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -274,7 +268,12 @@ impl VirtFusionStandIn {
             requests: AtomicU64::new(0),
             phase,
         });
-        tokio::spawn(supervise(shared.clone(), listener, router(shared.clone())));
+        tokio::spawn(crate::listener::supervise(
+            "VirtFusion",
+            shared.clone(),
+            listener,
+            router(shared.clone()),
+        ));
         Ok(VirtFusionStandIn { shared, addr })
     }
 
@@ -371,70 +370,6 @@ pub async fn serve_forever(addr: SocketAddr, api_token: &str) -> std::io::Result
     std::future::pending::<()>().await;
     drop(stand_in);
     Ok(())
-}
-
-/// Serves while the phase is `Serving`; while `Refusing`, keeps no socket
-/// open so connections are refused, then binds the same address again.
-async fn supervise(shared: Arc<Shared>, first: TcpListener, app: Router) {
-    let addr = match first.local_addr() {
-        Ok(addr) => addr,
-        Err(e) => {
-            tracing::error!(error = %e, "VirtFusion stand-in has no address");
-            return;
-        }
-    };
-    let mut listener = Some(first);
-    let mut phase = shared.phase.subscribe();
-    loop {
-        let current = *phase.borrow_and_update();
-        match current {
-            Phase::Shutdown => return,
-            Phase::Refusing => {
-                // Refused from the start (before the first listener was
-                // served): close it too, or the kernel would still accept.
-                listener = None;
-                let until = shared.lock().failure.refuse_until;
-                match until {
-                    Some(until) => {
-                        tokio::select! {
-                            changed = phase.changed() => if changed.is_err() { return },
-                            () = tokio::time::sleep_until(until.into()) => shared.end_refusal_if_due(until),
-                        }
-                    }
-                    None => {
-                        if phase.changed().await.is_err() {
-                            return;
-                        }
-                    }
-                }
-            }
-            Phase::Serving => {
-                let bound = match listener.take() {
-                    Some(bound) => bound,
-                    None => match TcpListener::bind(addr).await {
-                        Ok(bound) => bound,
-                        Err(e) => {
-                            tracing::warn!(%addr, error = %e, "VirtFusion stand-in cannot bind again; retrying");
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                            continue;
-                        }
-                    },
-                };
-                let mut stop = shared.phase.subscribe();
-                let server = axum::serve(bound, app.clone()).with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|p| *p != Phase::Serving).await;
-                });
-                tokio::spawn(async move {
-                    if let Err(e) = server.await {
-                        tracing::warn!(error = %e, "VirtFusion stand-in server stopped");
-                    }
-                });
-                if phase.wait_for(|p| *p != Phase::Serving).await.is_err() {
-                    return;
-                }
-            }
-        }
-    }
 }
 
 fn router(shared: Arc<Shared>) -> Router {
@@ -777,4 +712,18 @@ async fn control_reset(State(shared): State<Arc<Shared>>) -> Response {
     *shared.lock() = Data::new();
     shared.set_phase(Phase::Serving);
     Json(json!({ "reset": true })).into_response()
+}
+
+impl Supervised for Shared {
+    fn phase(&self) -> &watch::Sender<Phase> {
+        &self.phase
+    }
+
+    fn refuse_until(&self) -> Option<Instant> {
+        self.lock().failure.refuse_until
+    }
+
+    fn end_refusal_if_due(&self, until: Instant) {
+        Shared::end_refusal_if_due(self, until);
+    }
 }

@@ -4,13 +4,14 @@
 use super::orders::approve;
 use super::payments::{reverse_capture, settle_capture};
 use super::reporting;
-use super::server::{router, supervise};
+use super::server::router;
 use super::webhooks::{deliver, flush_held};
 use super::{
     Book, CaptureOutcome, CaptureRecord, DELIVERY_TIMEOUT, Data, Delivery, EventType, Failure,
     Operation, OrderRecord, PayPalStandIn, Phase, RefundRecord, Shared, SignedEvent, StandInConfig,
     WebhookMode, sorted,
 };
+use crate::listener::supervise;
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -66,7 +67,12 @@ impl PayPalStandIn {
             reporting: reporting::Settings::default(),
             in_flight: InFlight::default(),
         });
-        tokio::spawn(supervise(shared.clone(), listener, router(shared.clone())));
+        tokio::spawn(supervise(
+            "PayPal",
+            shared.clone(),
+            listener,
+            router(shared.clone()),
+        ));
         Ok(PayPalStandIn { shared, addr })
     }
 

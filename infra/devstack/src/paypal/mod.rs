@@ -97,6 +97,7 @@ pub use after::RefundSettlement;
 pub use handle::serve_forever;
 pub use reporting::{SeedOrder, SeededOrder};
 
+use crate::listener::{Phase, Supervised};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -425,13 +426,6 @@ struct ActiveFailure {
     remaining: Option<u32>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Phase {
-    Serving,
-    Refusing,
-    Shutdown,
-}
-
 struct Data {
     book: Book,
     tokens: HashMap<String, Instant>,
@@ -644,4 +638,18 @@ fn duration_ms(d: Duration) -> u64 {
 pub struct PayPalStandIn {
     shared: Arc<Shared>,
     addr: SocketAddr,
+}
+
+impl Supervised for Shared {
+    fn phase(&self) -> &watch::Sender<Phase> {
+        &self.phase
+    }
+
+    fn refuse_until(&self) -> Option<Instant> {
+        self.lock().refuse_until
+    }
+
+    fn end_refusal_if_due(&self, until: Instant) {
+        Shared::end_refusal_if_due(self, until);
+    }
 }

@@ -22,70 +22,7 @@ use axum::{Json, Router};
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
-use tokio::net::TcpListener;
-
-/// Serves while the phase is `Serving`; while `Refusing`, keeps no socket
-/// open so connections are refused, then binds the same address again.
-pub(super) async fn supervise(shared: Arc<Shared>, first: TcpListener, app: Router) {
-    let addr = match first.local_addr() {
-        Ok(addr) => addr,
-        Err(e) => {
-            tracing::error!(error = %e, "PayPal stand-in has no address");
-            return;
-        }
-    };
-    let mut listener = Some(first);
-    let mut phase = shared.phase.subscribe();
-    loop {
-        let current = *phase.borrow_and_update();
-        match current {
-            Phase::Shutdown => return,
-            Phase::Refusing => {
-                listener = None;
-                let until = shared.lock().refuse_until;
-                match until {
-                    Some(until) => {
-                        tokio::select! {
-                            changed = phase.changed() => if changed.is_err() { return },
-                            () = tokio::time::sleep_until(until.into()) => shared.end_refusal_if_due(until),
-                        }
-                    }
-                    None => {
-                        if phase.changed().await.is_err() {
-                            return;
-                        }
-                    }
-                }
-            }
-            Phase::Serving => {
-                let bound = match listener.take() {
-                    Some(bound) => bound,
-                    None => match TcpListener::bind(addr).await {
-                        Ok(bound) => bound,
-                        Err(e) => {
-                            tracing::warn!(%addr, error = %e, "PayPal stand-in cannot bind again; retrying");
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                            continue;
-                        }
-                    },
-                };
-                let mut stop = shared.phase.subscribe();
-                let server = axum::serve(bound, app.clone()).with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|p| *p != Phase::Serving).await;
-                });
-                tokio::spawn(async move {
-                    if let Err(e) = server.await {
-                        tracing::warn!(error = %e, "PayPal stand-in server stopped");
-                    }
-                });
-                if phase.wait_for(|p| *p != Phase::Serving).await.is_err() {
-                    return;
-                }
-            }
-        }
-    }
-}
+use std::time::Instant;
 
 pub(super) fn router(shared: Arc<Shared>) -> Router {
     let token = Router::new()
