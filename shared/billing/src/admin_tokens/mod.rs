@@ -770,6 +770,8 @@ mod tests {
         for state in GrantState::ALL {
             assert_eq!(GrantState::parse(state.as_str()), Some(state));
         }
+        assert_eq!(GrantState::NeedsReview.as_str(), "needs_review");
+        assert_eq!(GrantState::RemovalReview.as_str(), "removal_review");
         assert_eq!(removal_id("vfgrant-ab12"), "vfremove-ab12");
     }
 }

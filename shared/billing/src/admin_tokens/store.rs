@@ -29,7 +29,8 @@ pub const CREDIT_POINTER_SK: &str = "POINTER";
 ///    │  └──▶ needs_review ──resolve(true)──▶ granted ; resolve(false) ──▶ failed
 ///    └─────▶ failed (surely not sent; the same key may send it again)
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, strum::IntoStaticStr, strum::EnumString)]
+#[strum(serialize_all = "snake_case")]
 pub enum GrantState {
     /// Claimed: one request is talking to VirtFusion now.
     Sending,
@@ -57,19 +58,11 @@ impl GrantState {
     ];
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            GrantState::Sending => "sending",
-            GrantState::Granted => "granted",
-            GrantState::NeedsReview => "needs_review",
-            GrantState::Failed => "failed",
-            GrantState::Removing => "removing",
-            GrantState::RemovalReview => "removal_review",
-            GrantState::Removed => "removed",
-        }
+        self.into()
     }
 
     pub fn parse(text: &str) -> Option<GrantState> {
-        GrantState::ALL.into_iter().find(|s| s.as_str() == text)
+        text.parse().ok()
     }
 }
 

@@ -14,7 +14,8 @@ pub const REFUND_SK: &str = "REFUND";
 /// Where one refund (or reversal) stands. Forward only:
 /// refund `pending → completed | failed | cancelled` (and straight to any of
 /// them); reversal `completed → cancelled` (the merchant won the dispute).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, strum::IntoStaticStr, strum::EnumString)]
+#[strum(serialize_all = "snake_case")]
 pub enum RefundState {
     Pending,
     Completed,
@@ -24,23 +25,11 @@ pub enum RefundState {
 
 impl RefundState {
     pub fn as_str(self) -> &'static str {
-        match self {
-            RefundState::Pending => "pending",
-            RefundState::Completed => "completed",
-            RefundState::Failed => "failed",
-            RefundState::Cancelled => "cancelled",
-        }
+        self.into()
     }
 
     pub fn parse(text: &str) -> Option<RefundState> {
-        [
-            RefundState::Pending,
-            RefundState::Completed,
-            RefundState::Failed,
-            RefundState::Cancelled,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == text)
+        text.parse().ok()
     }
 
     /// PayPal's refund status; `None` for a status we do not act on.
@@ -61,7 +50,8 @@ impl RefundState {
 }
 
 /// A refund the merchant made, or a reversal (chargeback) PayPal made.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum Movement {
     Refund,
     Reversal,
@@ -69,10 +59,7 @@ pub enum Movement {
 
 impl Movement {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Movement::Refund => "refund",
-            Movement::Reversal => "reversal",
-        }
+        self.into()
     }
 }
 
