@@ -546,8 +546,7 @@ async fn a_claim_left_by_a_dead_lambda_goes_to_review() {
     // may not reach the claim in.
     api.virtfusion.set_failure(FailureMode::Hang, None);
     let before = api.virtfusion.request_count();
-    let request = grant(&api, &user, body, Some("dead"));
-    tokio::pin!(request);
+    let mut request = Box::pin(grant(&api, &user, body, Some("dead")));
     let virtfusion_has_it = async {
         while api.virtfusion.request_count() == before {
             tokio::time::sleep(Duration::from_millis(10)).await;
