@@ -20,7 +20,9 @@
 # Binaries: target/release/<fn> (`cargo build --release --bins`, built here,
 # nice'd, when one is missing; COLDSTART_BUILD=1 rebuilds). The release
 # profile in effect is printed. Node: infra/coldstart/node (npm ci here).
-# Results: .local/coldstart/{table.md,results.json}, logs beside them.
+# Results: .local/coldstart/{table.md,results.json}, logs beside them; the
+# chart docs/charts/coldstart.png (infra/charts.py, matplotlib in .venv;
+# COLDSTART_CHART=0 skips it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=infra/lib.sh
@@ -135,7 +137,14 @@ cases+=(--case "node20-getitem-bundled|$GET_EVENT|$(command -v node) $ROOT/infra
 python3 infra/coldstart/harness.py --runs 1 --env-file "$OUT/env" --logs "$OUT/seed" \
   --case "admin-credits|$(pick_event admin-credits.post)|$TOOLS/admin-credits" >/dev/null
 
+LOAD_BEFORE=$(cut -d' ' -f1 /proc/loadavg)
 log "measuring: $RUNS runs of ${#FUNCTIONS[@]} functions + Node (load: $(cut -d' ' -f1-3 /proc/loadavg))"
 python3 infra/coldstart/harness.py --runs "$RUNS" --env-file "$OUT/env" --logs "$OUT/logs" \
   --reference node20-getitem-bundled --floor rust-bare-hello --json "$OUT/results.json" --markdown "$OUT/table.md" "${cases[@]}"
+LOAD_AFTER=$(cut -d' ' -f1 /proc/loadavg)
 log "load after: $(cut -d' ' -f1-3 /proc/loadavg); table: ${OUT#"$ROOT"/}/table.md"
+# The chart (docs/charts/coldstart.png; COLDSTART_CHART=0 skips it).
+if [ "${COLDSTART_CHART:-1}" = 1 ]; then
+  draw_chart coldstart --json "$OUT/results.json" --out "$ROOT/docs/charts/coldstart.png" \
+    --note "load avg $LOAD_BEFORE → $LOAD_AFTER"
+fi

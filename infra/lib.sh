@@ -381,3 +381,35 @@ start_moto() {
   wait_http "http://127.0.0.1:$port/" 60 "" "$MOTO_PID"
 }
 # --- end moto
+
+# --- charts (infra/charts.py; the bench scripts draw docs/charts/*.png) -----
+MATPLOTLIB_VERSION="${MATPLOTLIB_VERSION:-3.10.7}"
+
+# ensure_matplotlib — matplotlib at the pinned version in .venv (idempotent;
+# creates .venv if needed, without the deploy tools ensure_venv installs).
+ensure_matplotlib() {
+  local venv="$DEVSTACK_ROOT/.venv"
+  local stamp="$venv/.matplotlib-version"
+  if [ -x "$venv/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$MATPLOTLIB_VERSION" ] \
+    && "$venv/bin/python" -c 'import matplotlib' 2>/dev/null; then
+    return 0
+  fi
+  if [ ! -x "$venv/bin/python" ]; then
+    log "creating .venv"
+    python3 -m venv "$venv" || { ensure_apt_packages python3-venv && python3 -m venv "$venv"; }
+  fi
+  log "pip install matplotlib==$MATPLOTLIB_VERSION (.venv)"
+  "$venv/bin/python" -m pip install --disable-pip-version-check --quiet "matplotlib==$MATPLOTLIB_VERSION"
+  printf '%s\n' "$MATPLOTLIB_VERSION" >"$stamp"
+}
+
+# draw_chart KIND [ARGS...] — infra/charts.py KIND ARGS (coldstart, hot-sweep,
+# renewal-scale: JSON in .local/, PNG in docs/charts/). A chart that cannot be
+# drawn (no network for pip, say) is reported, not fatal: the results stand.
+draw_chart() {
+  if ensure_matplotlib && "$DEVSTACK_ROOT/.venv/bin/python" "$DEVSTACK_ROOT/infra/charts.py" "$@"; then
+    return 0
+  fi
+  log "chart $1 not drawn (see above); the measurements are in .local/"
+}
+# --- end charts
