@@ -11,6 +11,9 @@
 //! every subscription is due once per round. Checks after each round that
 //! every account was debited exactly once more (Scan of the accounts:
 //! `seq` and balance) and prints a Markdown table for docs/benchmarks.md.
+//! Writes the rows to `$BENCH_OUT_DIR/renewal_scale.json` (default
+//! `.local/bench`) after every round, which `infra/charts.py renewal-scale`
+//! draws.
 
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use billing::dns::Deadline;
@@ -24,6 +27,10 @@ use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 use time::macros::datetime;
 use tokio::task::JoinSet;
+
+#[path = "../json_out.rs"]
+mod json_out;
+use json_out::{Value, load_average, now_utc};
 
 #[tokio::main]
 async fn main() {
@@ -75,6 +82,10 @@ async fn main() {
     );
     println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |");
     let worker_deps = Arc::new(renewal_worker_fn::Deps::new(ledger.clone()));
+    let measured_at = now_utc();
+    let partitions = PartitionMessage::all(round_clock(0)).len();
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mut rows = Vec::new();
     for (round, &n) in workers.iter().enumerate() {
         let now = round_clock(round);
         let load_before = load_average();
@@ -96,7 +107,39 @@ async fn main() {
                 format!("NO: {wrong} of {checked} accounts wrong")
             }
         );
-        if wrong != 0 || checked != subs || totals.renewed != subs as u64 {
+        let exact = wrong == 0 && checked == subs && totals.renewed == subs as u64;
+        rows.push(Value::Obj(vec![
+            ("workers", Value::Int(n as u64)),
+            ("wall_s", Value::Num(wall)),
+            (
+                "renewals_per_s",
+                Value::Num(totals.renewed as f64 / wall.max(0.001)),
+            ),
+            ("renewed", Value::Int(totals.renewed)),
+            ("skipped", Value::Int(totals.skipped)),
+            ("errors", Value::Int(totals.errors)),
+            ("redeliveries", Value::Int(totals.redeliveries)),
+            ("accounts_checked", Value::Int(checked as u64)),
+            ("accounts_wrong", Value::Int(wrong as u64)),
+            ("exact", Value::Bool(exact)),
+            ("load_before", Value::Str(load_before.clone())),
+            ("load_after", Value::Str(load_after.clone())),
+        ]));
+        let out = Value::Obj(vec![
+            ("bench", Value::Str("renewal-scale".into())),
+            ("measured_at", Value::Str(measured_at.clone())),
+            ("subs", Value::Int(subs as u64)),
+            ("partitions", Value::Int(partitions as u64)),
+            ("fill_s", Value::Num(fill_s)),
+            ("cpus", Value::Int(cpus as u64)),
+            // Rebuilt each round: rows so far (a failed round still leaves them).
+            ("rows", Value::Arr(rows.clone())),
+        ]);
+        match json_out::write("renewal_scale.json", &out) {
+            Ok(path) => eprintln!("wrote {}", path.display()),
+            Err(e) => eprintln!("renewal_scale.json not written: {e}"),
+        }
+        if !exact {
             std::process::exit(1);
         }
     }
@@ -330,13 +373,6 @@ fn num(value: u64) -> AttributeValue {
 /// As the ledger stores money: a number from its exact decimal text.
 fn money(value: Usd) -> AttributeValue {
     AttributeValue::N(value.to_string())
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|text| text.split_whitespace().next().map(str::to_owned))
-        .unwrap_or_else(|| "?".into())
 }
 
 fn env_parse(name: &str, default: usize) -> usize {
