@@ -98,8 +98,9 @@ def coldstart(args) -> None:
     left.set_yscale("log")
     left.set_ylabel("process start → first answer, ms (log scale)")
     left.set_title("Median time to first answer (whisker: p90)")
-    for i, m in enumerate(median):
-        left.annotate(f"{m:.0f}" if m >= 10 else f"{m:.1f}", (i, m), ha="center", va="bottom",
+    # Median above its whisker.
+    for i, (m, top) in enumerate(zip(median, p90)):
+        left.annotate(f"{m:.0f}" if m >= 10 else f"{m:.1f}", (i, top), ha="center", va="bottom",
                       xytext=(0, 2), textcoords="offset points", fontsize=8)
 
     rss = [summaries[n]["rss_median_mb"] for n in names]
@@ -108,8 +109,8 @@ def coldstart(args) -> None:
               capsize=4, ecolor="black", error_kw={"elinewidth": 1})
     right.set_ylabel("peak RSS (VmHWM), MB")
     right.set_title("Median peak RSS (whisker: max)")
-    for i, m in enumerate(rss):
-        right.annotate(f"{m:.1f}", (i, m), ha="center", va="bottom", xytext=(0, 2),
+    for i, (m, top) in enumerate(zip(rss, rss_max)):
+        right.annotate(f"{m:.1f}", (i, top), ha="center", va="bottom", xytext=(0, 2),
                        textcoords="offset points", fontsize=8)
 
     for ax in (left, right):
@@ -121,6 +122,7 @@ def coldstart(args) -> None:
             shown.append(kind_of(n))
     handles = [plt.Rectangle((0, 0), 1, 1, color=KINDS[k][0]) for k in shown]
     right.legend(handles, [KINDS[k][1] for k in shown], fontsize=8, loc="upper left")
+    right.set_ylim(top=max(rss_max) * 1.1)
     note = f"; {args.note}" if args.note else ""
     fig.suptitle(f"Cold start proxy: local Runtime API, {runs} runs per case, 128 MB env — "
                  f"{machine()}, {when(data, args.json)}{note}", fontsize=10)
