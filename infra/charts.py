@@ -206,7 +206,8 @@ def renewal_scale(args) -> None:
                        xytext=(4, 4), textcoords="offset points", fontsize=7,
                        color="black" if r.get("exact") else "#d62728")
     log2_axis(right, ns)
-    right.set_ylim(bottom=0)
+    right.margins(x=0.1)
+    right.set_ylim(bottom=0, top=max(r["renewals_per_s"] for r in rows) * 1.1)
     right.set_xlabel("workers N (log2)")
     right.set_ylabel("renewals per second")
     right.set_title("Renewals per second (label: exactly-once check)")
