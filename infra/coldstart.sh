@@ -35,6 +35,8 @@ OUT=$ROOT/.local/coldstart
 DDB_PORT=${COLDSTART_DYNAMODB_PORT:-8140}
 VF_PORT=${COLDSTART_VIRTFUSION_PORT:-8141}
 PP_PORT=${COLDSTART_PAYPAL_PORT:-8142}
+# moto: the EventBridge that events-publisher publishes its sample outbox record to.
+MOTO_PORT=${COLDSTART_MOTO_PORT:-8143}
 mkdir -p "$OUT"
 trap stop_started EXIT
 
@@ -70,10 +72,11 @@ if [ ! -d infra/coldstart/node/node_modules/esbuild ]; then
 fi
 (cd infra/coldstart/node && npm run --silent bundle >/dev/null 2>&1)
 
-for port in "$DDB_PORT" "$VF_PORT" "$PP_PORT"; do
+for port in "$DDB_PORT" "$VF_PORT" "$PP_PORT" "$MOTO_PORT"; do
   port_in_use "$port" && { log "port $port is in use (set COLDSTART_*_PORT)"; exit 1; }
 done
 start_dynamodb_local "$DDB_PORT"
+start_moto "$MOTO_PORT"
 
 cat >"$OUT/env" <<EOF
 DYNAMODB_ENDPOINT=http://127.0.0.1:$DDB_PORT
@@ -85,6 +88,8 @@ PAYPAL_BASE_URL=http://127.0.0.1:$PP_PORT
 PAYPAL_CLIENT_ID=local-client
 PAYPAL_CLIENT_SECRET=local-secret
 PAYPAL_WEBHOOK_ID=local-webhook
+EVENT_BUS_NAME=default
+EVENTBRIDGE_ENDPOINT=http://127.0.0.1:$MOTO_PORT
 AWS_REGION=us-east-1
 AWS_DEFAULT_REGION=us-east-1
 AWS_ACCESS_KEY_ID=local
