@@ -3,7 +3,11 @@
 //! Fills a table with `RENEWAL_SCALE_SUBS` (default 100,000) due monthly
 //! subscriptions (BatchWriteItem: subscription, account with credits for
 //! every round, its first entry), then runs one round per worker count in
-//! `RENEWAL_SCALE_WORKERS` (default `1,2,4,8`): the coordinator's 17
+//! `RENEWAL_SCALE_WORKERS` (default `1,2,4,8`), after `RENEWAL_SCALE_WARMUP`
+//! (default 1) untimed rounds with the smallest N (a cold DynamoDB Local JVM
+//! made the first timed round twice as slow as the same N later on; 8
+//! workers on a cold one left some renewals in error): the
+//! coordinator's 17
 //! partition messages (16 shards + legacy) go to an in-memory queue and N
 //! workers take them, each running `renewal-worker`'s own message path
 //! (`renewal_worker_fn::run_message`); an unfinished partition goes back
@@ -44,7 +48,13 @@ async fn main() {
         .split(',')
         .map(|n| n.trim().parse().unwrap_or_else(|e| fail(e)))
         .collect();
-    let rounds = workers.len();
+    let warmup = env_parse("RENEWAL_SCALE_WARMUP", 1);
+    let smallest = workers.iter().copied().min().unwrap_or(1);
+    // (workers, timed) per round, warm-up first.
+    let schedule: Vec<(usize, bool)> = std::iter::repeat_n((smallest, false), warmup)
+        .chain(workers.iter().map(|&n| (n, true)))
+        .collect();
+    let rounds = schedule.len();
     let sdk = billing_config::load_aws_config().await;
     // Longer timeouts than a Lambda's: on a shared 2-core machine a batch of
     // 25 puts (with their index writes) can take seconds.
@@ -75,7 +85,7 @@ async fn main() {
     println!(
         "Fill: {subs} subscriptions + accounts + first entries by BatchWriteItem in {fill_s:.0} s. \
          Each round is one month later (all {subs} due once); N workers take the 17 partition \
-         messages.\n"
+         messages. {warmup} untimed warm-up round(s) with N = {smallest} first.\n"
     );
     println!(
         "| workers (N) | wall s | renewals/s | renewed | skipped | errors | redeliveries | every account debited once more | load avg before → after |"
@@ -86,7 +96,7 @@ async fn main() {
     let partitions = PartitionMessage::all(round_clock(0)).len();
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     let mut rows = Vec::new();
-    for (round, &n) in workers.iter().enumerate() {
+    for (round, &(n, timed)) in schedule.iter().enumerate() {
         let now = round_clock(round);
         let load_before = load_average();
         let started = Instant::now();
@@ -94,6 +104,18 @@ async fn main() {
         let wall = started.elapsed().as_secs_f64();
         let load_after = load_average();
         let (checked, wrong) = check_accounts(&ledger, round as u64 + 2, rounds, round).await;
+        let exact = wrong == 0 && checked == subs && totals.renewed == subs as u64;
+        if !timed {
+            eprintln!(
+                "warm-up round: N = {n}, {wall:.1} s, renewed {} skipped {} errors {} \
+                 redeliveries {}, {wrong} of {checked} accounts wrong",
+                totals.renewed, totals.skipped, totals.errors, totals.redeliveries
+            );
+            if !exact {
+                fail("the warm-up round did not renew every subscription exactly once");
+            }
+            continue;
+        }
         println!(
             "| {n} | {wall:.1} | {:.0} | {} | {} | {} | {} | {} | {load_before} → {load_after} |",
             totals.renewed as f64 / wall.max(0.001),
@@ -107,7 +129,6 @@ async fn main() {
                 format!("NO: {wrong} of {checked} accounts wrong")
             }
         );
-        let exact = wrong == 0 && checked == subs && totals.renewed == subs as u64;
         rows.push(Value::Obj(vec![
             ("workers", Value::Int(n as u64)),
             ("wall_s", Value::Num(wall)),
@@ -131,6 +152,7 @@ async fn main() {
             ("subs", Value::Int(subs as u64)),
             ("partitions", Value::Int(partitions as u64)),
             ("fill_s", Value::Num(fill_s)),
+            ("warmup_rounds", Value::Int(warmup as u64)),
             ("cpus", Value::Int(cpus as u64)),
             // Rebuilt each round: rows so far (a failed round still leaves them).
             ("rows", Value::Arr(rows.clone())),
