@@ -212,8 +212,10 @@ def renewal_scale(args) -> None:
     right.set_ylabel("renewals per second")
     right.set_title("Renewals per second (label: exactly-once check)")
     right.grid(alpha=0.3)
+    warm = data.get("warmup_rounds", 0)
+    warm = f", after {warm} untimed warm-up round{'s' if warm > 1 else ''}" if warm else ""
     fig.suptitle(f"Renewal fan-out: {data.get('partitions', 17)} partition messages, N workers, one "
-                 f"DynamoDB Local — {machine()}, {when(data, args.json)}", fontsize=10)
+                 f"DynamoDB Local{warm} — {machine()}, {when(data, args.json)}", fontsize=10)
     save(fig, args.out)
 
 
