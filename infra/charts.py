@@ -88,7 +88,13 @@ def coldstart(args) -> None:
     names = sorted(summaries, key=lambda n: order[kind_of(n)])
     colours = [KINDS[kind_of(n)][0] for n in names]
     runs = max(s.get("runs", 0) for s in summaries.values())
-    fig, (left, right) = plt.subplots(1, 2, figsize=SIZE, layout="constrained")
+    # Side by side for a few cases; stacked and wider for every function.
+    many = len(names) > 8
+    if many:
+        fig, (left, right) = plt.subplots(2, 1, figsize=(max(11, 0.4 * len(names)), 10),
+                                          layout="constrained")
+    else:
+        fig, (left, right) = plt.subplots(1, 2, figsize=SIZE, layout="constrained")
     x = range(len(names))
 
     median = [summaries[n]["median_ms"] for n in names]
@@ -114,7 +120,7 @@ def coldstart(args) -> None:
                        textcoords="offset points", fontsize=8)
 
     for ax in (left, right):
-        ax.set_xticks(list(x), names, rotation=30, ha="right", fontsize=8)
+        ax.set_xticks(list(x), names, rotation=45 if many else 30, ha="right", fontsize=8)
         ax.grid(axis="y", alpha=0.3, which="both")
     shown = []
     for n in names:
