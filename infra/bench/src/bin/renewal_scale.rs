@@ -42,6 +42,11 @@ async fn main() {
         eprintln!("set DYNAMODB_ENDPOINT (./infra/bench.sh renewal-scale starts DynamoDB Local)");
         std::process::exit(2);
     }
+    // The worker's own logs (JSON on stdout), e.g. `RUST_LOG=error` to see
+    // why a renewal was counted as an error.
+    if std::env::var_os("RUST_LOG").is_some() {
+        billing_config::init_tracing();
+    }
     let subs: usize = env_parse("RENEWAL_SCALE_SUBS", 100_000);
     let workers: Vec<usize> = std::env::var("RENEWAL_SCALE_WORKERS")
         .unwrap_or_else(|_| "1,2,4,8".into())
