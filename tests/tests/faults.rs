@@ -741,3 +741,61 @@ async fn a_lost_answer_that_cannot_be_verified_is_outcome_unknown_not_nothing_ch
     // It did happen, once; a retry with the same once-key or key finds it.
     assert_eq!(assert_audit(&env.direct(), &user).await, usd("6.00"));
 }
+
+#[tokio::test]
+async fn a_send_still_on_its_way_when_the_budget_ends_is_outcome_unknown_not_busy() {
+    // The SDK gives up on a send (its attempt timeout) that is still on its
+    // way to DynamoDB; its resend meets a conflict; the budget ends. The
+    // first send lands afterwards. "Busy, nothing written" would be false.
+    let config = FaultConfig::seeded(41)
+        .with_rule(FaultRule {
+            operation: TWI.into(),
+            fault: Fault::Latency { ms: 1_500 },
+            rate: 1.0,
+            skip: 0,
+            max: Some(1),
+        })
+        .with_rule(FaultRule {
+            operation: TWI.into(),
+            fault: Fault::Conflict,
+            rate: 1.0,
+            skip: 1,
+            max: Some(1),
+        });
+    let env = faulty(config).await;
+    let sdk = billing_config::load_aws_config().await;
+    let endpoint = env.proxy.endpoint();
+    let impatient = billing_config::dynamo_client_with(&sdk, move |b| {
+        b.endpoint_url(endpoint)
+            .retry_partition(RetryPartition::new(format!(
+                "faults-{}",
+                uuid::Uuid::new_v4().simple()
+            )))
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(2)
+                    .with_initial_backoff(Duration::from_millis(20)),
+            )
+            .timeout_config(
+                ledger::dynamodb::config::timeout::TimeoutConfig::builder()
+                    .operation_attempt_timeout(Duration::from_millis(300))
+                    .build(),
+            )
+    });
+    let user = new_user();
+    let result = Ledger::new(impatient, &env.table.name)
+        .with_retry_policy(budget(1))
+        .apply(credit(&user, "4.00"))
+        .await;
+    println!(
+        "send on its way at the budget's end: {result:?}; {}",
+        summary(&env.proxy.stats())
+    );
+    assert!(
+        matches!(result, Err(LedgerError::OutcomeUnknown { .. })),
+        "{result:?}"
+    );
+    // The delayed send lands: the change did happen, once.
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    assert_eq!(assert_audit(&env.direct(), &user).await, usd("4.00"));
+}

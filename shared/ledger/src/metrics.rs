@@ -3,7 +3,9 @@
 
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
-use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
+};
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
@@ -49,6 +51,39 @@ impl Intercept for DynamoCallCounter {
             .unwrap_or_else(|| "unknown".into());
         if let Ok(mut counts) = self.counts.lock() {
             *counts.entry(operation).or_default() += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Counts the sends of one request that ended without an HTTP answer (an
+/// attempt timeout, a dropped connection): such a send may still be applied
+/// after the caller stopped waiting.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct UnansweredSends {
+    count: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl UnansweredSends {
+    pub(crate) fn any(&self) -> bool {
+        self.count.load(std::sync::atomic::Ordering::Relaxed) > 0
+    }
+}
+
+impl Intercept for UnansweredSends {
+    fn name(&self) -> &'static str {
+        "UnansweredSends"
+    }
+
+    fn read_after_attempt(
+        &self,
+        context: &FinalizerInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if context.response().is_none() {
+            self.count
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         Ok(())
     }

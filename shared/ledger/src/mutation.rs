@@ -202,6 +202,8 @@ enum Attempt {
     /// Carries the entry this attempt would have written, if it may exist.
     Retry {
         maybe_written: Option<u64>,
+        /// A send of this attempt got no answer at all: it may still land.
+        unanswered: bool,
     },
 }
 
@@ -227,6 +229,10 @@ impl Ledger {
         let mutation_id = uuid::Uuid::new_v4().simple().to_string();
         let created_at = crate::now_rfc3339();
         let mut maybe_written: Option<u64> = None;
+        // The entry seq of the latest write that was sent and never answered
+        // (rather than answered with an error): it can commit after we stop
+        // looking, while the account is still at the seq it was read at.
+        let mut in_doubt: Option<u64> = None;
         let mut attempts = 0;
         // A transient read failure (after the SDK's own retries) costs an
         // attempt, not the change: an earlier write whose answer was lost must
@@ -235,7 +241,7 @@ impl Ledger {
         let started = std::time::Instant::now();
         let budget = std::time::Duration::from_millis(self.retry.max_elapsed_ms);
         let mut last_round = std::time::Duration::ZERO;
-        for attempt in 0..self.retry.max_attempts {
+        'attempts: for attempt in 0..self.retry.max_attempts {
             if attempt > 0 {
                 if started.elapsed() >= budget {
                     break;
@@ -257,8 +263,13 @@ impl Ledger {
                 }
                 Err(e) => return Err(e),
             };
-            // An earlier attempt whose answer we never saw may have committed.
-            if let Some(seq) = maybe_written {
+            // An earlier attempt whose answer we never saw may have committed:
+            // the last one's, or an unanswered send that may land late.
+            let earlier = [
+                maybe_written,
+                in_doubt.filter(|d| Some(*d) != maybe_written),
+            ];
+            for seq in earlier.into_iter().flatten() {
                 match self.own_entry(&change.user, seq, &mutation_id, state).await {
                     Ok(Some(entry)) => {
                         return Ok(ChangeOutcome::Applied(Applied {
@@ -274,10 +285,15 @@ impl Ledger {
                         },
                     ) => {
                         read_failure = Some(e);
-                        continue;
+                        continue 'attempts;
                     }
                     Err(e) => return Err(e),
                 }
+            }
+            // Someone else's entry holds that slot: the unanswered send's
+            // condition can no longer pass.
+            if in_doubt.is_some_and(|seq| state.seq >= seq) {
+                in_doubt = None;
             }
             read_failure = None;
             match self
@@ -285,27 +301,49 @@ impl Ledger {
                 .await?
             {
                 Attempt::Done(outcome) => return Ok(*outcome),
-                Attempt::Retry { maybe_written: seq } => {
+                Attempt::Retry {
+                    maybe_written: seq,
+                    unanswered,
+                } => {
                     last_round = round_started.elapsed();
                     tracing::debug!(attempt, "ledger change retried");
                     maybe_written = seq;
+                    // Sticky: a later attempt's clean answer does not
+                    // stop an earlier unanswered send from landing.
+                    if unanswered && seq.is_some() {
+                        in_doubt = seq;
+                    }
                 }
             }
         }
         // The last attempt's answer may have been lost too: look once more, so
         // that a change that happened is never reported as failed — and if
         // that look fails too, say so: the change may have been applied.
-        if let Some(seq) = maybe_written {
+        if let Some(seq) = maybe_written.or(in_doubt) {
+            let mut slot_free = false;
             let looked = match self.read_account(&change.user).await {
-                Ok(state) => self
-                    .own_entry(&change.user, seq, &mutation_id, state)
-                    .await
-                    .map(|entry| entry.map(|entry| (entry, state.balance))),
+                Ok(state) => {
+                    slot_free = state.seq < seq;
+                    self.own_entry(&change.user, seq, &mutation_id, state)
+                        .await
+                        .map(|entry| entry.map(|entry| (entry, state.balance)))
+                }
                 Err(e) => Err(e),
             };
             match looked {
                 Ok(Some((entry, balance))) => {
                     return Ok(ChangeOutcome::Applied(Applied { entry, balance }));
+                }
+                // The entry's slot is still free, so the unanswered send may
+                // yet commit (a request the SDK gave up on can still reach
+                // DynamoDB): "busy, nothing written" would be a guess.
+                Ok(None) if slot_free && in_doubt == Some(seq) => {
+                    tracing::error!(
+                        "ledger write outcome unknown: an unanswered send may still land"
+                    );
+                    return Err(LedgerError::OutcomeUnknown {
+                        cause: "an unanswered write may still be applied".to_owned(),
+                    });
                 }
                 Ok(None) => {}
                 Err(e) => {
@@ -428,6 +466,7 @@ impl Ledger {
 
         // How many times the SDK sent this request (its own retries included).
         let sends = crate::DynamoCallCounter::default();
+        let unanswered = crate::metrics::UnansweredSends::default();
         let result = self
             .client
             .transact_write_items()
@@ -435,6 +474,7 @@ impl Ledger {
             .client_request_token(request_token(mutation_id, state.seq, attempt))
             .customize()
             .interceptor(sends.clone())
+            .interceptor(unanswered.clone())
             .send()
             .await;
 
@@ -462,6 +502,7 @@ impl Ledger {
                         tracing::warn!(error = %error, "ledger write outcome unknown; retrying");
                         Ok(Attempt::Retry {
                             maybe_written: Some(entry.seq),
+                            unanswered: unanswered.any(),
                         })
                     }
                     other => Err(other),
@@ -506,6 +547,7 @@ impl Ledger {
             }
             return Ok(Attempt::Retry {
                 maybe_written: None,
+                unanswered: false,
             });
         }
         if reasons.iter().any(|r| {
@@ -519,6 +561,7 @@ impl Ledger {
             // have committed: the next attempt looks.
             return Ok(Attempt::Retry {
                 maybe_written: (sends.total() > 1).then_some(entry.seq),
+                unanswered: unanswered.any(),
             });
         }
         let codes: Vec<&str> = reasons.iter().map(|r| r.code().unwrap_or("?")).collect();

@@ -279,7 +279,21 @@ async fn proxy(
         );
     }
     if decision.latency_ms > 0 {
-        tokio::time::sleep(Duration::from_millis(decision.latency_ms)).await;
+        let delay = Duration::from_millis(decision.latency_ms);
+        if decision.fault.is_none() {
+            // A delayed request still reaches DynamoDB when its client stops
+            // waiting (an attempt timeout), as one already on the wire does:
+            // the late write lands. Its own task, so the hang-up cannot cancel it.
+            let late = tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                match forward(&shared, &operation, &parts, body).await {
+                    Ok(upstream) => upstream.into_response(),
+                    Err(response) => response,
+                }
+            });
+            return late.await.unwrap_or_else(|_| internal_error());
+        }
+        tokio::time::sleep(delay).await;
     }
     match decision.fault {
         None => match forward(&shared, &operation, &parts, body).await {
