@@ -742,6 +742,30 @@ async fn a_lost_answer_that_cannot_be_verified_is_outcome_unknown_not_nothing_ch
     assert_eq!(assert_audit(&env.direct(), &user).await, usd("6.00"));
 }
 
+/// A client through the proxy that stops waiting for an answer after
+/// 300 ms and resends once (the SDK's attempt timeout, shortened).
+async fn impatient_client(proxy: &FaultProxy) -> Client {
+    let sdk = billing_config::load_aws_config().await;
+    let endpoint = proxy.endpoint();
+    billing_config::dynamo_client_with(&sdk, move |b| {
+        b.endpoint_url(endpoint)
+            .retry_partition(RetryPartition::new(format!(
+                "faults-{}",
+                uuid::Uuid::new_v4().simple()
+            )))
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(2)
+                    .with_initial_backoff(Duration::from_millis(20)),
+            )
+            .timeout_config(
+                ledger::dynamodb::config::timeout::TimeoutConfig::builder()
+                    .operation_attempt_timeout(Duration::from_millis(300))
+                    .build(),
+            )
+    })
+}
+
 #[tokio::test]
 async fn a_send_still_on_its_way_when_the_budget_ends_is_outcome_unknown_not_busy() {
     // The SDK gives up on a send (its attempt timeout) that is still on its
@@ -763,25 +787,7 @@ async fn a_send_still_on_its_way_when_the_budget_ends_is_outcome_unknown_not_bus
             max: Some(1),
         });
     let env = faulty(config).await;
-    let sdk = billing_config::load_aws_config().await;
-    let endpoint = env.proxy.endpoint();
-    let impatient = billing_config::dynamo_client_with(&sdk, move |b| {
-        b.endpoint_url(endpoint)
-            .retry_partition(RetryPartition::new(format!(
-                "faults-{}",
-                uuid::Uuid::new_v4().simple()
-            )))
-            .retry_config(
-                RetryConfig::standard()
-                    .with_max_attempts(2)
-                    .with_initial_backoff(Duration::from_millis(20)),
-            )
-            .timeout_config(
-                ledger::dynamodb::config::timeout::TimeoutConfig::builder()
-                    .operation_attempt_timeout(Duration::from_millis(300))
-                    .build(),
-            )
-    });
+    let impatient = impatient_client(&env.proxy).await;
     let user = new_user();
     let result = Ledger::new(impatient, &env.table.name)
         .with_retry_policy(budget(1))
@@ -795,7 +801,58 @@ async fn a_send_still_on_its_way_when_the_budget_ends_is_outcome_unknown_not_bus
         matches!(result, Err(LedgerError::OutcomeUnknown { .. })),
         "{result:?}"
     );
-    // The delayed send lands: the change did happen, once.
-    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    // The delayed send lands (1.5 s after it was sent; a loaded store may
+    // take longer): the change did happen, once.
+    let waiting = Instant::now();
+    while env.item(&user.pk(), "CREDITS").await.is_none()
+        && waiting.elapsed() < Duration::from_secs(15)
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(assert_audit(&env.direct(), &user).await, usd("4.00"));
+}
+
+#[tokio::test]
+async fn a_send_that_lands_between_attempts_is_found_not_applied_again() {
+    // Attempt 1's send is delayed 400 ms; the SDK stops waiting at 300 ms
+    // and its resend meets a conflict. Attempt 2 reads before that send
+    // lands and its own send meets a conflict too (an answered one). Then
+    // the delayed send lands, and attempt 3 reads the account one change
+    // further on: it must find its own entry, not credit a second time.
+    let config = FaultConfig::seeded(43)
+        .with_rule(FaultRule {
+            operation: TWI.into(),
+            fault: Fault::Latency { ms: 400 },
+            rate: 1.0,
+            skip: 0,
+            max: Some(1),
+        })
+        .with_rule(FaultRule {
+            operation: TWI.into(),
+            fault: Fault::Conflict,
+            rate: 1.0,
+            skip: 1,
+            max: Some(2),
+        })
+        .with_rule(FaultRule {
+            operation: GET.into(),
+            fault: Fault::Latency { ms: 1_000 },
+            rate: 1.0,
+            skip: 2,
+            max: Some(1),
+        });
+    let env = faulty(config).await;
+    let user = new_user();
+    let result = Ledger::new(impatient_client(&env.proxy).await, &env.table.name)
+        .with_retry_policy(budget(5))
+        .apply(credit(&user, "4.00"))
+        .await;
+    println!(
+        "send landed between attempts: {result:?}; {}",
+        summary(&env.proxy.stats())
+    );
+    let applied = result.expect("the change happened").into_applied();
+    assert_eq!(applied.entry.seq, 1, "{applied:?}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(assert_audit(&env.direct(), &user).await, usd("4.00"));
 }
