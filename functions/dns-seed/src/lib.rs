@@ -16,7 +16,9 @@ pub const PHYSICAL_RESOURCE_ID: &str = "dns-default-plans";
 
 pub struct Deps {
     pub ledger: Ledger,
-    pub http: reqwest::Client,
+    // Built when CloudFormation is answered, not at init: building it loads
+    // the platform's root certificates (docs/benchmarks.md, "Cold start").
+    http: std::sync::OnceLock<reqwest::Client>,
 }
 
 impl Deps {
@@ -29,10 +31,20 @@ impl Deps {
     }
 
     pub fn new(ledger: Ledger) -> Result<Deps, Error> {
+        Ok(Deps {
+            ledger,
+            http: std::sync::OnceLock::new(),
+        })
+    }
+
+    fn http(&self) -> Result<&reqwest::Client, Error> {
+        if let Some(http) = self.http.get() {
+            return Ok(http);
+        }
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()?;
-        Ok(Deps { ledger, http })
+        Ok(self.http.get_or_init(|| http))
     }
 }
 
@@ -119,6 +131,6 @@ pub async fn handle(deps: &Deps, event: LambdaEvent<Value>) -> Result<Value, Err
     let request: CfnRequest = serde_json::from_value(event.payload)?;
     let response = outcome(&deps.ledger, &request).await;
     tracing::info!(request_type = %request.request_type, status = response.status, reason = %response.reason, "custom resource");
-    send(&deps.http, &request.response_url, &response).await?;
+    send(deps.http()?, &request.response_url, &response).await?;
     Ok(serde_json::to_value(&response)?)
 }
