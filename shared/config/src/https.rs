@@ -23,7 +23,7 @@ use aws_smithy_runtime_api::shared::IntoShared;
 use aws_smithy_types::body::SdkBody;
 use std::collections::HashMap;
 use std::error::Error as StdError;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 /// The HTTPS client for the AWS SDK clients, its connections (and root
@@ -58,10 +58,9 @@ impl HttpClient for ReqwestHttpClient {
 
 #[derive(Debug)]
 struct ReqwestConnector {
-    // `None` when the builder failed (no root certificates): every request
-    // then answers that error, as a connector that cannot connect would.
-    client: Option<reqwest::Client>,
-    build_error: Option<Arc<str>>,
+    // The builder's error (no root certificates) is answered to every
+    // request, as a connector that cannot connect would.
+    client: Result<reqwest::Client, String>,
 }
 
 impl ReqwestConnector {
@@ -77,30 +76,22 @@ impl ReqwestConnector {
         if let Some(timeout) = read_timeout {
             builder = builder.read_timeout(timeout);
         }
-        match builder.build() {
-            Ok(client) => Self {
-                client: Some(client),
-                build_error: None,
-            },
-            Err(e) => Self {
-                client: None,
-                build_error: Some(e.to_string().into()),
-            },
+        Self {
+            client: builder.build().map_err(|e| e.to_string()),
         }
     }
 }
 
 impl HttpConnector for ReqwestConnector {
     fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
-        let Some(client) = self.client.clone() else {
-            let message = self
-                .build_error
-                .clone()
-                .unwrap_or_else(|| "no client".into());
-            return HttpConnectorFuture::ready(Err(ConnectorError::other(
-                message.to_string().into(),
-                None,
-            )));
+        let client = match &self.client {
+            Ok(client) => client.clone(),
+            Err(message) => {
+                return HttpConnectorFuture::ready(Err(ConnectorError::other(
+                    message.clone().into(),
+                    None,
+                )));
+            }
         };
         HttpConnectorFuture::new(async move {
             let request = to_reqwest(request)?;

@@ -24,7 +24,7 @@ mod error;
 mod index;
 mod item;
 pub mod keys;
-pub(crate) mod metrics;
+mod metrics;
 mod mutation;
 mod read;
 mod retry;
