@@ -18,6 +18,12 @@ pub const DELIVERY_REVIEW: &str = "DELIVERY#needs_review";
 /// Claimed by a caller that is talking to VirtFusion right now.
 pub const DELIVERY_CLAIMED: &str = "DELIVERY#delivering";
 
+/// The settlement-index partition of a settlement time (`SETTLED#<day>`),
+/// read by reconciliation.
+pub fn settled_partition(settled_at: &str) -> String {
+    format!("SETTLED#{}", settled_at.get(..10).unwrap_or(settled_at))
+}
+
 impl OrderRecord {
     pub fn pk(order_id: &str) -> String {
         format!("ORDER#{order_id}")
@@ -255,7 +261,7 @@ impl OrderUpdate {
     pub fn settled_at(self, settled_at: &str) -> OrderUpdate {
         let sort = format!("{settled_at}#{}", self.order_id);
         self.set_s("settledAt", settled_at)
-            .set_s("gsi2pk", &crate::reconcile::settled_partition(settled_at))
+            .set_s("gsi2pk", &settled_partition(settled_at))
             .set_s("gsi2sk", &sort)
     }
 

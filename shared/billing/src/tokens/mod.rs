@@ -83,6 +83,42 @@ mod tests {
         );
     }
 
+    /// The PayPal side calls the token room, never the reverse (no import
+    /// circle runs through `checkout`).
+    #[test]
+    fn the_token_room_never_calls_the_paypal_side() {
+        fn sources(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    sources(&path, out);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    out.push(path);
+                }
+            }
+        }
+        let mut files = Vec::new();
+        let room = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/tokens");
+        sources(&room, &mut files);
+        assert!(files.len() >= 5, "{files:?}");
+        let paypal_side = [
+            "checkout",
+            "refunds",
+            "webhook",
+            "after_webhook",
+            "reconcile",
+        ]
+        .map(|module| format!("crate::{module}"));
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap();
+            for line in text.lines().filter(|l| !l.trim_start().starts_with("//")) {
+                for side in &paypal_side {
+                    assert!(!line.contains(side.as_str()), "{}: {line}", file.display());
+                }
+            }
+        }
+    }
+
     #[test]
     fn nothing_captured_owes_nothing() {
         assert_eq!(owed(Tokens::new(100), Usd::ZERO, Usd::ZERO), Tokens::new(0));
