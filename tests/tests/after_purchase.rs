@@ -176,7 +176,7 @@ async fn run_job(api: &TestApi, at: time::OffsetDateTime) -> Value {
 // ---------------------------------------------------------------- point 1
 
 #[tokio::test]
-async fn a_partial_dashboard_refund_of_a_token_purchase_revokes_nothing_and_goes_to_review() {
+async fn a_partial_dashboard_refund_of_a_token_purchase_leaves_only_the_unrefunded_tokens() {
     let api = TestApi::new().await;
     let (order_id, user, capture_id, captured) = paid_tokens(&api, "100").await;
     assert_eq!(captured.body["status"], json!("completed"));
@@ -194,21 +194,15 @@ async fn a_partial_dashboard_refund_of_a_token_purchase_revokes_nothing_and_goes
     assert_eq!(delivered_ok(&api, &event).await, json!("processed"));
     assert_eq!(delivered_ok(&api, &event).await, json!("duplicate"));
 
-    assert_eq!(
-        api.virtfusion.balance(user.as_str()),
-        10_000,
-        "the whole credit is not revoked for a partial refund"
-    );
+    // VirtFusion has no partial removal: the credit is replaced by one of
+    // what the user kept.
+    assert_eq!(api.virtfusion.balance(user.as_str()), 9_000);
     assert_eq!(api.virtfusion.credits().len(), 1);
     let stored = order(&api, &order_id).await;
-    assert_eq!(stored.delivery, Some(Delivery::NeedsReview));
-    assert_eq!(stored.review_reason.as_deref(), Some("refund_partial"));
+    assert_eq!(stored.delivery, Some(Delivery::Delivered));
     assert_eq!(stored.refunded_amount, usd("10.00"));
-    assert!(
-        stored.credit_id.is_some(),
-        "the credit id is kept for the admin"
-    );
-    assert!(review_list(&api).await.contains(&order_id));
+    assert_eq!(stored.credit_id, Some(api.virtfusion.credits()[0].id));
+    assert!(!review_list(&api).await.contains(&order_id));
     // The token history shows the refund line next to the purchase.
     let token = api.token(user.as_str(), false);
     let history = api.get("/api/billing/transactions", &token).await;
@@ -277,7 +271,9 @@ async fn a_refund_of_a_delivery_under_review_keeps_it_on_the_review_list() {
         Some(Delivery::NeedsReview),
         "not 'refunded'"
     );
-    assert_eq!(stored.review_reason.as_deref(), Some("refund_under_review"));
+    // Its reason stays the delivery's: the settlement computes what is owed then.
+    assert_eq!(stored.review_reason.as_deref(), Some("uncertain_outcome"));
+    assert_eq!(stored.owed_tokens().get(), 0);
     assert!(review_list(&api).await.contains(&order_id), "still listed");
     assert_eq!(
         api.virtfusion.balance(user.as_str()),
@@ -619,7 +615,7 @@ async fn deliveries_virtfusion_refuses_for_good_back_off_and_never_block_newer_o
     billing::deliveries::resolve(
         &ledger,
         &good_id,
-        false,
+        billing::deliveries::Found::Nothing,
         ADMIN,
         &billing::Reason::parse("VirtFusion shows nothing").unwrap(),
     )

@@ -307,7 +307,7 @@ async fn a_whole_token_refund_reports_the_tokens_and_what_happens_to_them() {
     assert_eq!(detail["kind"], json!("tokens"));
     assert_eq!(detail["tokens"], json!(400));
     assert_eq!(detail["amount"], json!("4.00"));
-    assert_eq!(detail["tokenAction"], json!("revoke_credit"));
+    assert_eq!(detail["tokenAction"], json!("settle_at_virtfusion"));
     assert!(
         detail.get("balance").is_none(),
         "no credits moved: {detail}"

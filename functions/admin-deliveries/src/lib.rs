@@ -17,7 +17,12 @@ use serde_json::{Value, json};
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ResolveBody {
+    /// Whether VirtFusion shows a credit of this purchase or grant.
     delivered: bool,
+    /// That credit's id (VirtFusion's admin shows it): lets the system
+    /// remove it later, or now if it holds more than is owed.
+    #[serde(default, rename = "creditId")]
+    credit_id: Option<u64>,
     reason: String,
 }
 
@@ -49,11 +54,25 @@ pub async fn handle(deps: &BaseDeps, req: Request) -> Result<Response<Body>, Err
                 let order_id = valid_order_id(&order_id)?;
                 let body: ResolveBody = json_body(&req)?;
                 let reason = Reason::parse(&body.reason)?;
+                let found = match (body.delivered, body.credit_id) {
+                    (false, Some(_)) => {
+                        return Err(ApiError::bad_request(
+                            "creditId is only given with \"delivered\": true",
+                        ));
+                    }
+                    (_, Some(0)) => {
+                        return Err(ApiError::bad_request(
+                            "creditId must be a positive whole number",
+                        ));
+                    }
+                    (false, None) => deliveries::Found::Nothing,
+                    (true, credit_id) => deliveries::Found::Credit(credit_id),
+                };
                 if order_id.starts_with(GRANT_PREFIX) {
                     let grant = admin_tokens::resolve(
                         &deps.ledger,
                         order_id,
-                        body.delivered,
+                        found,
                         admin.user.as_str(),
                         &reason,
                     )
@@ -65,7 +84,7 @@ pub async fn handle(deps: &BaseDeps, req: Request) -> Result<Response<Body>, Err
                 let order = deliveries::resolve(
                     &deps.ledger,
                     order_id,
-                    body.delivered,
+                    found,
                     admin.user.as_str(),
                     &reason,
                 )
@@ -87,6 +106,10 @@ fn view(order: &OrderRecord) -> Value {
         "amount": order.captured_amount.unwrap_or(order.amount),
         "captureId": order.capture_id,
         "status": order.delivery.map(|d| d.as_str()),
+        "reviewReason": order.review_reason,
+        "refundedAmount": order.refunded_amount,
+        "owedTokens": order.owed_tokens().get(),
+        "creditId": order.credit_id,
         "createdAt": order.created_at,
     })
 }

@@ -8,25 +8,22 @@
 //!    settled by [`settle`], which the webhook shares. The capture id is the
 //!    exactly-once key: credits are credited in one ledger transaction that
 //!    also puts the `ONCE#capture#<id>` marker and completes the order.
-//! 3. **Tokens** are owed once paid and delivered by [`deliver_tokens`] under
-//!    a claim, so one caller at a time talks to VirtFusion. A definite failure
-//!    leaves the delivery `pending` (the scheduled job retries it); an
-//!    uncertain one (timeout/5xx after sending) becomes `needs_review` and is
-//!    never retried blindly — VirtFusion cannot look a credit up by reference.
+//! 3. **Tokens** are owed once paid; the token room ([`crate::tokens`])
+//!    delivers them under a claim, so one caller at a time talks to
+//!    VirtFusion, and keeps VirtFusion at what the purchase owes after it.
 
 use crate::BillingError;
 use crate::events::{self, DetailType, Event};
 use crate::idempotency::{Existing, IdempotencyKey, StoredResponse};
+pub use crate::orders::Settlement;
 use crate::orders::{
-    DELIVERY_CLAIMED, DELIVERY_PENDING, DELIVERY_REVIEW, Delivery, OrderRecord, OrderUpdate,
-    PaymentStatus, PurchaseKind,
+    DELIVERY_PENDING, Delivery, OrderRecord, OrderUpdate, PaymentStatus, PurchaseKind,
 };
 use crate::purchases::TokenPurchase;
-use crate::store::orders::history_line_status_item;
 use crate::store::pointers::{capture_pointer, pointer_item, purchase_pointer};
 use crate::store::write_together;
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
-use billing_money::{Tokens, Usd};
+use billing_money::Usd;
 use ledger::{Change, EntryDetails, EntryKind, Ledger, LedgerError, OnceKey, UserId};
 use paypal::{Capture, CaptureStatus, CreateOrder, PayPalClient, PayPalError};
 use serde_json::json;
@@ -214,9 +211,12 @@ pub async fn start_order(
         capture_id: None,
         captured_amount: None,
         refunded_amount: Usd::ZERO,
+        refunds_completed: Usd::ZERO,
         capture_attempt: 0,
         delivery: None,
         credit_id: None,
+        credit_tokens: None,
+        sending_tokens: None,
         created_at: ledger::now_rfc3339(),
         reversal_id: None,
         review_reason: None,
@@ -246,45 +246,6 @@ pub async fn start_order(
                 code: "conflict",
             }),
         },
-    }
-}
-
-/// What a settled capture came to.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Settlement {
-    /// Custom credits credited (now or earlier); `balance` is today's.
-    Credited { amount: Usd, balance: Usd },
-    /// Tokens paid; where their delivery stands.
-    Tokens { tokens: Tokens, delivery: Delivery },
-    /// PayPal holds the payment as PENDING; the COMPLETED webhook settles it.
-    PaymentPending { amount: Usd },
-}
-
-impl Settlement {
-    /// The capture routes' response.
-    pub fn response(&self) -> StoredResponse {
-        match self {
-            Settlement::Credited { amount, balance } => StoredResponse {
-                status: 200,
-                body: json!({ "success": true, "amount": amount, "balance": balance }),
-            },
-            Settlement::Tokens { tokens, delivery } => {
-                let (status, label) = match delivery {
-                    Delivery::Delivered => (200, "completed"),
-                    Delivery::Refunded => (200, "refunded"),
-                    Delivery::NeedsReview => (202, "needs_review"),
-                    Delivery::Pending | Delivery::Delivering => (202, "pending"),
-                };
-                StoredResponse {
-                    status,
-                    body: json!({ "success": true, "tokens": tokens.get(), "status": label }),
-                }
-            }
-            Settlement::PaymentPending { amount } => StoredResponse {
-                status: 202,
-                body: json!({ "success": true, "status": "pending", "amount": amount }),
-            },
-        }
     }
 }
 
@@ -451,7 +412,7 @@ pub async fn settle(
             PurchaseKind::Credits => credit_capture(ledger, order, capture).await,
             PurchaseKind::Tokens => {
                 record_token_payment(ledger, order, capture).await?;
-                deliver_tokens(ledger, virtfusion, &order.order_id).await
+                crate::tokens::deliver(ledger, virtfusion, &order.order_id).await
             }
         },
         _ => Err(BillingError::Conflict {
@@ -573,171 +534,6 @@ async fn record_token_payment(
     Ok(())
 }
 
-/// Delivers owed tokens to VirtFusion at most once (see the module docs).
-#[tracing::instrument(skip_all, fields(order_id = %order_id))]
-pub async fn deliver_tokens(
-    ledger: &Ledger,
-    virtfusion: Option<&VirtFusionClient>,
-    order_id: &str,
-) -> Result<Settlement, BillingError> {
-    let claim = uuid::Uuid::new_v4().simple().to_string();
-    let claimed_at = ledger::now_rfc3339();
-    let claimed = OrderUpdate::new(order_id, "#delivery = :pending")
-        .value_s(":pending", Delivery::Pending.as_str())
-        .set_s("delivery", Delivery::Delivering.as_str())
-        .set_s("deliveryClaim", &claim)
-        .set_s("deliveryClaimedAt", &claimed_at)
-        // Indexed while claimed, so a claim whose Lambda died is found (see
-        // `deliveries::review_stale_claims`).
-        .indexed(DELIVERY_CLAIMED, &ledger::now_rfc3339())
-        .run(ledger)
-        .await?;
-    let order = crate::orders::load(ledger, order_id)
-        .await?
-        .ok_or(BillingError::NotFound("Order"))?;
-    if !claimed {
-        // Delivered, under review, or someone else is delivering right now.
-        return settled(ledger, None, &order).await;
-    }
-    let tokens = order.tokens.ok_or_else(|| {
-        LedgerError::corrupt(OrderRecord::pk(order_id), "token order without tokens")
-    })?;
-    let outcome = match virtfusion {
-        Some(client) => {
-            client
-                .add_tokens(order.user.as_str(), tokens, order_id)
-                .await
-        }
-        None => Err(virtfusion::VirtFusionError::NotSent),
-    };
-    let (delivery, history_status, update) = match &outcome {
-        Ok(credit_id) => (
-            Delivery::Delivered,
-            "completed",
-            OrderUpdate::release_claim(order_id, &claim, Delivery::Delivered)
-                .set_n("creditId", credit_id.get())
-                .remove("gsi1pk")
-                .remove("gsi1sk"),
-        ),
-        Err(e) if e.is_definitely_not_applied() => {
-            let attempts = order.delivery_attempts.saturating_add(1);
-            if crate::deliveries::is_refusal(e)
-                && attempts >= crate::deliveries::MAX_DEFINITE_REFUSALS
-            {
-                tracing::error!(order_id, error = %e, attempts, "VirtFusion keeps refusing the delivery; to review");
-                (
-                    Delivery::NeedsReview,
-                    "needs_review",
-                    OrderUpdate::release_claim(order_id, &claim, Delivery::NeedsReview)
-                        .set_n("deliveryAttempts", attempts)
-                        .set_s("reviewReason", "refused")
-                        .indexed(DELIVERY_REVIEW, &order.created_at),
-                )
-            } else {
-                let next =
-                    crate::deliveries::next_attempt_at(time::OffsetDateTime::now_utc(), attempts);
-                tracing::warn!(order_id, error = %e, attempts, next_attempt_at = %next, "VirtFusion delivery failed; will retry");
-                (
-                    Delivery::Pending,
-                    "pending",
-                    OrderUpdate::release_claim(order_id, &claim, Delivery::Pending)
-                        .set_n("deliveryAttempts", attempts)
-                        .set_s("nextAttemptAt", &next)
-                        // Ordered by when it is due: a refused order never blocks newer ones.
-                        .indexed(DELIVERY_PENDING, &next),
-                )
-            }
-        }
-        Err(e) => {
-            tracing::error!(order_id, error = %e, "VirtFusion delivery outcome unknown; needs review");
-            (
-                Delivery::NeedsReview,
-                "needs_review",
-                OrderUpdate::release_claim(order_id, &claim, Delivery::NeedsReview)
-                    .set_s("reviewReason", "uncertain_outcome")
-                    .indexed(DELIVERY_REVIEW, &order.created_at),
-            )
-        }
-    };
-    let mut items = vec![update.item(ledger.table())?];
-    if let Some(history) = history_line_status_item(ledger, &order, history_status).await? {
-        items.push(history);
-    }
-    let event = match delivery {
-        Delivery::Delivered => Some(tokens_purchased(&order, tokens)),
-        Delivery::NeedsReview => Some(needs_review(&order, &claimed_at, "outcome_unknown")),
-        _ => None,
-    };
-    if let Some(event) = event {
-        items.push(event.item(ledger.table())?);
-    }
-    if write_together(ledger, items).await?.is_some() {
-        // The claim was taken from us while VirtFusion was called (a refund
-        // sent the purchase to review, or the stale-claim sweep did).
-        return claim_lost(ledger, order_id, outcome.ok()).await;
-    }
-    Ok(Settlement::Tokens { tokens, delivery })
-}
-
-/// The release of a delivery claim failed. If VirtFusion credited the
-/// tokens, its credit id is stored anyway (or nothing could ever revoke
-/// them) and the purchase stays on / goes to the review list: never a
-/// silent "completed".
-async fn claim_lost(
-    ledger: &Ledger,
-    order_id: &str,
-    credit_id: Option<virtfusion::CreditId>,
-) -> Result<Settlement, BillingError> {
-    let order = crate::orders::load(ledger, order_id)
-        .await?
-        .ok_or(BillingError::NotFound("Order"))?;
-    if let Some(credit_id) = credit_id {
-        tracing::error!(
-            order_id,
-            "VirtFusion credited a delivery whose claim was lost; to review"
-        );
-        let mut update = OrderUpdate::new(order_id, "attribute_exists(pk)")
-            .set_n("creditId", credit_id.get())
-            .set_s("deliveredAfterClaimLost", &ledger::now_rfc3339())
-            .set_s("delivery", Delivery::NeedsReview.as_str())
-            .indexed(DELIVERY_REVIEW, &order.created_at);
-        if order.review_reason.is_none() {
-            update = update.set_s("reviewReason", "delivered_after_claim_lost");
-        }
-        update.run(ledger).await?;
-        return Ok(Settlement::Tokens {
-            tokens: order.tokens.unwrap_or_else(|| order.amount.to_tokens()),
-            delivery: Delivery::NeedsReview,
-        });
-    }
-    settled(ledger, None, &order).await
-}
-
-/// `tokens.purchased`: once per order (its delivery happens once).
-pub(crate) fn tokens_purchased(order: &OrderRecord, tokens: Tokens) -> Event {
-    Event::new(
-        DetailType::TokensPurchased,
-        &format!("{}#delivered", OrderRecord::pk(&order.order_id)),
-        &order.user,
-    )
-    .value("tokens", tokens.get())
-    .usd("amount", order.captured_amount.unwrap_or(order.amount))
-    .text("orderId", &order.order_id)
-}
-
-/// `tokens.delivery_needs_review`: once per delivery claim that ended in review.
-pub(crate) fn needs_review(order: &OrderRecord, claimed_at: &str, reason: &str) -> Event {
-    Event::new(
-        DetailType::TokensDeliveryNeedsReview,
-        &format!("{}#claim#{claimed_at}", OrderRecord::pk(&order.order_id)),
-        &order.user,
-    )
-    .usd("amount", order.captured_amount.unwrap_or(order.amount))
-    .value("tokens", order.tokens.map(|t| t.get()))
-    .text("orderId", &order.order_id)
-    .text("reason", reason)
-}
-
 /// The settlement of an order that is already completed (a replayed capture).
 async fn settled(
     ledger: &Ledger,
@@ -752,12 +548,9 @@ async fn settled(
         PurchaseKind::Tokens => match order.delivery {
             // Owed and nobody is on it: a capture retry may as well deliver now.
             Some(Delivery::Pending) if virtfusion.is_some() => {
-                Box::pin(deliver_tokens(ledger, virtfusion, &order.order_id)).await
+                crate::tokens::deliver(ledger, virtfusion, &order.order_id).await
             }
-            delivery => Ok(Settlement::Tokens {
-                tokens: order.tokens.unwrap_or_else(|| order.amount.to_tokens()),
-                delivery: delivery.unwrap_or(Delivery::Pending),
-            }),
+            _ => Ok(crate::tokens::delivery::settled(order)),
         },
     }
 }

@@ -2,11 +2,9 @@
 //! function: what a balance is, how history merges, what an admin may change.
 
 pub mod admin;
-pub mod admin_tokens;
 pub mod after_webhook;
 pub mod balance;
 pub mod checkout;
-pub mod deliveries;
 pub mod dns;
 mod error;
 pub mod events;
@@ -21,7 +19,12 @@ pub mod refunds;
 pub mod services;
 pub mod store;
 pub mod subscriptions;
+pub mod tokens;
 pub mod webhook;
 
 pub use error::BillingError;
 pub use reason::Reason;
+/// Admin VirtFusion grants and removals (the token room's [`tokens::grants`]).
+pub use tokens::grants as admin_tokens;
+/// Token deliveries the job retries and admins settle ([`tokens::review`]).
+pub use tokens::review as deliveries;

@@ -7,8 +7,10 @@
 //! conditional update builder live in [`crate::store::orders`] (re-exported
 //! here).
 
+use crate::idempotency::StoredResponse;
 use billing_money::{Tokens, Usd};
 use ledger::UserId;
+use serde_json::json;
 
 pub use crate::store::orders::{
     DELIVERY_CLAIMED, DELIVERY_PENDING, DELIVERY_REVIEW, ORDER_SK, OrderUpdate, load,
@@ -83,6 +85,45 @@ impl Delivery {
     ];
 }
 
+/// What a settled capture came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Settlement {
+    /// Custom credits credited (now or earlier); `balance` is today's.
+    Credited { amount: Usd, balance: Usd },
+    /// Tokens paid; where their delivery stands.
+    Tokens { tokens: Tokens, delivery: Delivery },
+    /// PayPal holds the payment as PENDING; the COMPLETED webhook settles it.
+    PaymentPending { amount: Usd },
+}
+
+impl Settlement {
+    /// The capture routes' response.
+    pub fn response(&self) -> StoredResponse {
+        match self {
+            Settlement::Credited { amount, balance } => StoredResponse {
+                status: 200,
+                body: json!({ "success": true, "amount": amount, "balance": balance }),
+            },
+            Settlement::Tokens { tokens, delivery } => {
+                let (status, label) = match delivery {
+                    Delivery::Delivered => (200, "completed"),
+                    Delivery::Refunded => (200, "refunded"),
+                    Delivery::NeedsReview => (202, "needs_review"),
+                    Delivery::Pending | Delivery::Delivering => (202, "pending"),
+                };
+                StoredResponse {
+                    status,
+                    body: json!({ "success": true, "tokens": tokens.get(), "status": label }),
+                }
+            }
+            Settlement::PaymentPending { amount } => StoredResponse {
+                status: 202,
+                body: json!({ "success": true, "status": "pending", "amount": amount }),
+            },
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OrderRecord {
     pub order_id: String,
@@ -96,14 +137,25 @@ pub struct OrderRecord {
     pub status: PaymentStatus,
     pub capture_id: Option<String>,
     pub captured_amount: Option<Usd>,
-    /// Sum of the refunds (and reversals) applied so far.
+    /// Sum of the refunds (and reversals) applied so far, pending ones included.
     pub refunded_amount: Usd,
+    /// Token purchases: the completed refunds and reversals not won — the
+    /// part of the capture the user no longer owns. Pending refunds are not
+    /// in it: they never take tokens back (see [`crate::tokens`]).
+    pub refunds_completed: Usd,
     /// Bumped after PayPal answered "not approved" (nothing captured), so the
     /// next capture uses a fresh `PayPal-Request-Id`; retries after an
     /// unknown outcome reuse the same one.
     pub capture_attempt: u32,
     pub delivery: Option<Delivery>,
+    /// The VirtFusion credit this purchase holds there now, if any.
     pub credit_id: Option<u64>,
+    /// How many tokens that credit holds (absent on orders delivered before
+    /// it was recorded: then the whole purchase).
+    pub credit_tokens: Option<Tokens>,
+    /// Tokens of the VirtFusion call whose outcome is unknown (a delivery
+    /// under review): what its credit holds if the admin finds one.
+    pub sending_tokens: Option<Tokens>,
     pub created_at: String,
     /// The last reversal (chargeback) applied, so the dispute's outcome can
     /// find what to restore.
@@ -112,11 +164,31 @@ pub struct OrderRecord {
     /// refund during delivery, ...).
     pub review_reason: Option<String>,
     /// Definite VirtFusion refusals so far (deliveries back off and go to
-    /// review after [`crate::deliveries::MAX_DEFINITE_REFUSALS`]).
+    /// review after [`crate::tokens::review::MAX_DEFINITE_REFUSALS`]).
     pub delivery_attempts: u32,
 }
 
 impl OrderRecord {
+    /// Tokens this purchase owes at VirtFusion now (see [`crate::tokens::owed`]).
+    pub fn owed_tokens(&self) -> Tokens {
+        crate::tokens::owed(
+            self.tokens.unwrap_or_else(|| self.amount.to_tokens()),
+            self.captured_amount.unwrap_or(self.amount),
+            self.refunds_completed,
+        )
+    }
+
+    /// Tokens VirtFusion holds from this purchase, as far as we know.
+    pub fn tokens_there(&self) -> Tokens {
+        match self.credit_id {
+            Some(_) => self
+                .credit_tokens
+                .or(self.tokens)
+                .unwrap_or_else(|| self.amount.to_tokens()),
+            None => Tokens::new(0),
+        }
+    }
+
     /// The `PayPal-Request-Id` of the next capture call.
     pub fn capture_request_id(&self) -> String {
         format!("capture-{}-{}", self.order_id, self.capture_attempt)

@@ -12,22 +12,19 @@
 //! | pending → completed | record only (the money was taken at pending) | delivery settled |
 //! | pending → failed / cancelled | credit back (`refund_reverted`), once-key `refund_reverted#<id>` | record only |
 //! | new → failed / cancelled | record only, nothing taken; a late PENDING finds it | same |
-//! | reversal completed → cancelled (dispute won) | credit back (`reversal_cancelled`), once-key `reversal_cancelled#<id>` | to review |
+//! | reversal completed → cancelled (dispute won) | credit back (`reversal_cancelled`), once-key `reversal_cancelled#<id>` | owed again: delivered by the job |
 //!
-//! Tokens are taken back from VirtFusion only when the whole purchase is
-//! refunded and its VirtFusion credit id is known; a whole refund of a
-//! delivery that surely has not happened yet (`pending`) cancels it; anything
-//! else (partial, in flight, under review, no credit id) goes to the review
-//! list with the reason and what PayPal returned.
+//! Token purchases count completed movements in `refundsCompleted`; what
+//! VirtFusion owes is computed from it by the token room ([`crate::tokens`]),
+//! which this module calls to move the delivery (pending refunds never take
+//! tokens back).
 //!
 //! Events: `refund.completed`, `refund.failed`, `payment.reversed` and
 //! `payment.reversal_cancelled` ride in the transaction of their transition
 //! ([`crate::refund_events`]), so a repeated report publishes nothing more.
 
 use crate::events::{self, Event};
-use crate::orders::{
-    DELIVERY_REVIEW, Delivery, OrderRecord, OrderUpdate, PaymentStatus, PurchaseKind,
-};
+use crate::orders::{Delivery, OrderRecord, OrderUpdate, PaymentStatus, PurchaseKind};
 use crate::refund_events::Reached;
 use crate::store::refunds::{self as store, RecordSource};
 use crate::store::write_together;
@@ -40,10 +37,8 @@ use virtfusion::VirtFusionClient;
 
 pub use crate::store::refunds::{Movement, RefundRecord, RefundState};
 
-mod tokens;
-use tokens::{
-    REVOKING, TokenAction, guarded, revoke, to_review, token_action, with_token_action,
-    with_token_action_of,
+use crate::tokens::refunds::{
+    TokenAction, guarded, token_action, with_token_action, with_token_action_of,
 };
 
 /// Who asked for the refund.
@@ -254,21 +249,24 @@ pub async fn apply_refund(
         match step {
             None => continue,
             Some(Step::Unchanged(state)) => {
-                return outcome(ledger, &order, report, state, false, None).await;
+                return outcome(ledger, &order, report, state, false).await;
             }
             Some(Step::Moved { state, tokens }) => {
                 let order = crate::orders::load(ledger, order_id)
                     .await?
                     .ok_or(BillingError::NotFound("Order"))?;
-                let revoked = match tokens {
-                    Some(TokenAction::Revoke(credit_id)) => {
-                        Some(revoke(ledger, virtfusion, &order, credit_id).await?)
+                // VirtFusion must change: the token room does it now (the job
+                // does it later if VirtFusion is not reachable).
+                let order = match tokens {
+                    Some(TokenAction::Settle) if virtfusion.is_some() => {
+                        crate::tokens::deliver(ledger, virtfusion, order_id).await?;
+                        crate::orders::load(ledger, order_id)
+                            .await?
+                            .ok_or(BillingError::NotFound("Order"))?
                     }
-                    Some(TokenAction::Cancel) => Some(true),
-                    Some(TokenAction::Review(_)) => Some(false),
-                    None => None,
+                    _ => order,
                 };
-                return outcome(ledger, &order, report, state, true, revoked).await;
+                return outcome(ledger, &order, report, state, true).await;
             }
         }
     }
@@ -344,11 +342,23 @@ pub async fn cancel_reversal(ledger: &Ledger, order_id: &str) -> Result<bool, Bi
                 }
             }
             PurchaseKind::Tokens => {
-                // Tokens taken back cannot be re-granted blindly: an admin decides.
-                let review = to_review(
-                    guarded(&order).set("refundedAmount", AttributeValue::N(back.to_string())),
+                // The reversal no longer counts: what it took back is owed again.
+                let completed = order
+                    .refunds_completed
+                    .checked_sub(record.amount)
+                    .map_err(|_| LedgerError::Overflow)?;
+                let completed = if completed.is_negative() {
+                    Usd::ZERO
+                } else {
+                    completed
+                };
+                let action = token_action(&order, completed, Movement::Reversal);
+                let review = with_token_action(
+                    guarded(&order)
+                        .set("refundedAmount", AttributeValue::N(back.to_string()))
+                        .set("refundsCompleted", AttributeValue::N(completed.to_string())),
                     &order,
-                    "reversal_cancelled",
+                    &action,
                 );
                 let mut items = vec![
                     review.item(ledger.table())?,
@@ -367,9 +377,7 @@ pub async fn cancel_reversal(ledger: &Ledger, order_id: &str) -> Result<bool, Bi
                         "reversal_cancelled",
                     )?);
                 }
-                let restored = restored
-                    .text("tokenAction", "review")
-                    .text("reviewReason", "reversal_cancelled");
+                let restored = with_token_action_of(restored, Some(&action));
                 items.push(restored.item(ledger.table())?);
                 write_together(ledger, items).await?.is_none()
             }
@@ -508,12 +516,17 @@ async fn take(
             }
         }
         PurchaseKind::Tokens => {
+            let completed = order
+                .refunds_completed
+                .checked_add(report.amount)
+                .map_err(|_| LedgerError::Overflow)?;
             let action = (report.state == RefundState::Completed)
-                .then(|| token_action(order, refunded, report.movement));
+                .then(|| token_action(order, completed, report.movement));
             let update = match &action {
                 Some(action) => {
                     let mut update = guarded(order)
-                        .set("refundedAmount", AttributeValue::N(refunded.to_string()));
+                        .set("refundedAmount", AttributeValue::N(refunded.to_string()))
+                        .set("refundsCompleted", AttributeValue::N(completed.to_string()));
                     if report.movement == Movement::Reversal {
                         update = update.set_s("reversalId", &report.refund_id);
                     }
@@ -633,8 +646,15 @@ async fn complete(
     let action = match order.kind {
         PurchaseKind::Credits => None,
         PurchaseKind::Tokens => {
-            let action = token_action(order, order.refunded_amount, report.movement);
-            items.push(with_token_action(guarded(order), order, &action).item(ledger.table())?);
+            let amount = record.as_ref().map_or(report.amount, |r| r.amount);
+            let completed = order
+                .refunds_completed
+                .checked_add(amount)
+                .map_err(|_| LedgerError::Overflow)?;
+            let action = token_action(order, completed, report.movement);
+            let counted =
+                guarded(order).set("refundsCompleted", AttributeValue::N(completed.to_string()));
+            items.push(with_token_action(counted, order, &action).item(ledger.table())?);
             if let Some(sk) = record.as_ref().and_then(|r| r.history_sk.as_deref()) {
                 items.push(store::history_status_item(
                     ledger.table(),
@@ -746,17 +766,15 @@ async fn outcome(
     report: &RefundReport,
     state: RefundState,
     first_time: bool,
-    revoked: Option<bool>,
 ) -> Result<RefundOutcome, BillingError> {
+    let in_review = order.delivery == Some(Delivery::NeedsReview);
     let (balance, tokens_revoked) = match order.kind {
         PurchaseKind::Credits => (Some(ledger.balance(&order.user).await?), None),
+        // VirtFusion holds no more than is owed (what it holds beyond that
+        // is being taken back, or an admin reviews it).
         PurchaseKind::Tokens => (
             None,
-            revoked.or(match order.delivery {
-                Some(Delivery::Refunded) => Some(true),
-                Some(Delivery::NeedsReview) => Some(false),
-                _ => None,
-            }),
+            Some(!in_review && order.tokens_there() <= order.owed_tokens()),
         ),
     };
     Ok(RefundOutcome {
@@ -767,14 +785,7 @@ async fn outcome(
         status: state,
         balance,
         tokens_revoked,
-        review_reason: match (revoked, order.delivery) {
-            (Some(true), _) => None,
-            (Some(false), _) if order.review_reason.as_deref() == Some(REVOKING) => {
-                Some("refund_revoke_failed".to_owned())
-            }
-            (_, Some(Delivery::NeedsReview)) => order.review_reason.clone(),
-            _ => None,
-        },
+        review_reason: in_review.then(|| order.review_reason.clone()).flatten(),
         first_time,
     })
 }

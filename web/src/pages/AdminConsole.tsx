@@ -258,21 +258,38 @@ function Deliveries() {
       unwrap(api.GET("/api/admin/virtfusion-deliveries", { params: { query: { status: "needs_review" } } })),
   });
   const [reason, setReason] = useState("");
+  const [creditId, setCreditId] = useState("");
   const resolve = useMutation({
-    mutationFn: ({ orderId, delivered }: { orderId: string; delivered: boolean }) =>
-      unwrap(
+    mutationFn: ({ orderId, delivered }: { orderId: string; delivered: boolean }) => {
+      const credit = Number(creditId.trim());
+      const withCredit = delivered && creditId.trim() !== "" && Number.isInteger(credit) && credit > 0;
+      return unwrap(
         api.POST("/api/admin/virtfusion-deliveries/{orderId}/resolve", {
           params: { path: { orderId } },
-          body: { delivered, reason: reason.trim() },
+          body: withCredit ? { delivered, creditId: credit, reason: reason.trim() } : { delivered, reason: reason.trim() },
         }),
-      ),
+      );
+    },
     onSuccess: () => toast("success", "Delivery resolved."),
     onError: (e) => toast("error", describeError(e)),
     onSettled: () => client.invalidateQueries({ queryKey: ["admin", "deliveries"] }),
   });
   const items =
     (list.data as
-      | { items?: Array<{ orderId: string; userId: string; tokens: number | null; amount: string | null; kind?: string; operation?: string; createdAt: string }> }
+      | {
+          items?: Array<{
+            orderId: string;
+            userId: string;
+            tokens: number | null;
+            amount: string | null;
+            kind?: string;
+            operation?: string;
+            reviewReason?: string | null;
+            refundedAmount?: string;
+            owedTokens?: number;
+            createdAt: string;
+          }>;
+        }
       | undefined)?.items ?? [];
   return (
     <section className="panel" data-testid="deliveries">
@@ -289,9 +306,16 @@ function Deliveries() {
             Reason for the resolution
             <input value={reason} onChange={(e) => setReason(e.target.value)} />
           </label>
+          <label>
+            VirtFusion credit id (when a credit is there)
+            <input value={creditId} inputMode="numeric" onChange={(e) => setCreditId(e.target.value)} />
+          </label>
+          <p className="muted">
+            Say what VirtFusion shows; the system delivers or removes what the purchase owes after its refunds.
+          </p>
           <table>
             <thead>
-              <tr><th>Order / grant</th><th>User</th><th>Tokens</th><th>Paid</th><th /></tr>
+              <tr><th>Order / grant</th><th>User</th><th>Tokens</th><th>Paid</th><th>Refunded</th><th>Owed</th><th>Why</th><th /></tr>
             </thead>
             <tbody>
               {items.map((d) => (
@@ -303,6 +327,9 @@ function Deliveries() {
                   <td>{d.userId}</td>
                   <td>{d.tokens ?? "—"}</td>
                   <td>{d.amount ? formatUsd(d.amount) : "—"}</td>
+                  <td>{d.refundedAmount ? formatUsd(d.refundedAmount) : "—"}</td>
+                  <td>{d.owedTokens ?? "—"}</td>
+                  <td>{d.reviewReason ?? "—"}</td>
                   <td>
                     <button type="button" disabled={!reason.trim() || resolve.isPending} onClick={() => resolve.mutate({ orderId: d.orderId, delivered: true })}>
                       Was delivered

@@ -17,11 +17,11 @@
 
 use super::HistoryItem;
 use crate::BillingError;
-use crate::admin_tokens::{GRANT_PREFIX, REMOVAL_PREFIX, TokenGrant, load_grant};
 use crate::orders::{OrderRecord, PurchaseKind};
 use crate::purchases::{TokenPurchase, token_line};
 use crate::services::Charge;
 use crate::store::refunds::RefundRecord;
+use crate::tokens::grants::{GRANT_PREFIX, REMOVAL_PREFIX, TokenGrant, load_grant};
 use ledger::{EntryKind, Ledger, UserId};
 
 /// A transaction and what it belongs to (each `None` when it has no such reference).

@@ -41,10 +41,7 @@ fn text<'a>(item: &'a AttrMap, name: &str) -> Option<&'a str> {
     }
 }
 
-/// The settlement-index partition of a settlement time (`SETTLED#<day>`).
-pub fn settled_partition(settled_at: &str) -> String {
-    format!("SETTLED#{}", settled_at.get(..10).unwrap_or(settled_at))
-}
+pub use crate::store::orders::settled_partition;
 
 /// An order found in the settlement index.
 #[derive(Clone, Debug)]

@@ -18,6 +18,12 @@ pub const DELIVERY_REVIEW: &str = "DELIVERY#needs_review";
 /// Claimed by a caller that is talking to VirtFusion right now.
 pub const DELIVERY_CLAIMED: &str = "DELIVERY#delivering";
 
+/// The settlement-index partition of a settlement time (`SETTLED#<day>`),
+/// read by reconciliation.
+pub fn settled_partition(settled_at: &str) -> String {
+    format!("SETTLED#{}", settled_at.get(..10).unwrap_or(settled_at))
+}
+
 impl OrderRecord {
     pub fn pk(order_id: &str) -> String {
         format!("ORDER#{order_id}")
@@ -45,12 +51,24 @@ impl OrderRecord {
             item.insert("capturedAmount".into(), n(captured.to_string()));
         }
         item.insert("refundedAmount".into(), n(self.refunded_amount.to_string()));
+        if self.refunds_completed.is_positive() {
+            item.insert(
+                "refundsCompleted".into(),
+                n(self.refunds_completed.to_string()),
+            );
+        }
         item.insert("captureAttempt".into(), n(self.capture_attempt.to_string()));
         if let Some(delivery) = self.delivery {
             item.insert("delivery".into(), s(delivery.as_str()));
         }
         if let Some(credit_id) = self.credit_id {
             item.insert("creditId".into(), n(credit_id.to_string()));
+        }
+        if let Some(tokens) = self.credit_tokens {
+            item.insert("creditTokens".into(), n(tokens.get().to_string()));
+        }
+        if let Some(tokens) = self.sending_tokens {
+            item.insert("sendingTokens".into(), n(tokens.get().to_string()));
         }
         if let Some(reversal_id) = &self.reversal_id {
             item.insert("reversalId".into(), s(reversal_id));
@@ -90,12 +108,15 @@ impl OrderRecord {
             capture_id: r.text("captureId").map(str::to_owned),
             captured_amount: r.usd("capturedAmount")?,
             refunded_amount: r.usd("refundedAmount")?.unwrap_or(Usd::ZERO),
+            refunds_completed: r.usd("refundsCompleted")?.unwrap_or(Usd::ZERO),
             capture_attempt: r.parsed("captureAttempt")?.unwrap_or(0),
             delivery: r
                 .text("delivery")
                 .map(|d| d.parse::<Delivery>().map_err(|_| r.bad("delivery")))
                 .transpose()?,
             credit_id: r.parsed("creditId")?,
+            credit_tokens: r.parsed::<i64>("creditTokens")?.map(Tokens::new),
+            sending_tokens: r.parsed::<i64>("sendingTokens")?.map(Tokens::new),
             created_at: r.required("createdAt")?.to_owned(),
             reversal_id: r.text("reversalId").map(str::to_owned),
             review_reason: r.text("reviewReason").map(str::to_owned),
@@ -240,7 +261,7 @@ impl OrderUpdate {
     pub fn settled_at(self, settled_at: &str) -> OrderUpdate {
         let sort = format!("{settled_at}#{}", self.order_id);
         self.set_s("settledAt", settled_at)
-            .set_s("gsi2pk", &crate::reconcile::settled_partition(settled_at))
+            .set_s("gsi2pk", &settled_partition(settled_at))
             .set_s("gsi2sk", &sort)
     }
 

@@ -20,7 +20,7 @@
 //!    purchase delivery — never retried blindly.
 //!
 //! A request whose Lambda died between 1 and 3 leaves a claim that goes to
-//! review after [`crate::deliveries::STALE_CLAIM_SECONDS`] (the renewal job's
+//! review after [`crate::tokens::review::STALE_CLAIM_SECONDS`] (the renewal job's
 //! sweep, or a retry with the key). Removal is the same flow on the same
 //! record (`granted → removing → removed | removal_review`), and only for a
 //! credit this route granted to the user in the path (the credit pointer):
@@ -466,7 +466,7 @@ async fn answer(
 /// A claim older than this belongs to a request whose Lambda died.
 fn is_stale(grant: &TokenGrant, now: time::OffsetDateTime) -> bool {
     let cutoff = ledger::format_rfc3339(
-        now - time::Duration::seconds(crate::deliveries::STALE_CLAIM_SECONDS),
+        now - time::Duration::seconds(crate::tokens::review::STALE_CLAIM_SECONDS),
     );
     grant
         .claimed_at
@@ -510,7 +510,7 @@ async fn abandon(ledger: &Ledger, grant: &TokenGrant) -> Result<bool, BillingErr
 
 /// Claims left by requests whose Lambda died, among the keys of the
 /// claimed-delivery partition (the renewal job's sweep,
-/// [`crate::deliveries::review_stale_claims`]): to review. Returns how many moved.
+/// [`crate::tokens::review::review_stale_claims`]): to review. Returns how many moved.
 #[tracing::instrument(skip_all, fields(claims = keys.len()))]
 pub async fn review_stale_grants(
     ledger: &Ledger,
@@ -547,14 +547,20 @@ pub fn grant_id_of_key(key: &ledger::AttrMap) -> Option<String> {
 pub async fn resolve(
     ledger: &Ledger,
     grant_id: &str,
-    delivered: bool,
+    found: super::review::Found,
     admin_id: &str,
     reason: &Reason,
 ) -> Result<TokenGrant, BillingError> {
+    use super::review::Found;
     let table = ledger.table();
     let grant = store::load(ledger, grant_id)
         .await?
         .ok_or(BillingError::NotFound("Delivery"))?;
+    // `delivered`: the grant (or its removal) took effect at VirtFusion.
+    let (delivered, credit_id) = match found {
+        Found::Nothing => (false, None),
+        Found::Credit(credit_id) => (true, credit_id.or(grant.credit_id)),
+    };
     let removal_sk = grant.removal.as_ref().and_then(|r| r.history_sk.clone());
     let (to, line_sk) = match (grant.state, delivered) {
         (GrantState::NeedsReview, true) => (GrantState::Granted, grant.history_sk.clone()),
@@ -569,6 +575,15 @@ pub async fn resolve(
         .set_s("resolution", reason.as_str())
         .set_s("resolvedAt", &ledger::now_rfc3339())
         .unindexed();
+    // A grant settled as granted with the credit id the admin found can be
+    // removed through the API later (the pointer names it).
+    let pointer = match (grant.state, delivered, credit_id) {
+        (GrantState::NeedsReview, true, Some(credit_id)) => {
+            update = update.set("creditId", AttributeValue::N(credit_id.to_string()));
+            Some(store::credit_pointer_item(table, credit_id, &grant)?)
+        }
+        _ => None,
+    };
     update = match (grant.state, delivered) {
         (GrantState::NeedsReview, false) => update.remove("historySk"),
         (GrantState::RemovalReview, false) => update
@@ -578,6 +593,7 @@ pub async fn resolve(
         _ => update,
     };
     let mut items = vec![update.item(table)?];
+    items.extend(pointer);
     if let Some(sk) = line_sk {
         items.push(if delivered {
             store::line_status_item(table, &grant.user, &sk, "completed")?

@@ -2,12 +2,14 @@
 //! (`needs_review`), found through the sparse index `gsi1` — only orders in
 //! those states carry `gsi1pk`, so the cost grows with them, not with all orders.
 
+use super::delivery::{deliver, needs_review, tokens_purchased};
 use crate::BillingError;
-use crate::checkout::{Settlement, deliver_tokens};
+use crate::orders::Settlement;
 use crate::orders::{
     DELIVERY_CLAIMED, DELIVERY_PENDING, DELIVERY_REVIEW, Delivery, OrderRecord, OrderUpdate,
 };
 use aws_sdk_dynamodb::types::AttributeValue;
+use billing_money::Tokens;
 use ledger::{Ledger, LedgerError};
 use std::time::Instant;
 use virtfusion::VirtFusionClient;
@@ -102,7 +104,7 @@ pub async fn list(
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ReviewItem {
     Order(OrderRecord),
-    Grant(crate::admin_tokens::TokenGrant),
+    Grant(super::grants::TokenGrant),
 }
 
 /// [`list`], with the admin token grants in the same state (`needs_review`:
@@ -112,7 +114,7 @@ pub async fn list_items(
     state: Delivery,
     limit: u32,
 ) -> Result<Vec<ReviewItem>, BillingError> {
-    use crate::admin_tokens::{GrantState, grant_id_of_key, load_grant};
+    use super::grants::{GrantState, grant_id_of_key, load_grant};
     let keys = index_keys(ledger, partition(state)?, limit).await?;
     let mut items = Vec::new();
     for key in &keys {
@@ -169,55 +171,108 @@ pub(crate) async fn index_keys(
     Ok(out.items().to_vec())
 }
 
-/// An admin settles a `needs_review` delivery after checking VirtFusion:
-/// `delivered = true` closes it; `false` makes it `pending` again so the
-/// job delivers it. Anything else is 409.
-#[tracing::instrument(skip_all, fields(order_id = %order_id, delivered, admin = %admin_id))]
+/// What an admin found at VirtFusion for a purchase under review.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Found {
+    /// No credit of this purchase is there.
+    Nothing,
+    /// A credit of this purchase is there (its id, when the admin gives it
+    /// or the order knows it).
+    Credit(Option<u64>),
+}
+
+/// An admin settles a `needs_review` delivery by saying what VirtFusion
+/// shows; the system decides what to do: close it (VirtFusion holds what is
+/// owed: `delivered`, or nothing owed: `refunded`), or make it `pending` so
+/// the job removes a credit that holds too much and adds what is owed.
+/// Anything else is 409; a credit that must be corrected but whose id
+/// nobody knows is 400 (the admin must give `creditId`).
+#[tracing::instrument(skip_all, fields(order_id = %order_id, admin = %admin_id))]
 pub async fn resolve(
     ledger: &Ledger,
     order_id: &str,
-    delivered: bool,
+    found: Found,
     admin_id: &str,
     reason: &crate::Reason,
 ) -> Result<OrderRecord, BillingError> {
     let order = crate::orders::load(ledger, order_id)
         .await?
         .ok_or(BillingError::NotFound("Delivery"))?;
-    let update = OrderUpdate::new(order_id, "#delivery = :review")
+    if order.delivery != Some(Delivery::NeedsReview) {
+        return Err(not_in_review());
+    }
+    let owed = order.owed_tokens();
+    // What VirtFusion holds from this purchase, as the admin found it.
+    let (credit_id, there) = match found {
+        Found::Nothing => (None, Tokens::new(0)),
+        Found::Credit(given) => {
+            let credit_id = given.or(order.credit_id);
+            let there = if credit_id.is_some() && credit_id == order.credit_id {
+                order.tokens_there()
+            } else {
+                // The credit of the call whose outcome was unknown.
+                order.sending_tokens.or(order.tokens).unwrap_or(owed)
+            };
+            (credit_id, there)
+        }
+    };
+    let to = match (there == owed, owed.get() > 0) {
+        (true, true) => Delivery::Delivered,
+        (true, false) => Delivery::Refunded,
+        (false, _) if there.get() > 0 && credit_id.is_none() => {
+            return Err(BillingError::InvalidInput(format!(
+                "creditId is required: VirtFusion holds {there} tokens of this purchase but {owed} are owed now, so that credit must be removed"
+            )));
+        }
+        (false, _) => Delivery::Pending,
+    };
+    let mut update = OrderUpdate::new(order_id, "#delivery = :review")
         .value(
             ":review",
             AttributeValue::S(Delivery::NeedsReview.as_str().into()),
         )
         .set_s("resolvedBy", admin_id)
         .set_s("resolution", reason.as_str())
-        .set_s("resolvedAt", &ledger::now_rfc3339());
-    let update = if delivered {
-        update
-            .set_s("delivery", Delivery::Delivered.as_str())
-            .remove("gsi1pk")
-            .remove("gsi1sk")
-    } else {
-        update
-            .set_s("delivery", Delivery::Pending.as_str())
-            .set_s("gsi1pk", DELIVERY_PENDING)
-            .set_s("gsi1sk", &format!("{}#{order_id}", order.created_at))
+        .set_s("resolvedAt", &ledger::now_rfc3339())
+        .set_s("delivery", to.as_str())
+        .remove("reviewReason")
+        .remove("sendingTokens");
+    update = match credit_id {
+        Some(credit_id) if there.get() > 0 => update
+            .set_n("creditId", credit_id)
+            .set_n("creditTokens", there.get()),
+        _ => update.remove("creditId").remove("creditTokens"),
     };
-    // Resolved as delivered: the purchase is complete (its one `tokens.purchased`).
-    let reported: Vec<crate::events::Event> = match (delivered, order.tokens) {
-        (true, Some(tokens)) => {
-            vec![crate::checkout::tokens_purchased(&order, tokens).text("resolvedBy", admin_id)]
+    update = match to {
+        Delivery::Pending => update
+            .set_s("gsi1pk", DELIVERY_PENDING)
+            .set_s("gsi1sk", &format!("{}#{order_id}", order.created_at)),
+        _ => update.remove("gsi1pk").remove("gsi1sk"),
+    };
+    // Settled as delivered: the tokens reached VirtFusion (one event per movement).
+    let reported: Vec<crate::events::Event> = match to {
+        Delivery::Delivered => {
+            let movement = match credit_id {
+                Some(id) => id.to_string(),
+                None => format!("resolved-{}", ledger::now_rfc3339()),
+            };
+            vec![tokens_purchased(&order, there, &movement).text("resolvedBy", admin_id)]
         }
         _ => Vec::new(),
     };
     if !update.run_with(ledger, &reported).await? {
-        return Err(BillingError::Conflict {
-            message: "Delivery is not awaiting review".into(),
-            code: "not_in_review",
-        });
+        return Err(not_in_review());
     }
     crate::orders::load(ledger, order_id)
         .await?
         .ok_or(BillingError::NotFound("Delivery"))
+}
+
+fn not_in_review() -> BillingError {
+    BillingError::Conflict {
+        message: "Delivery is not awaiting review".into(),
+        code: "not_in_review",
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -270,7 +325,7 @@ pub async fn review_stale_claims(
         )
         .run_with(
             ledger,
-            &[crate::checkout::needs_review(
+            &[needs_review(
                 &order,
                 claimed_at.as_deref().unwrap_or_default(),
                 "claim_abandoned",
@@ -283,7 +338,7 @@ pub async fn review_stale_claims(
         }
     }
     // Admin token grants and removals claimed by a Lambda that died.
-    moved += crate::admin_tokens::review_stale_grants(ledger, &keys, now).await?;
+    moved += super::grants::review_stale_grants(ledger, &keys, now).await?;
     Ok(moved)
 }
 
@@ -329,7 +384,7 @@ pub async fn retry_pending(
             break;
         }
         summary.attempted += 1;
-        match deliver_tokens(ledger, virtfusion, &order.order_id).await {
+        match deliver(ledger, virtfusion, &order.order_id).await {
             Ok(Settlement::Tokens {
                 delivery: Delivery::Delivered,
                 ..
