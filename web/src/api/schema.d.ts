@@ -1174,6 +1174,13 @@ export interface components {
             operation?: "grant" | "removal";
             creditId?: number | null;
             reviewReason?: string | null;
+            /** @description Purchases only - refunds and reversals so far (pending ones included) */
+            refundedAmount?: components["schemas"]["Money"];
+            /**
+             * @description Purchases only - what the purchase owes at VirtFusion now:
+             *     tokens x (1 - completed refunds / captured)
+             */
+            owedTokens?: components["schemas"]["Tokens"];
             /** @description The admin who asked for the grant (or the removal) */
             adminId?: string;
             reason?: string;
@@ -2110,14 +2117,25 @@ export interface operations {
             content: {
                 "application/json": {
                     /**
-                     * @description true - VirtFusion has the tokens; false - they were not
-                     *     delivered (a purchase goes back to pending and is
-                     *     delivered by the job). For an admin grant (`vfgrant-…`):
-                     *     true - granted, false - not granted (failed; its history
-                     *     line is deleted); for a removal under review: true -
-                     *     removed, false - not removed (granted again)
+                     * @description What VirtFusion shows. For a purchase: true - a credit of
+                     *     this purchase is there; false - none is. The system then
+                     *     decides: closed when VirtFusion holds what is owed
+                     *     (delivered, or refunded when nothing is owed), otherwise
+                     *     pending, and the job removes a credit holding too much and
+                     *     adds what is owed (tokens x (1 - completed refunds /
+                     *     captured)). For an admin grant (`vfgrant-…`): true -
+                     *     granted, false - not granted (failed; its history line is
+                     *     deleted); for a removal under review: true - removed,
+                     *     false - not removed (granted again)
                      */
                     delivered: boolean;
+                    /**
+                     * @description With `delivered: true`: the VirtFusion credit id found
+                     *     (VirtFusion's admin shows it), so the credit can be removed
+                     *     later (a refund, an admin removal of a grant). Required
+                     *     when the credit holds more than is owed now (400 without it)
+                     */
+                    creditId?: number;
                     reason: components["schemas"]["Reason"];
                 };
             };
