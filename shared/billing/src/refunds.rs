@@ -772,6 +772,8 @@ async fn outcome(
         PurchaseKind::Credits => (Some(ledger.balance(&order.user).await?), None),
         // VirtFusion holds no more than is owed (what it holds beyond that
         // is being taken back, or an admin reviews it).
+        // A pending refund decides nothing about tokens yet.
+        PurchaseKind::Tokens if state == RefundState::Pending => (None, None),
         PurchaseKind::Tokens => (
             None,
             Some(!in_review && order.tokens_there() <= order.owed_tokens()),
