@@ -11,6 +11,7 @@ use devstack::virtfusion::FailureMode;
 use integration_tests::api::{TestApi, TestResponse};
 use integration_tests::{assert_audit, new_user, usd};
 use ledger::UserId;
+use ledger::dynamodb::types::AttributeValue;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -646,6 +647,50 @@ async fn a_whole_refund_retried_after_its_lost_answer_and_its_webhook_answers_th
     assert_eq!(api.paypal.refunds().len(), 1);
     assert_eq!(assert_audit(&api.ledger(), &user).await, usd("0.00"));
     assert_eq!(entry_kinds(&api, &user).await, vec!["purchase", "refund"]);
+}
+
+/// The record's claim as a Lambda that died at PayPal leaves it: held, lease
+/// running until `lease_until` (unix seconds).
+async fn set_claim(api: &TestApi, key: &str, lease_until: i64) {
+    let ledger = api.ledger();
+    ledger
+        .client()
+        .update_item()
+        .table_name(ledger.table())
+        .key("pk", AttributeValue::S(format!("IDEM#{ADMIN}#{key}")))
+        .key("sk", AttributeValue::S("IDEM".into()))
+        .update_expression("SET claim = :dead, leaseUntil = :until")
+        .expression_attribute_values(":dead", AttributeValue::S("dead-lambda".into()))
+        .expression_attribute_values(":until", AttributeValue::N(lease_until.to_string()))
+        .condition_expression("attribute_exists(pk)")
+        .send()
+        .await
+        .expect("claim set");
+}
+
+#[tokio::test]
+async fn an_admin_refund_whose_lambda_died_at_paypal_is_taken_over_once_its_lease_ran_out() {
+    let api = TestApi::new().await;
+    let (order_id, user, _) = paid_credits(&api, "10").await;
+    let body = format!(r#"{{"orderId": "{order_id}", "amount": "4.00", "reason": "died"}}"#);
+    api.paypal
+        .set_failure(Operation::Refund, Failure::ApplyThenHang, Some(1));
+    let lost = admin_refund(&api, &body, "dead-1").await;
+    assert!(lost.status >= 502, "{:?}", lost.body);
+    // As if that Lambda had died at PayPal instead of letting its claim go.
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    set_claim(&api, "dead-1", now + 60).await;
+    let held = admin_refund(&api, &body, "dead-1").await;
+    assert_eq!(held.status, 409, "{:?}", held.body);
+    assert_eq!(held.body["code"], json!("idempotency_in_progress"));
+    // Its lease runs out: the retry carries on with the same PayPal call.
+    set_claim(&api, "dead-1", now - 1).await;
+    let retried = admin_refund(&api, &body, "dead-1").await;
+    assert_eq!(retried.status, 200, "{:?}", retried.body);
+    let refunds = api.paypal.refunds();
+    assert_eq!(refunds.len(), 1);
+    assert_eq!(retried.body["refundId"], json!(refunds[0].id));
+    assert_eq!(assert_audit(&api.ledger(), &user).await, usd("6.00"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

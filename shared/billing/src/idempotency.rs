@@ -236,17 +236,7 @@ impl IdempotencyKey {
     /// holder still runs; else (the holder let go, or its lease ran out)
     /// the claim, taken over by this request. `None`: no record.
     pub async fn resume(&self, ledger: &Ledger) -> Result<Option<Claim>, BillingError> {
-        let out = ledger
-            .client()
-            .get_item()
-            .table_name(ledger.table())
-            .key("pk", AttributeValue::S(self.pk.clone()))
-            .key("sk", AttributeValue::S("IDEM".into()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| LedgerError::dynamo("GetItem", &e))?;
-        match out.item {
+        match self.read(ledger).await? {
             Some(existing) => self.take_over(ledger, existing).await.map(Some),
             None => Ok(None),
         }
@@ -373,6 +363,14 @@ impl IdempotencyKey {
 
     /// The record if there is one (one consistent `GetItem`), judged.
     pub async fn lookup(&self, ledger: &Ledger) -> Result<Option<Existing>, BillingError> {
+        self.read(ledger)
+            .await?
+            .as_ref()
+            .map(|item| self.judge(item))
+            .transpose()
+    }
+
+    async fn read(&self, ledger: &Ledger) -> Result<Option<AttrMap>, BillingError> {
         let out = ledger
             .client()
             .get_item()
@@ -383,40 +381,7 @@ impl IdempotencyKey {
             .send()
             .await
             .map_err(|e| LedgerError::dynamo("GetItem", &e))?;
-        out.item.as_ref().map(|item| self.judge(item)).transpose()
-    }
-
-    /// Stores `response` unless a record exists; returns the existing one then.
-    pub async fn store(
-        &self,
-        ledger: &Ledger,
-        response: &StoredResponse,
-    ) -> Result<Option<Existing>, BillingError> {
-        let result = ledger
-            .client()
-            .put_item()
-            .table_name(ledger.table())
-            .set_item(Some(self.record(Some(response))))
-            .condition_expression("attribute_not_exists(pk)")
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(None),
-            Err(err) => match err.as_service_error() {
-                Some(e) if e.is_conditional_check_failed_exception() => {
-                    let existing = match e {
-                        aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(c) => c.item().cloned(),
-                        _ => None,
-                    };
-                    match existing {
-                        Some(item) => self.judge(&item).map(Some),
-                        None => self.lookup(ledger).await,
-                    }
-                }
-                _ => Err(LedgerError::dynamo("PutItem", &err).into()),
-            },
-        }
+        Ok(out.item)
     }
 }
 
