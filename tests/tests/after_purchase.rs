@@ -11,6 +11,7 @@ use devstack::virtfusion::FailureMode;
 use integration_tests::api::{TestApi, TestResponse};
 use integration_tests::{assert_audit, new_user, usd};
 use ledger::UserId;
+use ledger::dynamodb::types::AttributeValue;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -581,6 +582,156 @@ async fn an_admin_refund_needs_an_idempotency_key_and_its_retry_refunds_once() {
     assert_eq!(retried.body["balance"], json!("7.50"));
     let again = admin_refund(&api, &body, "retry-1").await;
     assert_eq!(again.body, retried.body, "replayed");
+    assert_eq!(assert_audit(&api.ledger(), &user).await, usd("7.50"));
+}
+
+#[tokio::test]
+async fn an_admin_refund_retried_with_an_edited_body_after_a_lost_answer_is_422_and_refunds_once() {
+    let api = TestApi::new().await;
+    let (order_id, user, _) = paid_credits(&api, "10").await;
+    let body = |amount: &str, reason: &str| {
+        format!(r#"{{"orderId": "{order_id}", "amount": "{amount}", "reason": "{reason}"}}"#)
+    };
+    // PayPal refunds, but its answer never arrives: 503 to the admin.
+    api.paypal
+        .set_failure(Operation::Refund, Failure::ApplyThenHang, Some(1));
+    let lost = admin_refund(&api, &body("2.50", "asked"), "edit-1").await;
+    assert!(lost.status >= 502, "{:?}", lost.body);
+    assert_eq!(api.paypal.refunds().len(), 1, "PayPal did refund");
+
+    // The admin edits the reason (then the amount) and sends the same key again.
+    for edited in [body("2.50", "asked by phone"), body("3.00", "asked")] {
+        let reused = admin_refund(&api, &edited, "edit-1").await;
+        assert_eq!(reused.status, 422, "{:?}", reused.body);
+        assert_eq!(reused.body["code"], json!("idempotency_key_reused"));
+        assert_eq!(api.paypal.refunds().len(), 1, "no second PayPal refund");
+    }
+    // The request as first sent settles PayPal's one refund.
+    let retried = admin_refund(&api, &body("2.50", "asked"), "edit-1").await;
+    assert_eq!(retried.status, 200, "{:?}", retried.body);
+    let refunds = api.paypal.refunds();
+    assert_eq!(refunds.len(), 1);
+    assert_eq!(retried.body["refundId"], json!(refunds[0].id));
+    assert_eq!(retried.body["balance"], json!("7.50"));
+    assert_eq!(assert_audit(&api.ledger(), &user).await, usd("7.50"));
+    assert_eq!(entry_kinds(&api, &user).await, vec!["purchase", "refund"]);
+}
+
+#[tokio::test]
+async fn a_whole_refund_retried_after_its_lost_answer_and_its_webhook_answers_that_refund() {
+    let api = TestApi::new().await;
+    let (order_id, user, _) = paid_credits(&api, "10").await;
+    let body = format!(r#"{{"orderId": "{order_id}", "reason": "whole"}}"#);
+    api.paypal
+        .set_failure(Operation::Refund, Failure::ApplyThenHang, Some(1));
+    let lost = admin_refund(&api, &body, "whole-lost").await;
+    assert!(lost.status >= 502, "{:?}", lost.body);
+    let refund_id = api.paypal.refunds()[0].id.clone();
+    // PayPal's webhook records the refund before the admin retries.
+    let refunded = api
+        .paypal
+        .signed_event(EventType::CaptureRefunded, &refund_id)
+        .unwrap();
+    delivered_ok(&api, &refunded).await;
+    assert_eq!(order(&api, &order_id).await.refunded_amount, usd("10.00"));
+
+    // Nothing remains to refund, yet this key's refund is the one PayPal made.
+    let retried = admin_refund(&api, &body, "whole-lost").await;
+    assert_eq!(retried.status, 200, "{:?}", retried.body);
+    assert_eq!(retried.body["refundId"], json!(refund_id));
+    assert_eq!(retried.body["amount"], json!("10.00"));
+    assert_eq!(api.paypal.refunds().len(), 1);
+    assert_eq!(assert_audit(&api.ledger(), &user).await, usd("0.00"));
+    assert_eq!(entry_kinds(&api, &user).await, vec!["purchase", "refund"]);
+}
+
+/// The record's claim as a Lambda that died at PayPal leaves it: held, lease
+/// running until `lease_until` (unix seconds).
+async fn set_claim(api: &TestApi, key: &str, lease_until: i64) {
+    let ledger = api.ledger();
+    ledger
+        .client()
+        .update_item()
+        .table_name(ledger.table())
+        .key("pk", AttributeValue::S(format!("IDEM#{ADMIN}#{key}")))
+        .key("sk", AttributeValue::S("IDEM".into()))
+        .update_expression("SET claim = :dead, leaseUntil = :until")
+        .expression_attribute_values(":dead", AttributeValue::S("dead-lambda".into()))
+        .expression_attribute_values(":until", AttributeValue::N(lease_until.to_string()))
+        .condition_expression("attribute_exists(pk)")
+        .send()
+        .await
+        .expect("claim set");
+}
+
+#[tokio::test]
+async fn an_admin_refund_whose_lambda_died_at_paypal_is_taken_over_once_its_lease_ran_out() {
+    let api = TestApi::new().await;
+    let (order_id, user, _) = paid_credits(&api, "10").await;
+    let body = format!(r#"{{"orderId": "{order_id}", "amount": "4.00", "reason": "died"}}"#);
+    api.paypal
+        .set_failure(Operation::Refund, Failure::ApplyThenHang, Some(1));
+    let lost = admin_refund(&api, &body, "dead-1").await;
+    assert!(lost.status >= 502, "{:?}", lost.body);
+    // As if that Lambda had died at PayPal instead of letting its claim go.
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    set_claim(&api, "dead-1", now + 60).await;
+    let held = admin_refund(&api, &body, "dead-1").await;
+    assert_eq!(held.status, 409, "{:?}", held.body);
+    assert_eq!(held.body["code"], json!("idempotency_in_progress"));
+    // Its lease runs out: the retry carries on with the same PayPal call.
+    set_claim(&api, "dead-1", now - 1).await;
+    let retried = admin_refund(&api, &body, "dead-1").await;
+    assert_eq!(retried.status, 200, "{:?}", retried.body);
+    let refunds = api.paypal.refunds();
+    assert_eq!(refunds.len(), 1);
+    assert_eq!(retried.body["refundId"], json!(refunds[0].id));
+    assert_eq!(assert_audit(&api.ledger(), &user).await, usd("6.00"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_admin_refunds_with_one_key_make_one_paypal_refund() {
+    let api = Arc::new(TestApi::new().await);
+    let (order_id, user, _) = paid_credits(&api, "10").await;
+    let body = |reason: &str| {
+        format!(r#"{{"orderId": "{order_id}", "amount": "2.50", "reason": "{reason}"}}"#)
+    };
+    // PayPal takes its time with the first refund: the others arrive meanwhile.
+    api.paypal.set_failure(
+        Operation::Refund,
+        Failure::Delay(Duration::from_millis(500)),
+        Some(1),
+    );
+    let mut tasks = JoinSet::new();
+    for i in 0..8 {
+        let (api, body) = (api.clone(), body(if i % 2 == 0 { "a" } else { "b" }));
+        tasks.spawn(async move { admin_refund(&api, &body, "same-key").await });
+    }
+    let (mut answered, mut statuses) = (Vec::new(), Vec::new());
+    while let Some(response) = tasks.join_next().await {
+        let response = response.unwrap();
+        statuses.push(response.status);
+        match response.status {
+            200 => answered.push(response.body["refundId"].clone()),
+            409 => assert_eq!(response.body["code"], json!("idempotency_in_progress")),
+            422 => assert_eq!(response.body["code"], json!("idempotency_key_reused")),
+            other => panic!("unexpected {other}: {:?}", response.body),
+        }
+    }
+    // While the first is at PayPal: its body is 409 (in progress), the other 422.
+    assert!(statuses.contains(&409), "{statuses:?}");
+    assert!(statuses.contains(&422), "{statuses:?}");
+    let refunds = api.paypal.refunds();
+    assert_eq!(refunds.len(), 1, "one PayPal refund for one key");
+    assert!(answered.iter().all(|id| *id == json!(refunds[0].id)));
+    // Afterwards: the body that won replays it, the other is 422.
+    let mut statuses = vec![
+        admin_refund(&api, &body("a"), "same-key").await.status,
+        admin_refund(&api, &body("b"), "same-key").await.status,
+    ];
+    statuses.sort_unstable();
+    assert_eq!(statuses, vec![200, 422]);
+    assert_eq!(api.paypal.refunds().len(), 1);
     assert_eq!(assert_audit(&api.ledger(), &user).await, usd("7.50"));
 }
 

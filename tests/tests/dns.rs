@@ -3,8 +3,9 @@
 //! subscription view, cancellation, the sample events and the deploy-time seed.
 
 use billing::dns::{Plan, PlanId, seed_default_plans};
+use devstack::faultproxy::{Fault, FaultConfig, FaultProxy, FaultRule};
 use integration_tests::api::TestApi;
-use integration_tests::{assert_audit, new_user, usd};
+use integration_tests::{assert_audit, dynamo_endpoint, new_user, usd};
 use ledger::{Change, EntryDetails, EntryKind, Ledger, UserId};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -746,6 +747,77 @@ async fn an_upgrade_racing_a_renewal_ends_in_one_consistent_state() {
             assert_eq!(renewals[0].amount, usd("-5.00"));
         }
     }
+}
+
+/// The admin changes the upgrade's plan price after the upgrade read it and
+/// before its transaction lands (held 600 ms by the fault proxy): the
+/// transaction conditions on the price it charges for, so it is refused
+/// (409 `plan_changed`, nothing charged), as a purchase is; the next try
+/// charges the new price.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_never_charges_a_plan_price_changed_before_its_write() {
+    let api = seeded_api().await;
+    let ledger = api.ledger();
+    let user = dns_subscriber(&ledger, "50.00", "basic", datetime!(2024-04-01 00:00 UTC)).await;
+    let proxy = FaultProxy::spawn(([127, 0, 0, 1], 0).into(), dynamo_endpoint())
+        .await
+        .expect("fault proxy starts");
+    proxy.set_faults(FaultConfig::seeded(6).with_rule(FaultRule {
+        operation: "TransactWriteItems".into(),
+        fault: Fault::Latency { ms: 600 },
+        rate: 1.0,
+        skip: 0,
+        max: Some(1),
+    }));
+    let sdk = billing_config::load_aws_config().await;
+    let endpoint = proxy.endpoint();
+    let client = billing_config::dynamo_client_with(&sdk, move |b| b.endpoint_url(endpoint));
+    let proxied = Ledger::new(client, ledger.table());
+    let day_10 = datetime!(2024-04-11 00:00 UTC); // 20 of 30 days left
+    let upgrade = tokio::spawn({
+        let user = user.clone();
+        async move { billing::dns::change_plan(&proxied, &user, "pro", day_10).await }
+    });
+    // The upgrade has read Pro at 15.00 and sent its transaction: Pro goes to 25.00.
+    let started = std::time::Instant::now();
+    while proxy.stats().requests("TransactWriteItems") == 0 {
+        assert!(started.elapsed().as_secs() < 10, "the upgrade never wrote");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let patch = billing::dns::PlanPatch {
+        price: Some(usd("25.00")),
+        ..Default::default()
+    };
+    billing::dns::update_plan(&ledger, "pro", patch)
+        .await
+        .expect("price changed");
+    let result = upgrade.await.unwrap();
+    assert!(
+        matches!(
+            result,
+            Err(billing::BillingError::Conflict {
+                code: "plan_changed",
+                ..
+            })
+        ),
+        "the old price (6.67) must not be charged: {result:?}"
+    );
+    assert_eq!(assert_audit(&ledger, &user).await, usd("45.00"));
+    let sub = billing::dns::get_subscription(&ledger, &user)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (sub.dns().unwrap().plan_id.as_str(), sub.price),
+        ("basic", usd("5.00"))
+    );
+    // Asked again: (25.00 - 5.00) × 20 / 30 = 13.33.
+    let changed = billing::dns::change_plan(&ledger, &user, "pro", day_10)
+        .await
+        .expect("upgrade at the new price");
+    assert_eq!(changed.charged, usd("13.33"));
+    assert_eq!(changed.subscription.price, usd("25.00"));
+    assert_eq!(assert_audit(&ledger, &user).await, usd("31.67"));
 }
 
 #[tokio::test]

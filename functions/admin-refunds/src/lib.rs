@@ -3,7 +3,6 @@
 //! `billing::refunds`).
 
 use billing::Reason;
-use billing::idempotency::{Existing, IdempotencyKey, StoredResponse};
 use billing::refunds::{AdminRefund, MAX_NOTE_TO_PAYER, admin_refund};
 use billing_http::{
     ApiError, ApiResponse, Body, Error, Request, Response, idempotency_key, json_body, respond,
@@ -11,7 +10,6 @@ use billing_http::{
 use billing_http::{PaymentDeps, valid_order_id};
 use billing_money::Usd;
 use serde::Deserialize;
-use serde_json::json;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,29 +39,6 @@ pub async fn handle(deps: &PaymentDeps, req: Request) -> Result<Response<Body>, 
             }
             Some(note) => Some(note.to_owned()),
         };
-        let canonical = format!(
-            "{order_id}|{}|{}|{}|{}",
-            body.amount.map(|a| a.to_string()).unwrap_or_default(),
-            reason.as_str(),
-            body.force,
-            note_to_payer.as_deref().unwrap_or_default()
-        );
-        // Required: a refund retried after a lost answer must reuse the same
-        // PayPal-Request-Id, or PayPal would refund twice.
-        let key = idempotency_key(&req)?
-            .map(|k| IdempotencyKey::new(&admin.user, &k, "admin-refunds", &canonical))
-            .ok_or_else(|| {
-                ApiError::bad_request("Idempotency-Key header is required for refunds")
-            })?;
-        match key.lookup(&deps.base.ledger).await? {
-            Some(Existing::Replay(stored)) => {
-                return Ok(ApiResponse::with_status(stored.status, stored.body));
-            }
-            Some(Existing::InProgress) => {
-                return Err(billing::BillingError::IdempotencyInProgress.into());
-            }
-            None => {}
-        }
         let request = AdminRefund {
             order_id,
             amount: body.amount,
@@ -71,35 +46,24 @@ pub async fn handle(deps: &PaymentDeps, req: Request) -> Result<Response<Body>, 
             note_to_payer,
             admin_id: admin.user.as_str().to_owned(),
             force: body.force,
-            request_key: key.derived_id(),
         };
+        // Required: a refund retried after a lost answer must reach PayPal
+        // with the same PayPal-Request-Id, or PayPal would refund twice.
+        let key = idempotency_key(&req)?
+            .map(|k| request.key(&admin.user, &k))
+            .ok_or_else(|| {
+                ApiError::bad_request("Idempotency-Key header is required for refunds")
+            })?;
         let paypal = deps.paypal().await?;
-        let outcome =
-            admin_refund(&deps.base.ledger, paypal, deps.virtfusion().await, request).await?;
-        let mut response = json!({
-            "success": true,
-            "refundId": outcome.refund_id,
-            "orderId": outcome.order_id,
-            "amount": outcome.amount,
-            "status": outcome.status.as_str(),
-        });
-        if let Some(balance) = outcome.balance {
-            response["balance"] = json!(balance);
-        }
-        if let Some(revoked) = outcome.tokens_revoked {
-            response["tokensRevoked"] = json!(revoked);
-        }
-        if let Some(reason) = &outcome.review_reason {
-            response["reviewReason"] = json!(reason);
-        }
-        let stored = StoredResponse {
-            status: 200,
-            body: response.clone(),
-        };
-        if let Some(Existing::Replay(first)) = key.store(&deps.base.ledger, &stored).await? {
-            return Ok(ApiResponse::with_status(first.status, first.body));
-        }
-        Ok::<_, ApiError>(ApiResponse::ok(response))
+        let response = admin_refund(
+            &deps.base.ledger,
+            paypal,
+            deps.virtfusion().await,
+            &key,
+            request,
+        )
+        .await?;
+        Ok::<_, ApiError>(ApiResponse::with_status(response.status, response.body))
     })
     .await
 }

@@ -9,6 +9,15 @@
 //! without its record or a record without its money. A refused request (4xx)
 //! changed nothing and stores nothing: its retry is judged afresh (it may
 //! succeed once the reason is gone, e.g. after a top-up).
+//!
+//! A request that must call outside before its outcome is known (an admin
+//! refund at PayPal) [`claim`](IdempotencyKey::claim)s its key first: the
+//! in-progress record, with the request's fingerprint and what the outside
+//! call needs, held under a lease. Another request with the key meanwhile
+//! answers 409 (same body) or 422 (another body); once the holder let go
+//! (an error that may have left the call applied) or died (its lease ran
+//! out), a retry with the same body takes the claim over and repeats the
+//! *same* call ([`resume`](IdempotencyKey::resume)).
 
 use crate::BillingError;
 use aws_sdk_dynamodb::types::{
@@ -17,6 +26,11 @@ use aws_sdk_dynamodb::types::{
 use ledger::{AttrMap, Change, ChangeOutcome, Ledger, LedgerError, Preview, UserId};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+
+/// How long a [`Claim`] holds its key without finishing: longer than any
+/// function runs (29 s for the PayPal-calling ones, template.yaml), so only
+/// a request that died loses its claim this way.
+pub const CLAIM_LEASE_SECONDS: i64 = 60;
 
 /// Records live 48 hours (the contract promises at least 24); DynamoDB's TTL
 /// deletes them some time after `expiresAt`.
@@ -43,6 +57,17 @@ pub enum Existing {
     InProgress,
 }
 
+/// A request's hold on its key while it calls outside.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Claim {
+    /// This request holds the key under `token` until it completes the record
+    /// or [lets go](IdempotencyKey::let_go); `record` is the in-progress
+    /// record, with the fields the request that first claimed it stored.
+    Held { token: String, record: AttrMap },
+    /// A request with this key and body finished before: its answer.
+    Replay(StoredResponse),
+}
+
 impl IdempotencyKey {
     /// `canonical_request` is the validated request in a canonical form
     /// (e.g. `"10.00|goodwill"`), so `10` and `"10.00"` are the same body.
@@ -58,6 +83,14 @@ impl IdempotencyKey {
     /// a retried order creation reuses its `PayPal-Request-Id`).
     pub fn derived_id(&self) -> String {
         let digest = Sha256::digest(format!("{}\n{}", self.pk, self.fingerprint).as_bytes());
+        hex::encode(&digest[..16])
+    }
+
+    /// A stable id derived from the caller and key alone, not the body: the
+    /// outside request id of a claimed request (e.g. a refund's
+    /// `PayPal-Request-Id`), the same for every retry that may reach it.
+    pub fn request_id(&self) -> String {
+        let digest = Sha256::digest(format!("request-id\n{}", self.pk).as_bytes());
         hex::encode(&digest[..16])
     }
 
@@ -157,6 +190,150 @@ impl IdempotencyKey {
         Ok(())
     }
 
+    /// Claims the key for this request before it calls outside: writes the
+    /// in-progress record with `fields` (what a retry needs to repeat the same
+    /// call) under a fresh lease. A record already there is judged as by
+    /// [`IdempotencyKey::resume`].
+    pub async fn claim(&self, ledger: &Ledger, fields: AttrMap) -> Result<Claim, BillingError> {
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        let mut item = self.record(None);
+        item.extend(fields);
+        item.insert("claim".into(), AttributeValue::S(token.clone()));
+        item.insert("leaseUntil".into(), lease_until());
+        let result = ledger
+            .client()
+            .put_item()
+            .table_name(ledger.table())
+            .set_item(Some(item.clone()))
+            .condition_expression("attribute_not_exists(pk)")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        let err = match result {
+            Ok(_) => {
+                return Ok(Claim::Held {
+                    token,
+                    record: item,
+                });
+            }
+            Err(err) => err,
+        };
+        use aws_sdk_dynamodb::operation::put_item::PutItemError;
+        match err.as_service_error() {
+            Some(PutItemError::ConditionalCheckFailedException(e)) => match e.item() {
+                Some(existing) => self.take_over(ledger, existing.clone()).await,
+                None => self
+                    .resume(ledger)
+                    .await?
+                    .ok_or(BillingError::IdempotencyInProgress),
+            },
+            _ => Err(LedgerError::dynamo("PutItem", &err).into()),
+        }
+    }
+
+    /// The claim of an earlier request with this key, if there is a record:
+    /// its answer when it finished; 422 for another body; 409 while its
+    /// holder still runs; else (the holder let go, or its lease ran out)
+    /// the claim, taken over by this request. `None`: no record.
+    pub async fn resume(&self, ledger: &Ledger) -> Result<Option<Claim>, BillingError> {
+        match self.read(ledger).await? {
+            Some(existing) => self.take_over(ledger, existing).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn take_over(&self, ledger: &Ledger, existing: AttrMap) -> Result<Claim, BillingError> {
+        if let Existing::Replay(response) = self.judge(&existing)? {
+            return Ok(Claim::Replay(response));
+        }
+        let held = match existing.get("claim") {
+            Some(AttributeValue::S(token)) => Some(token.clone()),
+            _ => None,
+        };
+        let lease = match existing.get("leaseUntil") {
+            Some(AttributeValue::N(until)) => until.parse::<i64>().ok(),
+            _ => None,
+        };
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        match (lease, &held) {
+            // Not a claim (another flow's in-progress record), or still held.
+            (None, _) => return Err(BillingError::IdempotencyInProgress),
+            (Some(until), Some(_)) if until > now => {
+                return Err(BillingError::IdempotencyInProgress);
+            }
+            _ => {}
+        }
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        let mut update = ledger
+            .client()
+            .update_item()
+            .table_name(ledger.table())
+            .key("pk", AttributeValue::S(self.pk.clone()))
+            .key("sk", AttributeValue::S("IDEM".into()))
+            .update_expression("SET claim = :token, leaseUntil = :until")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":token", AttributeValue::S(token.clone()))
+            .expression_attribute_values(":until", lease_until())
+            .expression_attribute_values(":fp", AttributeValue::S(self.fingerprint.clone()))
+            .expression_attribute_values(":running", AttributeValue::S("in_progress".into()))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew);
+        // The claim as seen: a concurrent taker wins once, the others re-judge.
+        update = match held {
+            Some(seen) => update
+                .condition_expression("fingerprint = :fp AND #state = :running AND claim = :seen")
+                .expression_attribute_values(":seen", AttributeValue::S(seen)),
+            None => update.condition_expression(
+                "fingerprint = :fp AND #state = :running AND attribute_not_exists(claim)",
+            ),
+        };
+        match update.send().await {
+            Ok(out) => Ok(Claim::Held {
+                token,
+                record: out.attributes.unwrap_or_default(),
+            }),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                match self.lookup(ledger).await? {
+                    Some(Existing::Replay(response)) => Ok(Claim::Replay(response)),
+                    _ => Err(BillingError::IdempotencyInProgress),
+                }
+            }
+            Err(err) => Err(LedgerError::dynamo("UpdateItem", &err).into()),
+        }
+    }
+
+    /// Gives up the claim `token` without finishing (the outside call may
+    /// have been applied): the record stays, so only a retry with the same
+    /// body takes it over (at once), repeating the same call.
+    pub async fn let_go(&self, ledger: &Ledger, token: &str) -> Result<(), BillingError> {
+        let result = ledger
+            .client()
+            .update_item()
+            .table_name(ledger.table())
+            .key("pk", AttributeValue::S(self.pk.clone()))
+            .key("sk", AttributeValue::S("IDEM".into()))
+            .update_expression("REMOVE claim")
+            .condition_expression("claim = :token")
+            .expression_attribute_values(":token", AttributeValue::S(token.to_owned()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // Taken over already (our lease ran out), or completed.
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(err) => Err(LedgerError::dynamo("UpdateItem", &err).into()),
+        }
+    }
+
     /// Judges an existing record: same body → replay (or 409 while running);
     /// another body → 422.
     pub fn judge(&self, existing: &AttrMap) -> Result<Existing, BillingError> {
@@ -186,6 +363,14 @@ impl IdempotencyKey {
 
     /// The record if there is one (one consistent `GetItem`), judged.
     pub async fn lookup(&self, ledger: &Ledger) -> Result<Option<Existing>, BillingError> {
+        self.read(ledger)
+            .await?
+            .as_ref()
+            .map(|item| self.judge(item))
+            .transpose()
+    }
+
+    async fn read(&self, ledger: &Ledger) -> Result<Option<AttrMap>, BillingError> {
         let out = ledger
             .client()
             .get_item()
@@ -196,40 +381,7 @@ impl IdempotencyKey {
             .send()
             .await
             .map_err(|e| LedgerError::dynamo("GetItem", &e))?;
-        out.item.as_ref().map(|item| self.judge(item)).transpose()
-    }
-
-    /// Stores `response` unless a record exists; returns the existing one then.
-    pub async fn store(
-        &self,
-        ledger: &Ledger,
-        response: &StoredResponse,
-    ) -> Result<Option<Existing>, BillingError> {
-        let result = ledger
-            .client()
-            .put_item()
-            .table_name(ledger.table())
-            .set_item(Some(self.record(Some(response))))
-            .condition_expression("attribute_not_exists(pk)")
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(None),
-            Err(err) => match err.as_service_error() {
-                Some(e) if e.is_conditional_check_failed_exception() => {
-                    let existing = match e {
-                        aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(c) => c.item().cloned(),
-                        _ => None,
-                    };
-                    match existing {
-                        Some(item) => self.judge(&item).map(Some),
-                        None => self.lookup(ledger).await,
-                    }
-                }
-                _ => Err(LedgerError::dynamo("PutItem", &err).into()),
-            },
-        }
+        Ok(out.item)
     }
 }
 
@@ -283,6 +435,11 @@ where
             Err(refuse(e))
         }
     }
+}
+
+fn lease_until() -> AttributeValue {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    AttributeValue::N((now + CLAIM_LEASE_SECONDS).to_string())
 }
 
 fn replay(existing: Existing) -> Result<StoredResponse, BillingError> {

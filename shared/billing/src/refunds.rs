@@ -24,7 +24,7 @@
 //! ([`crate::refund_events`]), so a repeated report publishes nothing more.
 
 use crate::events::{self, Event};
-use crate::orders::{Delivery, OrderRecord, OrderUpdate, PaymentStatus, PurchaseKind};
+use crate::orders::{Delivery, OrderRecord, OrderUpdate, PurchaseKind};
 use crate::refund_events::Reached;
 use crate::store::refunds::{self as store, RecordSource};
 use crate::store::write_together;
@@ -32,11 +32,12 @@ use crate::{BillingError, Reason};
 use aws_sdk_dynamodb::types::AttributeValue;
 use billing_money::Usd;
 use ledger::{Change, EntryDetails, EntryKind, Ledger, LedgerError, OnceKey, Overdraft};
-use paypal::PayPalClient;
 use virtfusion::VirtFusionClient;
 
 pub use crate::store::refunds::{Movement, RefundRecord, RefundState};
 
+mod admin;
+pub use admin::{AdminRefund, MAX_NOTE_TO_PAYER, admin_refund};
 use crate::tokens::refunds::{
     TokenAction, guarded, token_action, with_token_action, with_token_action_of,
 };
@@ -75,22 +76,6 @@ impl RefundReport {
     }
 }
 
-/// An admin's refund request (validated).
-#[derive(Clone, Debug)]
-pub struct AdminRefund {
-    pub order_id: String,
-    /// `None`: whatever remains of the capture.
-    pub amount: Option<Usd>,
-    pub reason: Reason,
-    /// Shown to the buyer by PayPal (≤ 255 characters); the reason never is.
-    pub note_to_payer: Option<String>,
-    pub admin_id: String,
-    pub force: bool,
-    /// Derived from the caller's (required) Idempotency-Key: a retry reuses
-    /// the PayPal-Request-Id, so PayPal refunds once.
-    pub request_key: String,
-}
-
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RefundOutcome {
     pub refund_id: String,
@@ -115,97 +100,6 @@ fn conflict(message: &str, code: &'static str) -> BillingError {
         message: message.into(),
         code,
     }
-}
-
-pub const MAX_NOTE_TO_PAYER: usize = 255;
-
-/// `POST /api/admin/refunds`.
-#[tracing::instrument(skip_all, fields(order_id = %request.order_id))]
-pub async fn admin_refund(
-    ledger: &Ledger,
-    paypal: &PayPalClient,
-    virtfusion: Option<&VirtFusionClient>,
-    request: AdminRefund,
-) -> Result<RefundOutcome, BillingError> {
-    if request
-        .note_to_payer
-        .as_deref()
-        .is_some_and(|n| n.chars().count() > MAX_NOTE_TO_PAYER)
-    {
-        return Err(BillingError::InvalidInput(format!(
-            "noteToPayer must be at most {MAX_NOTE_TO_PAYER} characters"
-        )));
-    }
-    let order = crate::orders::load(ledger, &request.order_id)
-        .await?
-        .ok_or(BillingError::NotFound("Order"))?;
-    let (Some(capture_id), Some(captured), PaymentStatus::Completed) = (
-        order.capture_id.clone(),
-        order.captured_amount,
-        order.status,
-    ) else {
-        return Err(conflict("Order has not been paid", "not_paid"));
-    };
-    let remaining = captured
-        .checked_sub(order.refunded_amount)
-        .map_err(|_| BillingError::InvalidInput("amount".into()))?;
-    if !remaining.is_positive() {
-        return Err(BillingError::InvalidInput(
-            "Order is already fully refunded".into(),
-        ));
-    }
-    let amount = request.amount.unwrap_or(remaining);
-    if !amount.is_positive() {
-        return Err(BillingError::InvalidInput(
-            "amount must be more than 0.00".into(),
-        ));
-    }
-    if amount > remaining {
-        return Err(BillingError::InvalidInput(format!(
-            "Refund exceeds the captured amount: at most {remaining} can be refunded"
-        )));
-    }
-    if order.kind == PurchaseKind::Credits {
-        let balance = ledger.balance(&order.user).await?;
-        if balance < amount && !request.force {
-            return Err(BillingError::Conflict {
-                message: format!(
-                    "Credits already spent: balance is {balance}; use \"force\": true to refund anyway and record the difference as debt"
-                ),
-                code: "credits_spent",
-            });
-        }
-    }
-    // Tokens: whatever the delivery does during the PayPal call, the
-    // transition below re-reads the order and conditions on what it saw.
-    let request_id = format!("refund-{}-{}", order.order_id, request.request_key);
-    let refund = paypal
-        .refund_capture(
-            &capture_id,
-            Some(amount),
-            &request_id,
-            request.note_to_payer.as_deref(),
-        )
-        .await
-        .map_err(|e| {
-            tracing::warn!(error = %e, "PayPal refund failed");
-            BillingError::Upstream {
-                service: "PayPal",
-                transient: e.is_transient(),
-            }
-        })?;
-    let Some(report) = RefundReport::from_paypal(&refund, Movement::Refund) else {
-        tracing::error!(refund_id = %refund.id, status = refund.status.as_str(), "PayPal refund in an unknown state");
-        return Err(BillingError::Upstream {
-            service: "PayPal",
-            transient: true,
-        });
-    };
-    let source = RefundSource::Admin {
-        admin_id: request.admin_id,
-        reason: request.reason,
-    };
-    apply_refund(ledger, virtfusion, &order.order_id, &report, &source).await
 }
 
 /// Applies what PayPal reports about one refund or reversal of `order_id`:

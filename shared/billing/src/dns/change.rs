@@ -8,7 +8,10 @@
 //!   subscription update (402 when short, nothing changes). The update is
 //!   conditioned on the period, plan and price read, so a renewal racing it
 //!   makes one of the two re-read: each period and each upgrade is charged
-//!   once, at the price that was in force.
+//!   once, at the price that was in force. The transaction also checks the
+//!   new plan is still active at the price read (as a purchase does): an
+//!   admin changing it meanwhile makes the upgrade 409 `plan_changed` (404
+//!   if deactivated), nothing charged.
 //! - **Downgrade** (same price or cheaper): recorded as the pending plan;
 //!   the next renewal switches to it and charges its price. No refund.
 //! - The current plan again: 409. Only an `active` subscription changes
@@ -17,7 +20,7 @@
 //!   active.
 
 use super::plans::{Plan, PlanId, get_plan};
-use super::purchase::get_subscription;
+use super::purchase::{get_subscription, plan_check, plan_refusal};
 use crate::BillingError;
 use crate::store::attrs::{corrupt, n, s, time, usd};
 use crate::subscriptions::store::DNS_SK;
@@ -192,8 +195,11 @@ async fn upgrade(
         None,
     )
     .reference(&sub.id);
+    // Item 0: the subscription as read; item 1: the plan still at the price
+    // charged for (an admin may change it meanwhile, as for a purchase).
     let change = Change::new(sub.user.clone(), -charge, details)
-        .with_item(TransactWriteItem::builder().update(update).build());
+        .with_item(TransactWriteItem::builder().update(update).build())
+        .with_item(plan_check(ledger.table(), plan)?);
     match ledger.apply(change).await {
         Ok(outcome) => Ok(Some(PlanChange {
             subscription: changed,
@@ -203,6 +209,9 @@ async fn upgrade(
         })),
         Err(LedgerError::InsufficientBalance { balance }) => {
             Err(BillingError::InsufficientFunds { balance })
+        }
+        Err(LedgerError::ConditionFailed { index: 1, existing }) => {
+            Err(plan_refusal(existing.as_deref()))
         }
         Err(LedgerError::ConditionFailed { .. }) => Ok(None),
         Err(e) => Err(e.into()),

@@ -11,7 +11,8 @@
 //! Every money movement goes through `Ledger::apply`: a purchase is the debit
 //! plus the subscription put (conditioned on the user having no subscription
 //! that blocks it) plus a check of the plan; an upgrade is the prorated debit
-//! plus the subscription update (conditioned on the period and plan read).
+//! plus the subscription update (conditioned on the period and plan read)
+//! plus the same check of the new plan's price.
 
 pub mod change;
 pub mod plans;

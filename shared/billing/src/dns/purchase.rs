@@ -14,7 +14,9 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, ConditionCheck, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
 };
 use billing_money::Usd;
-use ledger::{Change, DNS_PLAN_SERVICE_TYPE, EntryDetails, EntryKind, Ledger, LedgerError, UserId};
+use ledger::{
+    AttrMap, Change, DNS_PLAN_SERVICE_TYPE, EntryDetails, EntryKind, Ledger, LedgerError, UserId,
+};
 use time::OffsetDateTime;
 
 /// A new monthly subscription to `plan`, paid for one month from `now`.
@@ -109,17 +111,6 @@ impl PreparedPurchase {
     pub fn to_ledger_change(&self, table: &str) -> Result<Change, BillingError> {
         let sub = &self.subscription;
         let put = sub.create_item(table, self.now)?;
-        let plan_check = ConditionCheck::builder()
-            .table_name(table)
-            .key("pk", s(self.plan.id.pk()))
-            .key("sk", s(PLAN_SK))
-            .condition_expression("#active = :true AND price = :price")
-            .expression_attribute_names("#active", "active")
-            .expression_attribute_values(":true", AttributeValue::Bool(true))
-            .expression_attribute_values(":price", usd(self.plan.price))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .build()
-            .map_err(|e| corrupt(&self.plan.to_item(), e.to_string()))?;
         let details = EntryDetails::new(
             EntryKind::ServicePurchase,
             format!(
@@ -138,12 +129,41 @@ impl PreparedPurchase {
         // No event: API.md "Events" lists none for a new subscription.
         Ok(Change::new(sub.user.clone(), -self.plan.price, details)
             .with_item(put)
-            .with_item(
-                TransactWriteItem::builder()
-                    .condition_check(plan_check)
-                    .build(),
-            )
+            .with_item(plan_check(table, &self.plan)?)
             .with_item(sub.pointer_item(table)?))
+    }
+}
+
+/// A transaction item that checks `plan` is still active at the price read
+/// (a purchase or an upgrade charges that price); refused: [`plan_refusal`].
+pub(super) fn plan_check(table: &str, plan: &Plan) -> Result<TransactWriteItem, BillingError> {
+    let check = ConditionCheck::builder()
+        .table_name(table)
+        .key("pk", s(plan.id.pk()))
+        .key("sk", s(PLAN_SK))
+        .condition_expression("#active = :true AND price = :price")
+        .expression_attribute_names("#active", "active")
+        .expression_attribute_values(":true", AttributeValue::Bool(true))
+        .expression_attribute_values(":price", usd(plan.price))
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+        .build()
+        .map_err(|e| corrupt(&plan.to_item(), e.to_string()))?;
+    Ok(TransactWriteItem::builder().condition_check(check).build())
+}
+
+/// A failed [`plan_check`] (`existing`: the plan as it is now): 409
+/// `plan_changed` if it is still sold at another price, else 404.
+pub(super) fn plan_refusal(existing: Option<&AttrMap>) -> BillingError {
+    let still_active = existing
+        .and_then(|item| Plan::from_item(item).ok())
+        .is_some_and(|plan| plan.active);
+    if still_active {
+        BillingError::Conflict {
+            message: "The plan's price changed; please review and retry".into(),
+            code: "plan_changed",
+        }
+    } else {
+        BillingError::NotFound("Plan")
     }
 }
 
@@ -168,20 +188,7 @@ pub fn purchase_refusal(err: LedgerError) -> BillingError {
     match err {
         LedgerError::InsufficientBalance { balance } => BillingError::InsufficientFunds { balance },
         LedgerError::ConditionFailed { index: 0, .. } => already_subscribed(),
-        LedgerError::ConditionFailed { index: 1, existing } => {
-            let still_active = existing
-                .as_deref()
-                .and_then(|item| Plan::from_item(item).ok())
-                .is_some_and(|plan| plan.active);
-            if still_active {
-                BillingError::Conflict {
-                    message: "The plan's price changed; please review and retry".into(),
-                    code: "plan_changed",
-                }
-            } else {
-                BillingError::NotFound("Plan")
-            }
-        }
+        LedgerError::ConditionFailed { index: 1, existing } => plan_refusal(existing.as_deref()),
         e => e.into(),
     }
 }
