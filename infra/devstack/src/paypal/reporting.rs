@@ -371,4 +371,42 @@ mod tests {
         assert_eq!(line.info["transaction_amount"]["value"], "10.00");
         assert_eq!(line.info["paypal_reference_id"], "O");
     }
+
+    #[test]
+    fn chargebacks_and_won_disputes_use_paypal_event_codes() {
+        let mut reversal = RefundRecord {
+            id: "R".into(),
+            capture_id: "C".into(),
+            amount_cents: 1000,
+            status: "COMPLETED".into(),
+            reversal: true,
+            note: None,
+            custom_id: None,
+            invoice_id: None,
+            create_time: "2025-11-25T12:00:00Z".into(),
+            seq: 2,
+        };
+        let line = refund_line(&reversal).unwrap();
+        assert_eq!(line.info["transaction_event_code"], "T1201");
+        assert_eq!(line.info["transaction_amount"]["value"], "-10.00");
+        reversal.status = "CANCELLED".into();
+        let line = refund_line(&reversal).unwrap();
+        assert_eq!(
+            line.info["transaction_status"], "S",
+            "the chargeback happened"
+        );
+        let won = won_line(&WonDispute {
+            id: "W".into(),
+            capture_id: "C".into(),
+            amount_cents: 1000,
+            custom_id: None,
+            invoice_id: None,
+            create_time: "2025-11-26T12:00:00Z".into(),
+            seq: 3,
+        })
+        .unwrap();
+        assert_eq!(won.info["transaction_event_code"], "T1202");
+        assert_eq!(won.info["paypal_reference_id"], "C");
+        assert_eq!(won.info["transaction_amount"]["value"], "10.00");
+    }
 }
