@@ -801,6 +801,38 @@ async fn a_dispute_won_before_its_reversal_lands_restores_it_when_it_does() {
     assert_eq!(record.state, billing::refunds::RefundState::Cancelled);
 }
 
+/// A PayPal claim (`INTERNAL`) the merchant won reversed nothing: it is not
+/// remembered, so a later card chargeback of the same capture (the buyer
+/// went to the bank after losing) stays taken.
+#[tokio::test]
+async fn a_won_paypal_claim_is_not_taken_for_a_later_chargeback() {
+    let api = TestApi::new().await;
+    let (_, user, capture_id) = paid_credits(&api, "10").await;
+    let claim = api.paypal.signed_custom_event(
+        "CUSTOMER.DISPUTE.RESOLVED",
+        "dispute",
+        json!({
+            "dispute_id": "PP-D-CLAIM-1",
+            "disputed_transactions": [{"seller_transaction_id": capture_id}],
+            "reason": "MERCHANDISE_OR_SERVICE_NOT_RECEIVED",
+            "status": "RESOLVED",
+            "dispute_amount": {"currency_code": "USD", "value": "10.00"},
+            "dispute_outcome": {"outcome_code": "RESOLVED_SELLER_FAVOUR"},
+            "dispute_life_cycle_stage": "CHARGEBACK",
+            "dispute_channel": "INTERNAL",
+        }),
+    );
+    assert_eq!(delivered_ok(&api, &claim).await, json!("processed"));
+    let reversal_id = api.paypal.reverse_capture(&capture_id).unwrap();
+    let reversed = api
+        .paypal
+        .signed_event(EventType::CaptureReversed, &reversal_id)
+        .unwrap();
+    assert_eq!(delivered_ok(&api, &reversed).await, json!("processed"));
+    assert_eq!(assert_audit(&api.ledger(), &user).await, usd("0.00"));
+    assert_eq!(entry_kinds(&api, &user).await, vec!["purchase", "reversal"]);
+}
+
 /// The won dispute and its reversal delivered at once, in both orders and
 /// duplicated: each purchase ends restored exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

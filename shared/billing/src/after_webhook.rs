@@ -202,9 +202,10 @@ pub async fn dispute_resolved(
         return Ok(WebhookOutcome::Processed);
     }
     let source = dispute.id.as_deref().unwrap_or("CUSTOMER.DISPUTE.RESOLVED");
+    let chargeback = dispute.is_chargeback();
     for capture_id in dispute.capture_ids.iter().take(10) {
         let restoration =
-            capture_dispute_won(ledger, paypal, virtfusion, capture_id, source).await?;
+            capture_dispute_won(ledger, paypal, virtfusion, capture_id, source, chargeback).await?;
         tracing::info!(capture_id = %capture_id, ?restoration, "dispute won");
     }
     Ok(WebhookOutcome::Processed)
@@ -212,20 +213,21 @@ pub async fn dispute_resolved(
 
 /// The dispute of `capture_id` was won (a webhook, or reconciliation's
 /// `T1202` line named `source`): its order found (settled first if need be),
-/// the win remembered, the reversal restored if it is here. `None`: the
-/// capture is no order of ours.
+/// the win remembered (a chargeback's; see [`dispute_won`]), the reversal
+/// restored if it is here. `None`: the capture is no order of ours.
 pub async fn capture_dispute_won(
     ledger: &Ledger,
     paypal: &PayPalClient,
     virtfusion: Option<&VirtFusionClient>,
     capture_id: &str,
     source: &str,
+    chargeback: bool,
 ) -> Result<Option<Restoration>, BillingError> {
     let Some(order) = order_of_capture(ledger, paypal, Some(capture_id), None).await? else {
         return Ok(None);
     };
     let order = ensure_settled(ledger, paypal, virtfusion, order).await?;
-    dispute_won(ledger, &order, capture_id, source)
+    dispute_won(ledger, &order, capture_id, source, chargeback)
         .await
         .map(Some)
 }

@@ -484,8 +484,9 @@ pub async fn run(
                         ));
                         continue;
                     };
+                    // A chargeback reversal: the chargeback's money came back.
                     match crate::after_webhook::capture_dispute_won(
-                        ledger, paypal, virtfusion, capture_id, &txn.id,
+                        ledger, paypal, virtfusion, capture_id, &txn.id, true,
                     )
                     .await
                     {

@@ -35,22 +35,42 @@ pub enum Restoration {
     /// The win is remembered; no reversal of the capture is applied here
     /// yet. It is restored when the reversal lands.
     Waiting,
-    /// No dispute of this capture was won.
+    /// No dispute of this capture was won (or a PayPal claim won with no
+    /// reversal here: nothing to restore, nothing remembered).
     NotWon,
 }
 
 /// PayPal reports that the merchant won the dispute of `capture_id` (paid
 /// for `order`): remember it, then restore the reversal if it is here.
 /// `source` names the report (the dispute id, or the `T1202` line's id).
+/// `chargeback`: the dispute's money was reversed (a card chargeback, a
+/// `T1202` line), so the win waits for a reversal reported later. Otherwise
+/// (a PayPal claim won: PayPal held, reversed nothing) only a reversal
+/// already here is restored, and nothing is remembered that a later,
+/// separate chargeback of the capture could be taken for.
 #[tracing::instrument(skip_all, fields(order_id = %order.order_id, capture_id))]
 pub async fn dispute_won(
     ledger: &Ledger,
     order: &OrderRecord,
     capture_id: &str,
     source: &str,
+    chargeback: bool,
 ) -> Result<Restoration, BillingError> {
+    if !chargeback && !reversal_applied(ledger, order).await? {
+        return Ok(Restoration::NotWon);
+    }
     disputes::remember(ledger, capture_id, order, source).await?;
     restore_won(ledger, &order.order_id, capture_id).await
+}
+
+/// Whether `order` has a reversal applied and not restored.
+async fn reversal_applied(ledger: &Ledger, order: &OrderRecord) -> Result<bool, BillingError> {
+    let Some(reversal_id) = &order.reversal_id else {
+        return Ok(false);
+    };
+    Ok(store::load(ledger, reversal_id)
+        .await?
+        .is_some_and(|r| r.movement == Movement::Reversal && r.state == RefundState::Completed))
 }
 
 /// Restores the reversal of `order_id` if the dispute of `capture_id` was
