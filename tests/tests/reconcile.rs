@@ -397,6 +397,98 @@ async fn a_refund_paypal_completed_but_the_ledger_holds_as_failed_is_applied_onc
     assert_eq!(order.refunded_amount, usd("7.00"));
 }
 
+/// Finding 5 for token purchases: the whole refund PayPal completed, held
+/// here as failed (straight away, or after pending), is taken as a
+/// completed refund is: the delivered credit revoked at VirtFusion once,
+/// one history line saying completed.
+#[tokio::test]
+async fn a_token_refund_paypal_completed_but_held_as_failed_revokes_once() {
+    use billing::refunds::{Movement, RefundReport, RefundSource, RefundState, apply_refund};
+    let api = TestApi::new().await;
+    let ledger = api.ledger();
+    let paypal = api.payments.paypal().await.unwrap();
+    let mut cases = Vec::new();
+    for (i, via_pending) in [false, true].into_iter().enumerate() {
+        let (order_id, user, token) = approved(&api, TOKENS, "3").await;
+        let captured = api
+            .send(
+                "POST",
+                &format!("{TOKENS}/capture"),
+                &token,
+                &format!(r#"{{"orderId": "{order_id}"}}"#),
+            )
+            .await;
+        assert_eq!(
+            captured.body["status"],
+            json!("completed"),
+            "{:?}",
+            captured.body
+        );
+        assert_eq!(api.virtfusion.balance(user.as_str()), 300);
+        let capture_id = api.paypal.order(&order_id).unwrap().capture_ids[0].clone();
+        api.paypal.set_pending_refunds(true, Some(1));
+        let refund = paypal
+            .refund_capture(&capture_id, None, &format!("tok-{i}"), None)
+            .await
+            .unwrap();
+        let report = |state| RefundReport {
+            refund_id: refund.id.clone(),
+            amount: usd("3.00"),
+            currency: "USD".into(),
+            state,
+            movement: Movement::Refund,
+        };
+        let states = if via_pending {
+            vec![RefundState::Pending, RefundState::Failed]
+        } else {
+            vec![RefundState::Failed]
+        };
+        for state in states {
+            apply_refund(
+                &ledger,
+                None,
+                &order_id,
+                &report(state),
+                &RefundSource::PayPal,
+            )
+            .await
+            .unwrap();
+        }
+        assert!(
+            api.paypal
+                .settle_refund(&refund.id, devstack::paypal::RefundSettlement::Completed)
+        );
+        cases.push((order_id, user, refund.id));
+    }
+
+    let first = run(&api).await;
+    assert_eq!(first["healedRefunds"], 2, "{first}");
+    assert_eq!(first["mismatches"], 0, "{first}");
+    assert_eq!(run(&api).await["healed"], 0);
+    for (order_id, user, refund_id) in &cases {
+        let order = billing::orders::load(&ledger, order_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(order.refunded_amount, usd("3.00"));
+        assert_eq!(order.delivery, Some(billing::orders::Delivery::Refunded));
+        assert_eq!(api.virtfusion.balance(user.as_str()), 0, "revoked once");
+        let record = billing::refunds::load_refund(&ledger, refund_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(record.state, RefundState::Completed);
+        let (lines, _) = billing::purchases::token_purchases(&ledger, user, 10, None)
+            .await
+            .unwrap();
+        let refunds: Vec<_> = lines.iter().filter(|l| l.kind == "refund").collect();
+        assert_eq!(refunds.len(), 1, "{lines:?}");
+        assert_eq!(refunds[0].status, "completed");
+        assert_eq!(refunds[0].tokens.get(), -300);
+    }
+    assert_eq!(api.virtfusion.credits().len(), 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reconciliation_racing_a_late_webhook_and_a_capture_retry_credits_once() {
     let api = Arc::new(TestApi::new().await);
