@@ -900,6 +900,124 @@ async fn a_won_dispute_restores_what_the_reversal_took_exactly_once() {
     assert_eq!(order(&api, &order_id).await.refunded_amount, usd("0.00"));
 }
 
+/// Finding 4 of issue 25: PayPal reports the won dispute before the
+/// reversal it undoes (webhooks are not ordered). The win is remembered and
+/// applied when the reversal lands, once, whatever the duplicates.
+#[tokio::test]
+async fn a_dispute_won_before_its_reversal_lands_restores_it_when_it_does() {
+    let api = TestApi::new().await;
+    let (order_id, user, capture_id) = paid_credits(&api, "10").await;
+    let reversal_id = api.paypal.reverse_capture(&capture_id).unwrap();
+    let reversed = api
+        .paypal
+        .signed_event(EventType::CaptureReversed, &reversal_id)
+        .unwrap();
+    let resolved = api.paypal.win_dispute(&reversal_id).unwrap();
+
+    // The dispute's outcome arrives first: nothing to restore yet, but remembered.
+    assert_eq!(delivered_ok(&api, &resolved).await, json!("processed"));
+    assert_eq!(assert_audit(&api.ledger(), &user).await, usd("10.00"));
+    // The late reversal: taken, then restored at once (the dispute was won).
+    assert_eq!(delivered_ok(&api, &reversed).await, json!("processed"));
+    assert_eq!(assert_audit(&api.ledger(), &user).await, usd("10.00"));
+    // Duplicates of both, and the outcome again under another event id.
+    assert_eq!(delivered_ok(&api, &reversed).await, json!("duplicate"));
+    assert_eq!(delivered_ok(&api, &resolved).await, json!("duplicate"));
+    let body: Value = serde_json::from_slice(&resolved.body).unwrap();
+    let again = api.paypal.signed_custom_event(
+        "CUSTOMER.DISPUTE.RESOLVED",
+        "dispute",
+        body["resource"].clone(),
+    );
+    delivered_ok(&api, &again).await;
+    let late = api
+        .paypal
+        .signed_event(EventType::CaptureReversed, &reversal_id)
+        .unwrap();
+    delivered_ok(&api, &late).await;
+    assert_eq!(assert_audit(&api.ledger(), &user).await, usd("10.00"));
+    assert_eq!(
+        entry_kinds(&api, &user).await,
+        vec!["purchase", "reversal", "reversal_cancelled"]
+    );
+    assert_eq!(order(&api, &order_id).await.refunded_amount, usd("0.00"));
+    let record = billing::refunds::load_refund(&api.ledger(), &reversal_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.state, billing::refunds::RefundState::Cancelled);
+}
+
+/// A PayPal claim (`INTERNAL`) the merchant won reversed nothing: it is not
+/// remembered, so a later card chargeback of the same capture (the buyer
+/// went to the bank after losing) stays taken.
+#[tokio::test]
+async fn a_won_paypal_claim_is_not_taken_for_a_later_chargeback() {
+    let api = TestApi::new().await;
+    let (_, user, capture_id) = paid_credits(&api, "10").await;
+    let claim = api.paypal.signed_custom_event(
+        "CUSTOMER.DISPUTE.RESOLVED",
+        "dispute",
+        json!({
+            "dispute_id": "PP-D-CLAIM-1",
+            "disputed_transactions": [{"seller_transaction_id": capture_id}],
+            "reason": "MERCHANDISE_OR_SERVICE_NOT_RECEIVED",
+            "status": "RESOLVED",
+            "dispute_amount": {"currency_code": "USD", "value": "10.00"},
+            "dispute_outcome": {"outcome_code": "RESOLVED_SELLER_FAVOUR"},
+            "dispute_life_cycle_stage": "CHARGEBACK",
+            "dispute_channel": "INTERNAL",
+        }),
+    );
+    assert_eq!(delivered_ok(&api, &claim).await, json!("processed"));
+    let reversal_id = api.paypal.reverse_capture(&capture_id).unwrap();
+    let reversed = api
+        .paypal
+        .signed_event(EventType::CaptureReversed, &reversal_id)
+        .unwrap();
+    assert_eq!(delivered_ok(&api, &reversed).await, json!("processed"));
+    assert_eq!(assert_audit(&api.ledger(), &user).await, usd("0.00"));
+    assert_eq!(entry_kinds(&api, &user).await, vec!["purchase", "reversal"]);
+}
+
+/// The won dispute and its reversal delivered at once, in both orders and
+/// duplicated: each purchase ends restored exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_won_dispute_racing_its_reversal_restores_exactly_once() {
+    let api = Arc::new(TestApi::new().await);
+    let mut users = Vec::new();
+    let mut tasks = JoinSet::new();
+    for _ in 0..4 {
+        let (_, user, capture_id) = paid_credits(&api, "6").await;
+        let reversal_id = api.paypal.reverse_capture(&capture_id).unwrap();
+        let reversed = api
+            .paypal
+            .signed_event(EventType::CaptureReversed, &reversal_id)
+            .unwrap();
+        let resolved = api.paypal.win_dispute(&reversal_id).unwrap();
+        users.push(user);
+        for i in 0..6 {
+            let api = api.clone();
+            let event = if i % 2 == 0 {
+                reversed.clone()
+            } else {
+                resolved.clone()
+            };
+            tasks.spawn(async move { deliver_until_accepted(&api, &event).await.status });
+        }
+    }
+    while let Some(status) = tasks.join_next().await {
+        assert_eq!(status.unwrap(), 200);
+    }
+    for user in &users {
+        assert_eq!(assert_audit(&api.ledger(), user).await, usd("6.00"));
+        assert_eq!(
+            entry_kinds(&api, user).await,
+            vec!["purchase", "reversal", "reversal_cancelled"]
+        );
+    }
+}
+
 // ------------------------------------------------------------------ races
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -379,3 +379,49 @@ async fn a_new_mismatch_publishes_once_and_reruns_publish_nothing() {
     assert_eq!(second["newMismatches"], 0);
     assert!(published(&mut events).await.is_empty());
 }
+
+/// Finding 7 of issue 25 (first half): `reconcile-cron` watches low
+/// balances as every other function does. Its `Deps` are given a bare
+/// ledger (as `from_env` builds one); a refund it applies that takes the
+/// balance below the threshold publishes `credits.balance_low`.
+#[tokio::test]
+async fn a_reconciliation_debit_crossing_the_threshold_publishes_balance_low() {
+    let api = TestApi::new().await;
+    let mut events = EventsEnv::new(&api.table).await;
+    let (_, user, capture_id, _) = paid(&api, CREDITS, "10").await;
+    published(&mut events).await;
+    // Refunded in PayPal's dashboard; no webhook: only reconciliation sees it.
+    let paypal = api.payments.paypal().await.unwrap();
+    paypal
+        .refund_capture(&capture_id, Some(usd("7.00")), "dashboard-low", None)
+        .await
+        .unwrap();
+
+    let bare = ledger::Ledger::new(api.table.client.clone(), &api.table.name);
+    let job = reconcile_cron_fn::Deps::new(bare).with_clients(
+        paypal::PayPalClient::new(
+            &api.paypal.base_url(),
+            billing_config::SecretValue::new(integration_tests::api::PAYPAL_CLIENT.0),
+            billing_config::SecretValue::new(integration_tests::api::PAYPAL_CLIENT.1),
+            Duration::from_secs(5),
+        )
+        .unwrap(),
+        None,
+    );
+    let event = json!({"version": "0", "detail-type": "Scheduled Event",
+        "source": "aws.events", "time": ledger::now_rfc3339(), "detail": {}});
+    let summary = reconcile_cron_fn::handle(
+        &job,
+        lambda_runtime::LambdaEvent::new(event, lambda_runtime::Context::default()),
+    )
+    .await
+    .expect("reconciliation runs");
+    assert_eq!(summary["healedRefunds"], 1, "{summary}");
+    assert_eq!(assert_audit(&api.ledger(), &user).await, usd("3.00"));
+    let got = published(&mut events).await;
+    assert_eq!(types(&got), ["credits.balance_low", "refund.completed"]);
+    let low = &one(&got, DetailType::CreditsBalanceLow).detail;
+    assert_eq!(low["balance"], json!("3.00"));
+    assert_eq!(low["previousBalance"], json!("10.00"));
+    assert_eq!(low["entryType"], json!("refund"));
+}

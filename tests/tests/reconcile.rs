@@ -232,6 +232,263 @@ async fn a_lost_reversal_is_applied_as_debt_if_need_be() {
     assert_eq!(assert_audit(&api.ledger(), &user).await, usd("-4.00"));
 }
 
+/// Delivers a PayPal-signed webhook through the local API; its status.
+async fn deliver(api: &TestApi, event: &devstack::paypal::SignedEvent) -> u16 {
+    let headers: Vec<(&str, &str)> = event
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let body = String::from_utf8(event.body.clone()).unwrap();
+    api.call("POST", "/webhooks/paypal", None, Some(&body), &headers)
+        .await
+        .status
+}
+
+async fn entry_kinds(api: &TestApi, user: &UserId) -> Vec<String> {
+    let page = api.ledger().entries(user, 20, None).await.unwrap();
+    let mut kinds: Vec<String> = page
+        .entries
+        .iter()
+        .map(|e| e.kind.as_str().to_owned())
+        .collect();
+    kinds.reverse();
+    kinds
+}
+
+/// Finding 4 of issue 25: a chargeback and its won dispute that no webhook
+/// reported. PayPal's report holds the chargeback (`T1201`) and its
+/// reversal (`T1202`, the money back): the ledger ends where PayPal is.
+#[tokio::test]
+async fn a_chargeback_and_its_won_dispute_never_reported_net_to_nothing() {
+    let api = TestApi::new().await;
+    let (_, capture_id, user) = bought(&api, "10").await;
+    let reversal_id = api.paypal.reverse_capture(&capture_id).unwrap();
+    api.paypal.win_dispute(&reversal_id).unwrap();
+
+    let first = run(&api).await;
+    assert_eq!(first["mismatches"], 0, "{first}");
+    assert_eq!(
+        first["healedRefunds"], 2,
+        "the chargeback, then its reversal: {first}"
+    );
+    assert_eq!(assert_audit(&api.ledger(), &user).await, usd("10.00"));
+    assert_eq!(
+        entry_kinds(&api, &user).await,
+        vec!["purchase", "reversal", "reversal_cancelled"]
+    );
+    let again = run(&api).await;
+    assert_eq!(again["healed"], 0, "{again}");
+    assert_eq!(again["mismatches"], 0, "{again}");
+    assert_eq!(assert_audit(&api.ledger(), &user).await, usd("10.00"));
+}
+
+/// The chargeback's webhook came, the won dispute's was lost: the `T1202`
+/// line restores it; and a won dispute whose chargeback is unknown here is
+/// remembered until the chargeback is applied.
+#[tokio::test]
+async fn a_won_dispute_whose_webhook_was_lost_is_restored_by_reconciliation() {
+    let api = TestApi::new().await;
+    let (_, capture_id, user) = bought(&api, "8").await;
+    let reversal_id = api.paypal.reverse_capture(&capture_id).unwrap();
+    let reversed = api
+        .paypal
+        .signed_event(EventType::CaptureReversed, &reversal_id)
+        .unwrap();
+    assert_eq!(deliver(&api, &reversed).await, 200);
+    assert_eq!(assert_audit(&api.ledger(), &user).await, usd("0.00"));
+    let resolved = api.paypal.win_dispute(&reversal_id).unwrap();
+
+    let summary = run(&api).await;
+    assert_eq!(summary["healedRefunds"], 1, "{summary}");
+    assert_eq!(summary["mismatches"], 0, "{summary}");
+    assert_eq!(assert_audit(&api.ledger(), &user).await, usd("8.00"));
+    // The dispute's webhook arrives after all: nothing more.
+    assert_eq!(deliver(&api, &resolved).await, 200);
+    assert_eq!(run(&api).await["healed"], 0);
+    assert_eq!(assert_audit(&api.ledger(), &user).await, usd("8.00"));
+    assert_eq!(
+        entry_kinds(&api, &user).await,
+        vec!["purchase", "reversal", "reversal_cancelled"]
+    );
+}
+
+/// Finding 5 of issue 25: PayPal completed a refund the ledger holds as
+/// failed (or cancelled after taking it at pending). PayPal is the source
+/// of truth: reconciliation applies it, as any completed refund never
+/// applied, once.
+#[tokio::test]
+async fn a_refund_paypal_completed_but_the_ledger_holds_as_failed_is_applied_once() {
+    use billing::refunds::{Movement, RefundReport, RefundSource, RefundState, apply_refund};
+    let api = TestApi::new().await;
+    let ledger = api.ledger();
+    let paypal = api.payments.paypal().await.unwrap();
+    // A: reported failed straight away (nothing taken); B: pending (taken),
+    // then cancelled (given back). PayPal completed both.
+    let (order_a, capture_a, user_a) = bought(&api, "20").await;
+    let (order_b, capture_b, user_b) = bought(&api, "20").await;
+    api.paypal.set_pending_refunds(true, Some(2));
+    let refund_a = paypal
+        .refund_capture(&capture_a, Some(usd("7.00")), "dash-a", None)
+        .await
+        .unwrap();
+    let refund_b = paypal
+        .refund_capture(&capture_b, Some(usd("6.00")), "dash-b", None)
+        .await
+        .unwrap();
+    let report = |id: &str, amount: &str, state| RefundReport {
+        refund_id: id.to_owned(),
+        amount: usd(amount),
+        currency: "USD".into(),
+        state,
+        movement: Movement::Refund,
+    };
+    let a = report(&refund_a.id, "7.00", RefundState::Failed);
+    apply_refund(&ledger, None, &order_a, &a, &RefundSource::PayPal)
+        .await
+        .unwrap();
+    let b = report(&refund_b.id, "6.00", RefundState::Pending);
+    apply_refund(&ledger, None, &order_b, &b, &RefundSource::PayPal)
+        .await
+        .unwrap();
+    let b = report(&refund_b.id, "6.00", RefundState::Cancelled);
+    apply_refund(&ledger, None, &order_b, &b, &RefundSource::PayPal)
+        .await
+        .unwrap();
+    assert_eq!(assert_audit(&ledger, &user_a).await, usd("20.00"));
+    assert_eq!(assert_audit(&ledger, &user_b).await, usd("20.00"));
+    for id in [&refund_a.id, &refund_b.id] {
+        assert!(
+            api.paypal
+                .settle_refund(id, devstack::paypal::RefundSettlement::Completed)
+        );
+    }
+
+    let first = run(&api).await;
+    assert_eq!(first["healedRefunds"], 2, "{first}");
+    assert_eq!(first["mismatches"], 0, "{first}");
+    assert_eq!(assert_audit(&ledger, &user_a).await, usd("13.00"));
+    assert_eq!(assert_audit(&ledger, &user_b).await, usd("14.00"));
+    for id in [&refund_a.id, &refund_b.id] {
+        let record = billing::refunds::load_refund(&ledger, id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(record.state, RefundState::Completed, "{id}");
+    }
+    let again = run(&api).await;
+    assert_eq!(again["healed"], 0, "{again}");
+    // A late webhook of the completion: nothing more.
+    let late = api
+        .paypal
+        .signed_event(EventType::CaptureRefunded, &refund_a.id)
+        .unwrap();
+    assert_eq!(deliver(&api, &late).await, 200);
+    assert_eq!(assert_audit(&ledger, &user_a).await, usd("13.00"));
+    assert_eq!(assert_audit(&ledger, &user_b).await, usd("14.00"));
+    assert_eq!(
+        entry_kinds(&api, &user_b).await,
+        vec!["purchase", "refund", "refund_reverted", "refund"]
+    );
+    let order = billing::orders::load(&ledger, &order_a)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(order.refunded_amount, usd("7.00"));
+}
+
+/// Finding 5 for token purchases: the whole refund PayPal completed, held
+/// here as failed (straight away, or after pending), is taken as a
+/// completed refund is: the delivered credit revoked at VirtFusion once,
+/// one history line saying completed.
+#[tokio::test]
+async fn a_token_refund_paypal_completed_but_held_as_failed_revokes_once() {
+    use billing::refunds::{Movement, RefundReport, RefundSource, RefundState, apply_refund};
+    let api = TestApi::new().await;
+    let ledger = api.ledger();
+    let paypal = api.payments.paypal().await.unwrap();
+    let mut cases = Vec::new();
+    for (i, via_pending) in [false, true].into_iter().enumerate() {
+        let (order_id, user, token) = approved(&api, TOKENS, "3").await;
+        let captured = api
+            .send(
+                "POST",
+                &format!("{TOKENS}/capture"),
+                &token,
+                &format!(r#"{{"orderId": "{order_id}"}}"#),
+            )
+            .await;
+        assert_eq!(
+            captured.body["status"],
+            json!("completed"),
+            "{:?}",
+            captured.body
+        );
+        assert_eq!(api.virtfusion.balance(user.as_str()), 300);
+        let capture_id = api.paypal.order(&order_id).unwrap().capture_ids[0].clone();
+        api.paypal.set_pending_refunds(true, Some(1));
+        let refund = paypal
+            .refund_capture(&capture_id, None, &format!("tok-{i}"), None)
+            .await
+            .unwrap();
+        let report = |state| RefundReport {
+            refund_id: refund.id.clone(),
+            amount: usd("3.00"),
+            currency: "USD".into(),
+            state,
+            movement: Movement::Refund,
+        };
+        let states = if via_pending {
+            vec![RefundState::Pending, RefundState::Failed]
+        } else {
+            vec![RefundState::Failed]
+        };
+        for state in states {
+            apply_refund(
+                &ledger,
+                None,
+                &order_id,
+                &report(state),
+                &RefundSource::PayPal,
+            )
+            .await
+            .unwrap();
+        }
+        assert!(
+            api.paypal
+                .settle_refund(&refund.id, devstack::paypal::RefundSettlement::Completed)
+        );
+        cases.push((order_id, user, refund.id));
+    }
+
+    let first = run(&api).await;
+    assert_eq!(first["healedRefunds"], 2, "{first}");
+    assert_eq!(first["mismatches"], 0, "{first}");
+    assert_eq!(run(&api).await["healed"], 0);
+    for (order_id, user, refund_id) in &cases {
+        let order = billing::orders::load(&ledger, order_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(order.refunded_amount, usd("3.00"));
+        assert_eq!(order.delivery, Some(billing::orders::Delivery::Refunded));
+        assert_eq!(api.virtfusion.balance(user.as_str()), 0, "revoked once");
+        let record = billing::refunds::load_refund(&ledger, refund_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(record.state, RefundState::Completed);
+        let (lines, _) = billing::purchases::token_purchases(&ledger, user, 10, None)
+            .await
+            .unwrap();
+        let refunds: Vec<_> = lines.iter().filter(|l| l.kind == "refund").collect();
+        assert_eq!(refunds.len(), 1, "{lines:?}");
+        assert_eq!(refunds[0].status, "completed");
+        assert_eq!(refunds[0].tokens.get(), -300);
+    }
+    assert_eq!(api.virtfusion.credits().len(), 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reconciliation_racing_a_late_webhook_and_a_capture_retry_credits_once() {
     let api = Arc::new(TestApi::new().await);

@@ -60,9 +60,16 @@ impl Deps {
         deps
     }
 
+    /// Over `ledger`, with the low-balance hook installed (as every
+    /// function's ledger has it): a debit reconciliation applies that takes
+    /// a balance below `LOW_BALANCE_THRESHOLD_USD` commits its
+    /// `credits.balance_low` event.
     pub fn new(ledger: Ledger) -> Deps {
         Deps {
-            ledger,
+            ledger: billing::events::watch_low_balance(
+                ledger,
+                billing::events::low_balance_threshold(),
+            ),
             options: ReconcileOptions::default(),
             stop_margin: Duration::from_secs(20),
             max_clock_skew: Some(time::Duration::minutes(15)),

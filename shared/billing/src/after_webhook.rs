@@ -3,12 +3,17 @@
 //! capture belongs to — by our pointers, else by asking PayPal which order
 //! the capture is part of (PayPal's `REVERSED` event carries no
 //! `invoice_id`) — settles the order first if its capture was never recorded
-//! here, then applies the movement through [`crate::refunds`].
+//! here, then applies the movement through [`crate::refunds`]. A won
+//! dispute is remembered and restores its reversal whichever report lands
+//! first (`refunds::reversals`).
 
 use crate::BillingError;
 use crate::checkout::{pick_capture, settle};
 use crate::orders::{OrderRecord, PaymentStatus};
-use crate::refunds::{Movement, RefundReport, RefundSource, apply_refund, cancel_reversal};
+use crate::refunds::{
+    Movement, RefundOutcome, RefundReport, RefundSource, Restoration, apply_refund, dispute_won,
+    restore_won,
+};
 use crate::store::pointers::{capture_pointer, follow_pointer, purchase_pointer};
 use crate::webhook::{WebhookOutcome, settled_or_declined};
 use ledger::Ledger;
@@ -93,6 +98,21 @@ async fn ensure_settled(
     Ok(order)
 }
 
+/// What one refund or reversal report did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reported {
+    pub outcome: RefundOutcome,
+    /// A reversal whose dispute was won before it landed: restored at once.
+    pub restoration: Option<Restoration>,
+}
+
+impl Reported {
+    /// Whether this report moved anything (not a replay).
+    pub fn moved(&self) -> bool {
+        self.outcome.first_time || self.restoration == Some(Restoration::Restored)
+    }
+}
+
 /// `PAYMENT.CAPTURE.REFUNDED`, `PAYMENT.CAPTURE.REVERSED` and
 /// `PAYMENT.REFUND.*`: the refund resource's own status decides.
 #[tracing::instrument(skip_all, fields(refund_id = %refund.id, movement = movement.as_str()))]
@@ -103,12 +123,33 @@ pub async fn refund_reported(
     refund: &Refund,
     movement: Movement,
 ) -> Result<WebhookOutcome, BillingError> {
+    match report_refund(ledger, paypal, virtfusion, refund, movement).await {
+        Ok(Some(_)) => Ok(WebhookOutcome::Processed),
+        Ok(None) => Ok(WebhookOutcome::Ignored),
+        // Refused for good (another currency): a fact, logged; redelivery cannot change it.
+        Err(BillingError::Conflict {
+            code: "currency_mismatch",
+            ..
+        }) => Ok(WebhookOutcome::Processed),
+        Err(e) => Err(e),
+    }
+}
+
+/// [`refund_reported`] with what it did (reconciliation counts what it
+/// healed). `None`: a status we do not act on, or no order of ours.
+pub async fn report_refund(
+    ledger: &Ledger,
+    paypal: &PayPalClient,
+    virtfusion: Option<&VirtFusionClient>,
+    refund: &Refund,
+    movement: Movement,
+) -> Result<Option<Reported>, BillingError> {
     let Some(report) = RefundReport::from_paypal(refund, movement) else {
         tracing::warn!(
             status = refund.status.as_str(),
             "refund in a state we do not act on"
         );
-        return Ok(WebhookOutcome::Ignored);
+        return Ok(None);
     };
     let Some(order) = order_of_capture(
         ledger,
@@ -119,31 +160,36 @@ pub async fn refund_reported(
     .await?
     else {
         tracing::warn!("refund for a capture of no order of ours; not applied");
-        return Ok(WebhookOutcome::Ignored);
+        return Ok(None);
     };
     let order = ensure_settled(ledger, paypal, virtfusion, order).await?;
-    match apply_refund(
+    let outcome = apply_refund(
         ledger,
         virtfusion,
         &order.order_id,
         &report,
         &RefundSource::PayPal,
     )
-    .await
-    {
-        Ok(_) => Ok(WebhookOutcome::Processed),
-        // Refused for good (another currency): a fact, logged; redelivery cannot change it.
-        Err(BillingError::Conflict {
-            code: "currency_mismatch",
-            ..
-        }) => Ok(WebhookOutcome::Processed),
-        Err(e) => Err(e),
-    }
+    .await?;
+    // A reversal looks for a won dispute of its capture after it is applied
+    // (the dispute's report may have come first): see `refunds::reversals`.
+    let capture_id = refund.capture_id.as_deref().or(order.capture_id.as_deref());
+    let restoration = match (movement, capture_id) {
+        (Movement::Reversal, Some(capture_id)) => {
+            Some(restore_won(ledger, &order.order_id, capture_id).await?)
+        }
+        _ => None,
+    };
+    Ok(Some(Reported {
+        outcome,
+        restoration,
+    }))
 }
 
 /// `CUSTOMER.DISPUTE.RESOLVED`: when the merchant won (or the buyer
-/// cancelled), PayPal returned the reversed money: restore what the
-/// reversal of each disputed capture took, once.
+/// cancelled), PayPal returned the reversed money: each disputed capture's
+/// win is remembered and its reversal restored, once — now if the reversal
+/// is here, else when it lands.
 #[tracing::instrument(skip_all)]
 pub async fn dispute_resolved(
     ledger: &Ledger,
@@ -155,16 +201,33 @@ pub async fn dispute_resolved(
         // Lost: the reversal already took back what the payment bought.
         return Ok(WebhookOutcome::Processed);
     }
-    let mut restored = false;
+    let source = dispute.id.as_deref().unwrap_or("CUSTOMER.DISPUTE.RESOLVED");
+    let chargeback = dispute.is_chargeback();
     for capture_id in dispute.capture_ids.iter().take(10) {
-        let Some(order) = order_of_capture(ledger, paypal, Some(capture_id), None).await? else {
-            continue;
-        };
-        let order = ensure_settled(ledger, paypal, virtfusion, order).await?;
-        restored |= cancel_reversal(ledger, &order.order_id).await?;
-    }
-    if !restored {
-        tracing::info!("dispute won with no reversal recorded here: nothing to restore");
+        let restoration =
+            capture_dispute_won(ledger, paypal, virtfusion, capture_id, source, chargeback).await?;
+        tracing::info!(capture_id = %capture_id, ?restoration, "dispute won");
     }
     Ok(WebhookOutcome::Processed)
+}
+
+/// The dispute of `capture_id` was won (a webhook, or reconciliation's
+/// `T1202` line named `source`): its order found (settled first if need be),
+/// the win remembered (a chargeback's; see [`dispute_won`]), the reversal
+/// restored if it is here. `None`: the capture is no order of ours.
+pub async fn capture_dispute_won(
+    ledger: &Ledger,
+    paypal: &PayPalClient,
+    virtfusion: Option<&VirtFusionClient>,
+    capture_id: &str,
+    source: &str,
+    chargeback: bool,
+) -> Result<Option<Restoration>, BillingError> {
+    let Some(order) = order_of_capture(ledger, paypal, Some(capture_id), None).await? else {
+        return Ok(None);
+    };
+    let order = ensure_settled(ledger, paypal, virtfusion, order).await?;
+    dispute_won(ledger, &order, capture_id, source, chargeback)
+        .await
+        .map(Some)
 }

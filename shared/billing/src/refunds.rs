@@ -13,6 +13,12 @@
 //! | pending → failed / cancelled | credit back (`refund_reverted`), once-key `refund_reverted#<id>` | record only |
 //! | new → failed / cancelled | record only, nothing taken; a late PENDING finds it | same |
 //! | reversal completed → cancelled (dispute won) | credit back (`reversal_cancelled`), once-key `reversal_cancelled#<id>` | owed again: delivered by the job |
+//! | refund failed / cancelled → completed (PayPal completed it after all) | debit (`refund`), once-key `refund_reinstated#<id>` | as new → completed |
+//!
+//! A won dispute is remembered (`DISPUTEWON#<captureId>`) before its
+//! reversal is looked for, and a reversal looks for a won dispute after it
+//! is applied, so whichever report lands first, the restoration happens
+//! once ([`reversals`]).
 //!
 //! Token purchases count completed movements in `refundsCompleted`; what
 //! VirtFusion owes is computed from it by the token room ([`crate::tokens`]),
@@ -37,7 +43,9 @@ use virtfusion::VirtFusionClient;
 pub use crate::store::refunds::{Movement, RefundRecord, RefundState};
 
 mod admin;
+mod reversals;
 pub use admin::{AdminRefund, MAX_NOTE_TO_PAYER, admin_refund};
+pub use reversals::{Restoration, dispute_won, restore_won};
 use crate::tokens::refunds::{
     TokenAction, guarded, token_action, with_token_action, with_token_action_of,
 };
@@ -129,7 +137,17 @@ pub async fn apply_refund(
             .ok_or(BillingError::NotFound("Order"))?;
         let record = store::load(ledger, &report.refund_id).await?;
         let step = match (record.as_ref().map(|r| r.state), report.state) {
-            (None, to) if to.holds_money() => take(ledger, &order, report, source).await?,
+            (None, to) if to.holds_money() => take(ledger, &order, report, source, None).await?,
+            // PayPal completed a refund we hold as failed or cancelled (it
+            // is the source of truth): taken now, as a completed refund is.
+            (Some(RefundState::Failed | RefundState::Cancelled), RefundState::Completed)
+                if report.movement == Movement::Refund
+                    && record
+                        .as_ref()
+                        .is_some_and(|r| r.movement == Movement::Refund) =>
+            {
+                take(ledger, &order, report, source, record.as_ref()).await?
+            }
             (None, to) => record_unapplied(ledger, &order, report, to, source).await?,
             (Some(RefundState::Pending), RefundState::Completed) => {
                 complete(ledger, &order, report).await?
@@ -162,122 +180,6 @@ pub async fn apply_refund(
                 };
                 return outcome(ledger, &order, report, state, true).await;
             }
-        }
-    }
-    Err(BillingError::Ledger(LedgerError::Contended { attempts: 8 }))
-}
-
-/// A reversal's dispute was won (or cancelled by the buyer) and PayPal gave
-/// the money back: restore what the reversal took, once (by reversal id).
-/// `Ok(false)` when the order has no reversal to restore.
-#[tracing::instrument(skip_all, fields(order_id = %order_id))]
-pub async fn cancel_reversal(ledger: &Ledger, order_id: &str) -> Result<bool, BillingError> {
-    for _ in 0..8 {
-        let order = crate::orders::load(ledger, order_id)
-            .await?
-            .ok_or(BillingError::NotFound("Order"))?;
-        let Some(reversal_id) = order.reversal_id.clone() else {
-            return Ok(false);
-        };
-        let Some(record) = store::load(ledger, &reversal_id).await? else {
-            return Ok(false);
-        };
-        if record.movement != Movement::Reversal || record.state != RefundState::Completed {
-            // Restored before (or not a completed reversal): nothing more.
-            return Ok(record.state == RefundState::Cancelled);
-        }
-        let back = order
-            .refunded_amount
-            .checked_sub(record.amount)
-            .map_err(|_| LedgerError::Overflow)?;
-        let counted = OrderUpdate::new(order_id, "refundedAmount = :seen")
-            .value(
-                ":seen",
-                AttributeValue::N(order.refunded_amount.to_string()),
-            )
-            .set("refundedAmount", AttributeValue::N(back.to_string()));
-        let record_moved = store::transition_item(
-            ledger.table(),
-            &reversal_id,
-            RefundState::Completed,
-            RefundState::Cancelled,
-        )?;
-        let restored = Reached {
-            order: &order,
-            refund_id: &reversal_id,
-            amount: record.amount,
-            movement: Movement::Reversal,
-            to: RefundState::Cancelled,
-            refunded_total: back,
-        }
-        .reversal_cancelled();
-        let done = match order.kind {
-            PurchaseKind::Credits => {
-                let change = Change::new(
-                    order.user.clone(),
-                    record.amount,
-                    EntryDetails::new(
-                        EntryKind::ReversalCancelled,
-                        "PayPal reversal cancelled: dispute won, money returned",
-                    )
-                    .reference(&order.order_id),
-                )
-                .once(OnceKey::new("reversal_cancelled", &reversal_id))
-                .with_item(counted.item(ledger.table())?)
-                .with_item(record_moved)
-                .with_item_for(events::outbox(ledger.table(), {
-                    let restored = restored.usd("creditsReturned", record.amount);
-                    move |preview| restored.clone().usd("balance", preview.balance_after)
-                }));
-                match ledger.apply(change).await {
-                    Ok(_) => true,
-                    Err(LedgerError::ConditionFailed { .. }) => false,
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            PurchaseKind::Tokens => {
-                // The reversal no longer counts: what it took back is owed again.
-                let completed = order
-                    .refunds_completed
-                    .checked_sub(record.amount)
-                    .map_err(|_| LedgerError::Overflow)?;
-                let completed = if completed.is_negative() {
-                    Usd::ZERO
-                } else {
-                    completed
-                };
-                let action = token_action(&order, completed, Movement::Reversal);
-                let review = with_token_action(
-                    guarded(&order)
-                        .set("refundedAmount", AttributeValue::N(back.to_string()))
-                        .set("refundsCompleted", AttributeValue::N(completed.to_string())),
-                    &order,
-                    &action,
-                );
-                let mut items = vec![
-                    review.item(ledger.table())?,
-                    OnceKey::new("reversal_cancelled", &reversal_id).marker_item(
-                        ledger.table(),
-                        &order.user,
-                        &ledger::now_rfc3339(),
-                    )?,
-                    record_moved,
-                ];
-                if let Some(sk) = &record.history_sk {
-                    items.push(store::history_status_item(
-                        ledger.table(),
-                        &order,
-                        sk,
-                        "reversal_cancelled",
-                    )?);
-                }
-                let restored = with_token_action_of(restored, Some(&action));
-                items.push(restored.item(ledger.table())?);
-                write_together(ledger, items).await?.is_none()
-            }
-        };
-        if done {
-            return Ok(true);
         }
     }
     Err(BillingError::Ledger(LedgerError::Contended { attempts: 8 }))
@@ -343,13 +245,23 @@ fn record_source<'a>(source: &'a RefundSource, movement: Movement) -> RecordSour
     }
 }
 
-/// new → pending / completed: take what the refund pays for.
+/// new → pending / completed: take what the refund pays for. With `prior`
+/// (a refund recorded failed or cancelled that PayPal reports completed):
+/// failed / cancelled → completed, taken the same way under its own
+/// once-key (`refund_reinstated#<id>`: a pending refund that failed had
+/// used `refund#<id>`), the record moved instead of created.
 async fn take(
     ledger: &Ledger,
     order: &OrderRecord,
     report: &RefundReport,
     source: &RefundSource,
+    prior: Option<&RefundRecord>,
 ) -> Result<Option<Step>, BillingError> {
+    // What was asked for, as recorded (reconciliation reports another amount as a mismatch).
+    let report = &RefundReport {
+        amount: prior.map_or(report.amount, |p| p.amount),
+        ..report.clone()
+    };
     let refunded = order
         .refunded_amount
         .checked_add(report.amount)
@@ -363,19 +275,25 @@ async fn take(
     if report.movement == Movement::Reversal {
         counted = counted.set_s("reversalId", &report.refund_id);
     }
-    let once = OnceKey::new("refund", &report.refund_id);
+    let once = match prior {
+        None => OnceKey::new("refund", &report.refund_id),
+        Some(_) => OnceKey::new("refund_reinstated", &report.refund_id),
+    };
     let rsource = record_source(source, report.movement);
     match order.kind {
         PurchaseKind::Credits => {
-            let record = store::new_record_item(
-                ledger.table(),
-                order,
-                &report.refund_id,
-                report.amount,
-                report.state,
-                &rsource,
-                None,
-            )?;
+            let record = match prior {
+                None => store::new_record_item(
+                    ledger.table(),
+                    order,
+                    &report.refund_id,
+                    report.amount,
+                    report.state,
+                    &rsource,
+                    None,
+                )?,
+                Some(prior) => store::reinstate_item(ledger.table(), prior, None)?,
+            };
             // PayPal has returned (or is returning) the money: recorded even into debt.
             let change = Change::new(
                 order.user.clone(),
@@ -428,28 +346,47 @@ async fn take(
                 }
                 None => counted,
             };
-            let (history_sk, history) = store::token_history_item(
-                ledger.table(),
-                order,
-                &report.refund_id,
-                report.amount,
-                report.movement,
-                report.state,
-            )?;
             let mut items = vec![
                 update.item(ledger.table())?,
                 once.marker_item(ledger.table(), &order.user, &ledger::now_rfc3339())?,
-                store::new_record_item(
-                    ledger.table(),
-                    order,
-                    &report.refund_id,
-                    report.amount,
-                    report.state,
-                    &rsource,
-                    Some(&history_sk),
-                )?,
-                history,
             ];
+            match prior.and_then(|p| p.history_sk.as_deref().map(|sk| (p, sk))) {
+                // Its line (written at pending) says completed now.
+                Some((prior, sk)) => {
+                    items.push(store::reinstate_item(ledger.table(), prior, None)?);
+                    items.push(store::history_status_item(
+                        ledger.table(),
+                        order,
+                        sk,
+                        report.state.as_str(),
+                    )?);
+                }
+                None => {
+                    let (history_sk, history) = store::token_history_item(
+                        ledger.table(),
+                        order,
+                        &report.refund_id,
+                        report.amount,
+                        report.movement,
+                        report.state,
+                    )?;
+                    items.push(match prior {
+                        None => store::new_record_item(
+                            ledger.table(),
+                            order,
+                            &report.refund_id,
+                            report.amount,
+                            report.state,
+                            &rsource,
+                            Some(&history_sk),
+                        )?,
+                        Some(prior) => {
+                            store::reinstate_item(ledger.table(), prior, Some(&history_sk))?
+                        }
+                    });
+                    items.push(history);
+                }
+            }
             let reached = Reached {
                 order,
                 refund_id: &report.refund_id,

@@ -138,23 +138,6 @@ async fn capture_abandoned(
     }
 }
 
-/// PayPal refunded (or reversed) a capture (also reconciliation's way in):
-/// see [`crate::after_webhook::refund_reported`].
-pub(crate) async fn refund_reported(
-    ledger: &Ledger,
-    paypal: &PayPalClient,
-    virtfusion: Option<&VirtFusionClient>,
-    refund: &paypal::Refund,
-    reversal: bool,
-) -> Result<WebhookOutcome, BillingError> {
-    let movement = if reversal {
-        Movement::Reversal
-    } else {
-        Movement::Refund
-    };
-    crate::after_webhook::refund_reported(ledger, paypal, virtfusion, refund, movement).await
-}
-
 async fn find_order_of_capture(
     ledger: &Ledger,
     capture: &Capture,

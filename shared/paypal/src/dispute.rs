@@ -19,6 +19,11 @@ pub struct Dispute {
     pub outcome_code: Option<String>,
     /// `disputed_transactions[].seller_transaction_id`: our capture ids.
     pub capture_ids: Vec<String>,
+    /// `dispute_channel`: `EXTERNAL` (a card chargeback through the issuer:
+    /// PayPal reverses the payment, `PAYMENT.CAPTURE.REVERSED`) or `INTERNAL`
+    /// (a PayPal claim: PayPal holds the money, it reverses only if the
+    /// buyer wins).
+    pub channel: Option<String>,
 }
 
 impl Dispute {
@@ -29,6 +34,14 @@ impl Dispute {
                 self.outcome_code.as_deref(),
                 Some("RESOLVED_SELLER_FAVOUR" | "CANCELED_BY_BUYER")
             )
+    }
+
+    /// A card chargeback (`EXTERNAL`; unknown when PayPal does not say):
+    /// its money was reversed, so a win returns a reversal even if that
+    /// reversal is reported later. A PayPal claim (`INTERNAL`) won took
+    /// nothing that a later chargeback could be confused with.
+    pub fn is_chargeback(&self) -> bool {
+        self.channel.as_deref().is_none_or(|c| c == "EXTERNAL")
     }
 }
 
@@ -42,6 +55,8 @@ struct DisputeWire {
     dispute_outcome: Option<OutcomeWire>,
     #[serde(default)]
     disputed_transactions: Vec<TransactionWire>,
+    #[serde(default)]
+    dispute_channel: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -70,6 +85,7 @@ pub fn parse_dispute(raw: &str) -> Option<Dispute> {
             .filter_map(|t| t.seller_transaction_id)
             .filter(|id| !id.is_empty() && id.len() <= 64)
             .collect(),
+        channel: wire.dispute_channel.filter(|c| c.len() <= 32),
     })
 }
 
@@ -86,7 +102,12 @@ mod tests {
         )
         .unwrap();
         assert!(dispute.merchant_won());
+        assert!(dispute.is_chargeback(), "no channel: taken as a chargeback");
         assert_eq!(dispute.capture_ids, vec!["CAP1".to_owned()]);
+        let claim = parse_dispute(r#"{"dispute_channel":"INTERNAL"}"#).unwrap();
+        assert!(!claim.is_chargeback());
+        let card = parse_dispute(r#"{"dispute_channel":"EXTERNAL"}"#).unwrap();
+        assert!(card.is_chargeback());
         let lost = parse_dispute(
             r#"{"status":"RESOLVED","dispute_outcome":{"outcome_code":"RESOLVED_BUYER_FAVOUR"}}"#,
         )

@@ -32,9 +32,12 @@ pub enum TransactionKind {
     Payment,
     /// `T1107`: a refund the merchant made.
     Refund,
-    /// `T1106` (reversal) or `T1201` (chargeback): PayPal took it back.
+    /// `T1106` (payment reversal) or `T1201` (chargeback): PayPal took it back.
     Reversal,
-    /// Anything else (fees, transfers, holds, dispute outcomes...).
+    /// `T1202` (chargeback reversal): the merchant won the dispute and PayPal
+    /// returned a chargeback's money (`paypal_reference_id`: the capture).
+    ChargebackReversal,
+    /// Anything else (fees, transfers, holds, other dispute outcomes...).
     Other,
 }
 
@@ -43,6 +46,7 @@ impl TransactionKind {
         match code {
             "T1107" => TransactionKind::Refund,
             "T1106" | "T1201" => TransactionKind::Reversal,
+            "T1202" => TransactionKind::ChargebackReversal,
             code if code.starts_with("T00") => TransactionKind::Payment,
             _ => TransactionKind::Other,
         }
@@ -291,6 +295,11 @@ mod tests {
         assert_eq!(
             TransactionKind::from_event_code("T1201"),
             TransactionKind::Reversal
+        );
+        assert_eq!(
+            TransactionKind::from_event_code("T1202"),
+            TransactionKind::ChargebackReversal,
+            "a won chargeback dispute is not \"other\""
         );
         assert_eq!(
             TransactionKind::from_event_code("T0400"),

@@ -13,8 +13,13 @@
 //! | a pending refund fails / is cancelled | `PAYMENT.REFUND.FAILED` / `PAYMENT.REFUND.CANCELLED` (status `FAILED` / `CANCELLED`) |
 //! | a chargeback | `PAYMENT.CAPTURE.REVERSED` (no `invoice_id` / `custom_id`, as PayPal's) |
 //! | the merchant wins the dispute of a chargeback | `CUSTOMER.DISPUTE.RESOLVED` (resource type `dispute`, `dispute_outcome.outcome_code: RESOLVED_SELLER_FAVOUR`, `disputed_transactions[].seller_transaction_id` = the capture) |
+//!
+//! In Transaction Search a chargeback is a `T1201` line (it stays there when
+//! the dispute is won) and a won dispute a `T1202` line (chargeback
+//! reversal: the money back), see `reporting`.
 
 use super::payments::record_refund;
+use super::reporting::WonDispute;
 use super::shapes::{amount_json, now, paypal_id, refund_json};
 use super::webhooks::dispatch;
 use super::{Data, EventType, PayPalStandIn, Shared, SignedEvent};
@@ -174,7 +179,21 @@ impl PayPalStandIn {
         }
         reversal.status = "CANCELLED".into();
         let (capture_id, amount) = (reversal.capture_id.clone(), reversal.amount_cents);
+        let (custom_id, invoice_id) = (reversal.custom_id.clone(), reversal.invoice_id.clone());
         give_back(&mut data, &capture_id, amount);
+        let seq = data.book.seq();
+        data.book.disputes_won.insert(
+            reversal_id.to_owned(),
+            WonDispute {
+                id: paypal_id(),
+                capture_id,
+                amount_cents: amount,
+                custom_id,
+                invoice_id,
+                create_time: now(),
+                seq,
+            },
+        );
         let resource = dispute_resolved_resource(&data, reversal_id, "RESOLVED_SELLER_FAVOUR")?;
         let event = self
             .shared

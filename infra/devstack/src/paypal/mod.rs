@@ -383,6 +383,10 @@ struct Book {
     orders: BTreeMap<String, OrderRecord>,
     captures: BTreeMap<String, CaptureRecord>,
     refunds: BTreeMap<String, RefundRecord>,
+    /// Chargebacks the merchant won (Transaction Search's `T1202` lines), by
+    /// reversal id.
+    #[serde(default)]
+    disputes_won: BTreeMap<String, reporting::WonDispute>,
     /// Successful answers by request-id key.
     replays: BTreeMap<String, Answer>,
     next_seq: u64,

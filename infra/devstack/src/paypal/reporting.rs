@@ -1,10 +1,13 @@
 //! The stand-in's Transaction Search (`GET /v1/reporting/transactions`),
-//! served over its own book: every capture is a payment line (`T0006`, its
-//! order as `paypal_reference_id` of type `ODR`), every refund a `T1107` and
-//! every reversal a `T1106` line (the capture as `paypal_reference_id`, type
-//! `TXN`, a negative amount). Lines carry PayPal's status letters: `S`
-//! success, `P` pending, `D` denied, `F` partially refunded, `V` refunded or
-//! reversed in full.
+//! served over its own book, with PayPal's transaction event codes: every
+//! capture is a payment line (`T0006`, its order as `paypal_reference_id` of
+//! type `ODR`), every refund a `T1107` and every chargeback (reversal) a
+//! `T1201` line (the capture as `paypal_reference_id`, type `TXN`, a
+//! negative amount); a chargeback whose dispute the merchant won stays
+//! listed and adds a `T1202` line (chargeback reversal: its own id, the
+//! capture as reference, the amount returned, positive). Lines carry
+//! PayPal's status letters: `S` success, `P` pending, `D` denied, `F`
+//! partially refunded, `V` refunded or reversed in full.
 //!
 //! - `start_date`, `end_date` (RFC 3339, required, at most 31 days apart;
 //!   both inclusive) select lines by `transaction_initiation_date`;
@@ -30,6 +33,7 @@ use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -176,9 +180,43 @@ fn capture_line(capture: &CaptureRecord) -> Option<Line> {
     })
 }
 
+/// A chargeback the merchant won (a `T1202` line), kept by reversal id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct WonDispute {
+    /// The chargeback reversal's own transaction id.
+    pub id: String,
+    pub capture_id: String,
+    pub amount_cents: i64,
+    pub custom_id: Option<String>,
+    pub invoice_id: Option<String>,
+    pub create_time: String,
+    pub seq: u64,
+}
+
+fn won_line(won: &WonDispute) -> Option<Line> {
+    Some(Line {
+        at: parse_time(&won.create_time)?,
+        seq: won.seq,
+        info: json!({
+            "transaction_id": won.id,
+            "paypal_reference_id": won.capture_id,
+            "paypal_reference_id_type": "TXN",
+            "transaction_event_code": "T1202",
+            "transaction_initiation_date": won.create_time,
+            "transaction_updated_date": won.create_time,
+            "transaction_amount": {"currency_code": "USD", "value": money(won.amount_cents)},
+            "transaction_status": "S",
+            "invoice_id": won.invoice_id,
+            "custom_field": won.custom_id,
+        }),
+    })
+}
+
 fn refund_line(refund: &RefundRecord) -> Option<Line> {
     let status = match refund.status.as_str() {
         "COMPLETED" => "S",
+        // A chargeback whose dispute was won happened all the same (`T1202` follows).
+        "CANCELLED" if refund.reversal => "S",
         "PENDING" => "P",
         _ => "D",
     };
@@ -189,7 +227,7 @@ fn refund_line(refund: &RefundRecord) -> Option<Line> {
             "transaction_id": refund.id,
             "paypal_reference_id": refund.capture_id,
             "paypal_reference_id_type": "TXN",
-            "transaction_event_code": if refund.reversal { "T1106" } else { "T1107" },
+            "transaction_event_code": if refund.reversal { "T1201" } else { "T1107" },
             "transaction_initiation_date": refund.create_time,
             "transaction_updated_date": refund.create_time,
             "transaction_amount": {"currency_code": "USD", "value": money(-refund.amount_cents)},
@@ -244,8 +282,10 @@ pub(super) async fn search(
         let data = shared.lock();
         let captures = data.book.captures.values().filter_map(capture_line);
         let refunds = data.book.refunds.values().filter_map(refund_line);
+        let won = data.book.disputes_won.values().filter_map(won_line);
         captures
             .chain(refunds)
+            .chain(won)
             .filter(|line| line.at >= start && line.at <= end && line.at <= refreshed)
             .collect()
     };
@@ -330,5 +370,43 @@ mod tests {
         let line = capture_line(&capture).unwrap();
         assert_eq!(line.info["transaction_amount"]["value"], "10.00");
         assert_eq!(line.info["paypal_reference_id"], "O");
+    }
+
+    #[test]
+    fn chargebacks_and_won_disputes_use_paypal_event_codes() {
+        let mut reversal = RefundRecord {
+            id: "R".into(),
+            capture_id: "C".into(),
+            amount_cents: 1000,
+            status: "COMPLETED".into(),
+            reversal: true,
+            note: None,
+            custom_id: None,
+            invoice_id: None,
+            create_time: "2025-11-25T12:00:00Z".into(),
+            seq: 2,
+        };
+        let line = refund_line(&reversal).unwrap();
+        assert_eq!(line.info["transaction_event_code"], "T1201");
+        assert_eq!(line.info["transaction_amount"]["value"], "-10.00");
+        reversal.status = "CANCELLED".into();
+        let line = refund_line(&reversal).unwrap();
+        assert_eq!(
+            line.info["transaction_status"], "S",
+            "the chargeback happened"
+        );
+        let won = won_line(&WonDispute {
+            id: "W".into(),
+            capture_id: "C".into(),
+            amount_cents: 1000,
+            custom_id: None,
+            invoice_id: None,
+            create_time: "2025-11-26T12:00:00Z".into(),
+            seq: 3,
+        })
+        .unwrap();
+        assert_eq!(won.info["transaction_event_code"], "T1202");
+        assert_eq!(won.info["paypal_reference_id"], "C");
+        assert_eq!(won.info["transaction_amount"]["value"], "10.00");
     }
 }

@@ -51,6 +51,9 @@ pub enum Verdict {
     SettleCapture(Box<OrderRecord>),
     /// Apply this refund or reversal through the webhook's path.
     ApplyRefund,
+    /// A chargeback reversal (`T1202`, the dispute won): restore the
+    /// reversal of its capture through the webhook's dispute path.
+    RestoreReversal,
     Mismatch(Box<Finding>),
 }
 
@@ -171,6 +174,54 @@ pub fn judge_refund(txn: &ReportedTransaction, seen: Option<&store::RefundSeen>)
                 mismatch(finding)
             }
         },
+        // Held as failed or cancelled, but for another amount: not applied blindly.
+        Some(seen)
+            if matches!(seen.status.as_deref(), Some("failed" | "cancelled"))
+                && seen.amount.is_some_and(|a| a != txn.amount) =>
+        {
+            let mut finding = Finding::new(
+                MismatchKind::AmountDiffers,
+                txn,
+                "PayPal completed a refund the ledger holds as not completed, for another amount",
+            );
+            finding.ledger_amount = seen.amount;
+            mismatch(finding)
+        }
+        // Never applied, pending here, or held as failed / cancelled: PayPal
+        // completed it, so it is applied (once, through the webhook's path).
         _ => Verdict::ApplyRefund,
+    }
+}
+
+/// A chargeback reversal line (`T1202`: the merchant won the dispute,
+/// PayPal returned the money) against the reversal of its capture's order
+/// (`None`: no reversal applied here, or no order found by our pointers).
+pub fn judge_chargeback_reversal(
+    txn: &ReportedTransaction,
+    reversal: Option<&store::RefundSeen>,
+) -> Verdict {
+    if txn.status != TransactionStatus::Success {
+        return Verdict::Wait;
+    }
+    if txn.currency != "USD" {
+        return mismatch(Finding::new(
+            MismatchKind::CurrencyDiffers,
+            txn,
+            "PayPal returned a chargeback in another currency than USD",
+        ));
+    }
+    match reversal {
+        Some(seen) if seen.reversal && seen.amount.is_some_and(|a| a != txn.amount) => {
+            let mut finding = Finding::new(
+                MismatchKind::AmountDiffers,
+                txn,
+                "PayPal returned another amount than the reversal took",
+            );
+            finding.ledger_amount = seen.amount;
+            mismatch(finding)
+        }
+        Some(seen) if seen.is_restored() => Verdict::InSync,
+        // Restored now, or remembered until its reversal is applied.
+        _ => Verdict::RestoreReversal,
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! 1. **Read** PayPal's record of the window (Transaction Search, every page,
 //!    bounded) — captures (`T00xx`), refunds (`T1107`), reversals (`T1106`,
-//!    `T1201`) — and our orders settled in the window (the `gsi2`
+//!    `T1201` chargebacks) and chargeback reversals (`T1202`: a dispute
+//!    won, the money back) — and our orders settled in the window (the `gsi2`
 //!    settlement index, one `Query` per day), then what is still unknown by
 //!    key in batches (`BatchGetItem`): orders, pointers, refund records.
 //! 2. **Judge** each line ([`judge_payment`], [`judge_refund`]): in sync,
@@ -14,8 +15,13 @@
 //!    credited once (`ONCE#capture#<id>`) and paid token purchases become a
 //!    pending delivery (delivered by the scheduled job); a completed refund
 //!    or reversal never applied goes through the webhook's own path
-//!    (`webhook::refund_reported`, once per refund id). Reconciliation can
-//!    race the capture route, the webhook and the renewal job.
+//!    (`after_webhook::report_refund`, once per refund id; a refund held as
+//!    failed or cancelled that PayPal completed is applied the same way);
+//!    a chargeback reversal whose reversal is not restored goes through the
+//!    dispute webhook's path (`after_webhook::capture_dispute_won`: the win
+//!    remembered, the reversal restored once, now or when it lands).
+//!    Reconciliation can race the capture route, the webhook and the
+//!    renewal job.
 //! 4. **Record** what it cannot heal as mismatches (id derived from the
 //!    PayPal id and the kind, so a rerun finds the same ones), and store the
 //!    run's summary.
@@ -23,11 +29,12 @@
 mod judge;
 mod store;
 
-pub use judge::{Finding, Verdict, judge_payment, judge_refund};
+pub use judge::{Finding, Verdict, judge_chargeback_reversal, judge_payment, judge_refund};
 pub use store::{latest_runs, open_mismatches, settled_partition};
 
 use crate::checkout::settle;
 use crate::orders::OrderRecord;
+use crate::refunds::{Movement, Restoration};
 use crate::{BillingError, Reason};
 use ledger::Ledger;
 use paypal::{
@@ -326,11 +333,12 @@ pub async fn run(
         .filter_map(|s| Some((s.order.capture_id.clone()?, s.order.clone())))
         .collect();
 
-    let (mut payments, mut refunds) = (Vec::new(), Vec::new());
+    let (mut payments, mut refunds, mut won) = (Vec::new(), Vec::new(), Vec::new());
     for line in &report.lines {
         match line.kind {
             TransactionKind::Payment => payments.push(line),
             TransactionKind::Refund | TransactionKind::Reversal => refunds.push(line),
+            TransactionKind::ChargebackReversal => won.push(line),
             TransactionKind::Other => summary.ignored += 1,
         }
     }
@@ -339,8 +347,9 @@ pub async fn run(
         .iter()
         .filter(|l| l.kind == TransactionKind::Refund)
         .count() as u64;
-    summary.reversals = refunds.len() as u64 - summary.refunds;
-    summary.checked = summary.captures + refunds.len() as u64;
+    // Chargebacks and their reversals (a dispute won).
+    summary.reversals = refunds.len() as u64 - summary.refunds + won.len() as u64;
+    summary.checked = summary.captures + refunds.len() as u64 + won.len() as u64;
 
     // Orders of captures the index did not name: by order id, then by invoice.
     let unknown: Vec<&&ReportedTransaction> = payments
@@ -416,7 +425,7 @@ pub async fn run(
                     }
                 }
             }
-            Verdict::ApplyRefund => {}
+            Verdict::ApplyRefund | Verdict::RestoreReversal => {}
         }
     }
 
@@ -433,11 +442,13 @@ pub async fn run(
                     continue;
                 }
                 match heal_refund(ledger, paypal, virtfusion, txn).await {
-                    Ok(true) => {
+                    Ok(Some(true)) => {
                         summary.healed += 1;
                         summary.healed_refunds += 1;
                     }
-                    Ok(false) => findings.push(Finding::new(
+                    // Applied meanwhile by another caller: in sync.
+                    Ok(Some(false)) => {}
+                    Ok(None) => findings.push(Finding::new(
                         MismatchKind::UnknownPayment,
                         txn,
                         "PayPal refunded or reversed a payment of no order we know",
@@ -448,7 +459,62 @@ pub async fn run(
                     }
                 }
             }
-            Verdict::SettleCapture(_) => {}
+            Verdict::SettleCapture(_) | Verdict::RestoreReversal => {}
+        }
+    }
+
+    // Chargeback reversals (disputes won), after the chargebacks above.
+    if !won.is_empty() {
+        let reversals = reversals_of_captures(&reader, &won).await?;
+        for txn in &won {
+            let seen = txn.reference_id.as_ref().and_then(|c| reversals.get(c));
+            match judge_chargeback_reversal(txn, seen) {
+                Verdict::InSync => {}
+                Verdict::Mismatch(finding) => findings.push(*finding),
+                Verdict::RestoreReversal => {
+                    if Instant::now() >= deadline {
+                        complete = false;
+                        continue;
+                    }
+                    let Some(capture_id) = txn.reference_id.as_deref() else {
+                        findings.push(Finding::new(
+                            MismatchKind::UnknownPayment,
+                            txn,
+                            "PayPal returned a chargeback of no capture",
+                        ));
+                        continue;
+                    };
+                    // A chargeback reversal: the chargeback's money came back.
+                    match crate::after_webhook::capture_dispute_won(
+                        ledger, paypal, virtfusion, capture_id, &txn.id, true,
+                    )
+                    .await
+                    {
+                        Ok(Some(Restoration::Restored)) => {
+                            tracing::info!(line = %txn.id, "reconciliation restored a reversal");
+                            summary.healed += 1;
+                            summary.healed_refunds += 1;
+                        }
+                        Ok(Some(Restoration::AlreadyRestored)) => {}
+                        // Remembered: restored when its chargeback is applied.
+                        Ok(Some(Restoration::Waiting | Restoration::NotWon)) => {
+                            summary.pending += 1;
+                        }
+                        Ok(None) => findings.push(Finding::new(
+                            MismatchKind::UnknownPayment,
+                            txn,
+                            "PayPal returned a chargeback of no order we know",
+                        )),
+                        Err(e) => {
+                            tracing::warn!(line = %txn.id, error = %e, "chargeback reversal not healed; next run retries");
+                            summary.errors += 1;
+                        }
+                    }
+                }
+                Verdict::Wait | Verdict::ApplyRefund | Verdict::SettleCapture(_) => {
+                    summary.pending += 1;
+                }
+            }
         }
     }
 
@@ -559,14 +625,45 @@ async fn heal_capture(
     crate::orders::load(ledger, &order.order_id).await
 }
 
-/// Applies a completed refund or reversal through the webhook's path.
-/// False when it names no order we know.
+/// The reversal records of the orders of the captures `lines` name (by
+/// their `paypal_reference_id`), by capture id: batch reads of pointers,
+/// orders and refund records.
+async fn reversals_of_captures(
+    reader: &store::Reader<'_>,
+    lines: &[&ReportedTransaction],
+) -> Result<HashMap<String, store::RefundSeen>, BillingError> {
+    let pointers: Vec<String> = lines
+        .iter()
+        .filter_map(|t| t.reference_id.as_deref())
+        .map(crate::store::pointers::capture_pointer)
+        .collect();
+    let orders_by_pointer = reader.pointers(&pointers).await?;
+    let order_ids: Vec<String> = orders_by_pointer.values().cloned().collect();
+    let orders = reader.orders(&order_ids).await?;
+    let reversal_ids: Vec<String> = orders
+        .values()
+        .filter_map(|o| o.reversal_id.clone())
+        .collect();
+    let mut records = reader.refunds(&reversal_ids).await?;
+    Ok(orders_by_pointer
+        .into_iter()
+        .filter_map(|(pointer, order_id)| {
+            let capture = pointer.strip_prefix("CAPTURE#")?.to_owned();
+            let reversal_id = orders.get(&order_id)?.reversal_id.as_ref()?;
+            Some((capture, records.remove(reversal_id)?))
+        })
+        .collect())
+}
+
+/// Applies a completed refund or reversal through the webhook's path:
+/// `Some(true)` when it moved money, `Some(false)` when it was applied
+/// already, `None` when it names no order we know.
 async fn heal_refund(
     ledger: &Ledger,
     paypal: &PayPalClient,
     virtfusion: Option<&VirtFusionClient>,
     txn: &ReportedTransaction,
-) -> Result<bool, BillingError> {
+) -> Result<Option<bool>, BillingError> {
     let refund = paypal::Refund {
         id: txn.id.clone(),
         status: RefundStatus::Completed,
@@ -576,14 +673,17 @@ async fn heal_refund(
         custom_id: txn.custom_field.clone(),
         invoice_id: txn.invoice_id.clone(),
     };
-    let reversal = txn.kind == TransactionKind::Reversal;
-    let outcome =
-        crate::webhook::refund_reported(ledger, paypal, virtfusion, &refund, reversal).await?;
-    let applied = outcome == crate::webhook::WebhookOutcome::Processed;
-    if applied {
-        tracing::info!(refund_id = %txn.id, reversal, "reconciliation applied a refund");
+    let movement = match txn.kind {
+        TransactionKind::Reversal => Movement::Reversal,
+        _ => Movement::Refund,
+    };
+    let reported =
+        crate::after_webhook::report_refund(ledger, paypal, virtfusion, &refund, movement).await?;
+    let moved = reported.as_ref().map(|r| r.moved());
+    if moved == Some(true) {
+        tracing::info!(refund_id = %txn.id, movement = movement.as_str(), "reconciliation applied a refund");
     }
-    Ok(applied)
+    Ok(moved)
 }
 
 /// `GET /api/admin/reconciliation`: the latest runs and the open mismatches.

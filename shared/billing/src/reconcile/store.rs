@@ -237,7 +237,16 @@ impl<'a> Reader<'a> {
                     _ => None,
                 };
                 let status = text(&item, "status").map(str::to_owned);
-                Some((id, RefundSeen { amount, status }))
+                let reversal = text(&item, "movement") == Some("reversal")
+                    || text(&item, "source") == Some("paypal_reversal");
+                Some((
+                    id,
+                    RefundSeen {
+                        amount,
+                        status,
+                        reversal,
+                    },
+                ))
             })
             .collect())
     }
@@ -249,14 +258,26 @@ pub struct RefundSeen {
     pub amount: Option<billing_money::Usd>,
     /// Absent on records that are final when written.
     pub status: Option<String>,
+    /// A reversal (chargeback), not a refund.
+    pub reversal: bool,
 }
 
 impl RefundSeen {
-    /// Applied and final (not a pending refund waiting for PayPal).
+    /// Applied as PayPal's completed line says: a completed refund or
+    /// reversal, or a reversal whose dispute was won since (restored; its
+    /// `T1202` line is judged on its own). A refund held as pending, failed
+    /// or cancelled is not: PayPal completed it.
     pub fn is_final(&self) -> bool {
-        self.status
-            .as_deref()
-            .is_none_or(|s| s == "completed" || s == "COMPLETED")
+        match self.status.as_deref() {
+            None | Some("completed" | "COMPLETED") => true,
+            Some("cancelled") => self.reversal,
+            Some(_) => false,
+        }
+    }
+
+    /// A reversal restored because its dispute was won.
+    pub fn is_restored(&self) -> bool {
+        self.reversal && self.status.as_deref() == Some("cancelled")
     }
 }
 

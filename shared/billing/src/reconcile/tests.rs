@@ -171,11 +171,13 @@ fn refunds_are_applied_once_and_compared() {
     let applied = store::RefundSeen {
         amount: Some(usd("4.00")),
         status: None,
+        reversal: false,
     };
     assert_eq!(judge_refund(&txn, Some(&applied)), Verdict::InSync);
     let pending_here = store::RefundSeen {
         amount: Some(usd("4.00")),
         status: Some("pending".into()),
+        reversal: false,
     };
     assert_eq!(
         judge_refund(&txn, Some(&pending_here)),
@@ -184,6 +186,7 @@ fn refunds_are_applied_once_and_compared() {
     let other = store::RefundSeen {
         amount: Some(usd("3.00")),
         status: None,
+        reversal: false,
     };
     assert_eq!(
         kind(judge_refund(&txn, Some(&other))),
@@ -191,6 +194,88 @@ fn refunds_are_applied_once_and_compared() {
     );
     let pending = line(TransactionKind::Refund, TransactionStatus::Pending, "4.00");
     assert_eq!(judge_refund(&pending, None), Verdict::Wait);
+}
+
+fn seen(amount: &str, status: &str, reversal: bool) -> store::RefundSeen {
+    store::RefundSeen {
+        amount: Some(usd(amount)),
+        status: Some(status.into()),
+        reversal,
+    }
+}
+
+#[test]
+fn a_refund_paypal_completed_but_held_as_failed_or_cancelled_is_applied() {
+    let txn = line(TransactionKind::Refund, TransactionStatus::Success, "4.00");
+    for status in ["failed", "cancelled"] {
+        assert_eq!(
+            judge_refund(&txn, Some(&seen("4.00", status, false))),
+            Verdict::ApplyRefund,
+            "{status} is not in sync with PayPal's completed refund"
+        );
+        assert_eq!(
+            kind(judge_refund(&txn, Some(&seen("3.00", status, false)))),
+            Some(MismatchKind::AmountDiffers),
+            "never applied for another amount"
+        );
+    }
+}
+
+#[test]
+fn chargebacks_and_their_reversals_are_judged() {
+    let mut chargeback = line(
+        TransactionKind::Reversal,
+        TransactionStatus::Success,
+        "10.00",
+    );
+    chargeback.event_code = "T1201".into();
+    assert_eq!(
+        judge_refund(&chargeback, None),
+        Verdict::ApplyRefund,
+        "a chargeback the ledger has no reversal of is applied"
+    );
+    assert_eq!(
+        judge_refund(&chargeback, Some(&seen("10.00", "completed", true))),
+        Verdict::InSync
+    );
+    assert_eq!(
+        judge_refund(&chargeback, Some(&seen("10.00", "cancelled", true))),
+        Verdict::InSync,
+        "taken, then restored (its T1202 line is judged on its own)"
+    );
+
+    let mut won = line(
+        TransactionKind::ChargebackReversal,
+        TransactionStatus::Success,
+        "10.00",
+    );
+    won.event_code = "T1202".into();
+    assert_eq!(
+        judge_chargeback_reversal(&won, None),
+        Verdict::RestoreReversal,
+        "remembered until its chargeback is applied"
+    );
+    assert_eq!(
+        judge_chargeback_reversal(&won, Some(&seen("10.00", "completed", true))),
+        Verdict::RestoreReversal
+    );
+    assert_eq!(
+        judge_chargeback_reversal(&won, Some(&seen("10.00", "cancelled", true))),
+        Verdict::InSync
+    );
+    assert_eq!(
+        kind(judge_chargeback_reversal(
+            &won,
+            Some(&seen("4.00", "completed", true))
+        )),
+        Some(MismatchKind::AmountDiffers)
+    );
+    let pending = line(
+        TransactionKind::ChargebackReversal,
+        TransactionStatus::Pending,
+        "10.00",
+    );
+    assert_eq!(judge_chargeback_reversal(&pending, None), Verdict::Wait);
 }
 
 #[test]

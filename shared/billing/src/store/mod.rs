@@ -9,6 +9,7 @@
 //!   ([`orders::OrderUpdate`]) and index keys;
 //! - [`pointers`]: `CAPTURE#` / `PURCHASE#` pointers to an order;
 //! - [`refunds`]: the `REFUND#<id>` record and its transitions;
+//! - [`disputes`]: `DISPUTEWON#<captureId>`, a won dispute remembered until its reversal is restored;
 //! - [`write_together`] and [`get_item`]: one `TransactWriteItems` with the
 //!   "condition failed" outcome told apart, and one consistent `GetItem`.
 //!
@@ -17,6 +18,7 @@
 //! `events::store`) lives beside its rules and uses these helpers.
 
 pub(crate) mod attrs;
+pub mod disputes;
 pub mod orders;
 pub mod pointers;
 pub mod refunds;

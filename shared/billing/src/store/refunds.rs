@@ -242,3 +242,32 @@ pub fn history_status_item(
         .map_err(|e| LedgerError::corrupt("token refund", e.to_string()))?;
     Ok(TransactWriteItem::builder().update(update).build())
 }
+
+/// A refund recorded failed or cancelled that PayPal completed after all:
+/// `prior.state → completed` (the condition names the state it leaves),
+/// with the history line written now, if any.
+pub fn reinstate_item(
+    table: &str,
+    prior: &RefundRecord,
+    history_sk: Option<&str>,
+) -> Result<TransactWriteItem, LedgerError> {
+    let mut update = Update::builder()
+        .table_name(table)
+        .key("pk", s(pk(&prior.refund_id)))
+        .key("sk", s(REFUND_SK))
+        .condition_expression("#status = :from")
+        .expression_attribute_names("#status", "status")
+        .expression_attribute_values(":from", s(prior.state.as_str()))
+        .expression_attribute_values(":to", s(RefundState::Completed.as_str()))
+        .expression_attribute_values(":now", s(ledger::now_rfc3339()));
+    update = match history_sk {
+        Some(sk) => update
+            .update_expression("SET #status = :to, updatedAt = :now, historySk = :h")
+            .expression_attribute_values(":h", s(sk)),
+        None => update.update_expression("SET #status = :to, updatedAt = :now"),
+    };
+    let update = update
+        .build()
+        .map_err(|e| LedgerError::corrupt("refund", e.to_string()))?;
+    Ok(TransactWriteItem::builder().update(update).build())
+}
