@@ -391,3 +391,43 @@ async fn a_grant_settled_with_its_credit_id_can_be_removed() {
     assert_eq!(removed.status, 200, "{:?}", removed.body);
     assert!(api.virtfusion.credits().is_empty());
 }
+
+// A won dispute makes the tokens its reversal took back owed again.
+
+#[tokio::test]
+async fn a_won_dispute_of_a_token_purchase_delivers_its_tokens_again_once() {
+    let api = TestApi::new().await;
+    let (order_id, user, captured) = paid_tokens(&api, "5").await;
+    assert_eq!(captured.body["status"], json!("completed"));
+    let capture_id = api.paypal.order(&order_id).unwrap().capture_ids[0].clone();
+    let reversal_id = api.paypal.reverse_capture(&capture_id).unwrap();
+    let reversed = api
+        .paypal
+        .signed_event(devstack::paypal::EventType::CaptureReversed, &reversal_id)
+        .unwrap();
+    deliver_webhook(&api, &reversed).await;
+    assert_eq!(
+        api.virtfusion.balance(user.as_str()),
+        0,
+        "the chargeback takes them"
+    );
+    assert_eq!(
+        order(&api, &order_id).await.delivery,
+        Some(Delivery::Refunded)
+    );
+
+    let won = api.paypal.win_dispute(&reversal_id).unwrap();
+    deliver_webhook(&api, &won).await;
+    deliver_webhook(&api, &won).await;
+    run_deliveries(&api).await;
+    run_deliveries(&api).await;
+    assert_eq!(
+        api.virtfusion.balance(user.as_str()),
+        500,
+        "owed again, delivered once"
+    );
+    assert_eq!(api.virtfusion.credits().len(), 1);
+    let stored = order(&api, &order_id).await;
+    assert_eq!(stored.delivery, Some(Delivery::Delivered));
+    assert_eq!(stored.owed_tokens().get(), 500);
+}

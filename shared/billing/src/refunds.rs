@@ -44,11 +44,11 @@ pub use crate::store::refunds::{Movement, RefundRecord, RefundState};
 
 mod admin;
 mod reversals;
-pub use admin::{AdminRefund, MAX_NOTE_TO_PAYER, admin_refund};
-pub use reversals::{Restoration, dispute_won, restore_won};
 use crate::tokens::refunds::{
     TokenAction, guarded, token_action, with_token_action, with_token_action_of,
 };
+pub use admin::{AdminRefund, MAX_NOTE_TO_PAYER, admin_refund};
+pub use reversals::{Restoration, dispute_won, restore_won};
 
 /// Who asked for the refund.
 #[derive(Clone, Debug)]

@@ -15,13 +15,13 @@
 //! won dispute restores one reversal.
 
 use crate::BillingError;
-use crate::tokens::refunds::{guarded, token_action, with_token_action, with_token_action_of};
 use crate::events;
 use crate::orders::{OrderRecord, OrderUpdate, PurchaseKind};
 use crate::refund_events::Reached;
 use crate::store::disputes;
 use crate::store::refunds::{self as store, Movement, RefundRecord, RefundState};
 use crate::store::write_together;
+use crate::tokens::refunds::{guarded, token_action, with_token_action, with_token_action_of};
 use aws_sdk_dynamodb::types::AttributeValue;
 use ledger::{Change, EntryDetails, EntryKind, Ledger, LedgerError, OnceKey};
 
