@@ -5,6 +5,7 @@
 pub mod api;
 pub mod dispatch;
 pub mod events;
+pub mod flows;
 pub mod openapi;
 
 use aws_sdk_dynamodb::Client;
