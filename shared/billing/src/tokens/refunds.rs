@@ -41,6 +41,8 @@ pub(crate) fn token_action(order: &OrderRecord, completed: Usd, movement: Moveme
         None | Some(Delivery::Pending) => return TokenAction::Keep,
         Some(Delivery::Refunded) if owed.get() == 0 => return TokenAction::Keep,
         Some(Delivery::Refunded) => return TokenAction::Settle,
+        // Delivered but nobody knows its credit: never "kept" silently.
+        Some(Delivery::Delivered) if order.credit_id.is_none() => "without_credit_id",
         Some(Delivery::Delivered) if order.tokens_there() == owed => return TokenAction::Keep,
         Some(Delivery::Delivered) if order.credit_id.is_some() => return TokenAction::Settle,
         Some(Delivery::Delivered) => "without_credit_id",

@@ -226,11 +226,8 @@ pub async fn resolve(
         }
         (false, _) => Delivery::Pending,
     };
-    let mut update = OrderUpdate::new(order_id, "#delivery = :review")
-        .value(
-            ":review",
-            AttributeValue::S(Delivery::NeedsReview.as_str().into()),
-        )
+    // Conditioned on the amounts owed was computed from (and the delivery, under review).
+    let mut update = super::refunds::guarded(&order)
         .set_s("resolvedBy", admin_id)
         .set_s("resolution", reason.as_str())
         .set_s("resolvedAt", &ledger::now_rfc3339())
