@@ -479,12 +479,24 @@ async fn an_uncertain_delivery_goes_to_review_and_is_never_retried_blindly() {
         400,
         "reason required"
     );
-    let resolved = api
+    // A credit found must be named, so a refund can remove it later.
+    let unnamed = api
         .send(
             "POST",
             &resolve,
             &admin,
             r#"{"delivered": true, "reason": "seen in VirtFusion"}"#,
+        )
+        .await;
+    assert_eq!(unnamed.status, 400, "{:?}", unnamed.body);
+    let credit_id = api.virtfusion.credits()[0].id;
+    let resolved = api
+        .send(
+            "POST",
+            &resolve,
+            &admin,
+            &json!({"delivered": true, "creditId": credit_id, "reason": "seen in VirtFusion"})
+                .to_string(),
         )
         .await;
     assert_eq!(resolved.status, 200, "{:?}", resolved.body);

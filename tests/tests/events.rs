@@ -172,12 +172,14 @@ async fn token_deliveries_publish_purchased_or_needs_review() {
     assert_eq!(types(&got), ["tokens.delivery_needs_review"]);
     assert_eq!(got[0].detail["orderId"], json!(uncertain));
     assert_eq!(got[0].detail["reason"], json!("outcome_unknown"));
+    let credit_id = api.virtfusion.credits()[0].id;
     let resolved = api
         .send(
             "POST",
             &format!("/api/admin/virtfusion-deliveries/{uncertain}/resolve"),
             &admin,
-            r#"{"delivered": true, "reason": "seen in VirtFusion"}"#,
+            &json!({"delivered": true, "creditId": credit_id, "reason": "seen in VirtFusion"})
+                .to_string(),
         )
         .await;
     assert_eq!(resolved.status, 200, "{:?}", resolved.body);

@@ -211,12 +211,13 @@ pub async fn start_order(
         capture_id: None,
         captured_amount: None,
         refunded_amount: Usd::ZERO,
-        refunds_completed: Usd::ZERO,
+        refunds_completed: Some(Usd::ZERO),
         capture_attempt: 0,
         delivery: None,
         credit_id: None,
         credit_tokens: None,
         sending_tokens: None,
+        stray_credits: Vec::new(),
         created_at: ledger::now_rfc3339(),
         reversal_id: None,
         review_reason: None,
@@ -509,6 +510,8 @@ async fn record_token_payment(
         .set_s("captureId", &capture.id)
         .set_n("capturedAmount", capture.amount)
         .set_n("tokens", tokens.get())
+        // Recorded from the payment on (see `OrderRecord::completed_refunds`).
+        .set_n("refundsCompleted", Usd::ZERO)
         .set_s("delivery", Delivery::Pending.as_str())
         .set_s("historySk", &history.sort_key)
         .indexed(DELIVERY_PENDING, &now)

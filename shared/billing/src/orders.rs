@@ -141,8 +141,9 @@ pub struct OrderRecord {
     pub refunded_amount: Usd,
     /// Token purchases: the completed refunds and reversals not won — the
     /// part of the capture the user no longer owns. Pending refunds are not
-    /// in it: they never take tokens back (see [`crate::tokens`]).
-    pub refunds_completed: Usd,
+    /// in it: they never take tokens back (see [`crate::tokens`]). `None` on
+    /// orders written before it was recorded: see [`Self::completed_refunds`].
+    pub refunds_completed: Option<Usd>,
     /// Bumped after PayPal answered "not approved" (nothing captured), so the
     /// next capture uses a fresh `PayPal-Request-Id`; retries after an
     /// unknown outcome reuse the same one.
@@ -156,6 +157,9 @@ pub struct OrderRecord {
     /// Tokens of the VirtFusion call whose outcome is unknown (a delivery
     /// under review): what its credit holds if the admin finds one.
     pub sending_tokens: Option<Tokens>,
+    /// Credits of this purchase VirtFusion holds besides `creditId` (a late
+    /// answer after the purchase moved on): the next delivery removes them.
+    pub stray_credits: Vec<u64>,
     pub created_at: String,
     /// The last reversal (chargeback) applied, so the dispute's outcome can
     /// find what to restore.
@@ -174,8 +178,16 @@ impl OrderRecord {
         crate::tokens::owed(
             self.tokens.unwrap_or_else(|| self.amount.to_tokens()),
             self.captured_amount.unwrap_or(self.amount),
-            self.refunds_completed,
+            self.completed_refunds(),
         )
+    }
+
+    /// [`Self::refunds_completed`]; on an order written before it was
+    /// recorded, everything refunded so far counts as completed (refunds
+    /// pending then were rare; one that fails later lowers `refundedAmount`
+    /// and with it this).
+    pub fn completed_refunds(&self) -> Usd {
+        self.refunds_completed.unwrap_or(self.refunded_amount)
     }
 
     /// Tokens VirtFusion holds from this purchase, as far as we know.

@@ -329,7 +329,7 @@ async fn take(
         }
         PurchaseKind::Tokens => {
             let completed = order
-                .refunds_completed
+                .completed_refunds()
                 .checked_add(report.amount)
                 .map_err(|_| LedgerError::Overflow)?;
             let action = (report.state == RefundState::Completed)
@@ -478,10 +478,13 @@ async fn complete(
         PurchaseKind::Credits => None,
         PurchaseKind::Tokens => {
             let amount = record.as_ref().map_or(report.amount, |r| r.amount);
-            let completed = order
-                .refunds_completed
-                .checked_add(amount)
-                .map_err(|_| LedgerError::Overflow)?;
+            let completed = match order.refunds_completed {
+                Some(completed) => completed
+                    .checked_add(amount)
+                    .map_err(|_| LedgerError::Overflow)?,
+                // Written before it was recorded: this refund already counts.
+                None => order.completed_refunds(),
+            };
             let action = token_action(order, completed, report.movement);
             let counted =
                 guarded(order).set("refundsCompleted", AttributeValue::N(completed.to_string()));
@@ -565,7 +568,21 @@ async fn give_back(
             }
         }
         PurchaseKind::Tokens => {
-            let mut items = vec![counted.item(ledger.table())?, moved];
+            // Tokens are taken at completion only, so nothing is owed back;
+            // except on an order written before completed refunds were
+            // recorded, where the pending one counted as completed.
+            let update = match order.refunds_completed {
+                Some(_) => counted,
+                None => {
+                    let action = token_action(order, back, report.movement);
+                    with_token_action(
+                        guarded(order).set("refundedAmount", AttributeValue::N(back.to_string())),
+                        order,
+                        &action,
+                    )
+                }
+            };
+            let mut items = vec![update.item(ledger.table())?, moved];
             if let Some(sk) = &record.history_sk {
                 items.push(store::history_status_item(
                     ledger.table(),

@@ -2132,8 +2132,10 @@ export interface operations {
                     /**
                      * @description With `delivered: true`: the VirtFusion credit id found
                      *     (VirtFusion's admin shows it), so the credit can be removed
-                     *     later (a refund, an admin removal of a grant). Required
-                     *     when the credit holds more than is owed now (400 without it)
+                     *     later (a refund, an admin removal of a grant). Required for
+                     *     a purchase whose credit the order does not know yet (400
+                     *     without it); 409 `delivery_in_flight` while a delivery call
+                     *     a refund interrupted may still answer
                      */
                     creditId?: number;
                     reason: components["schemas"]["Reason"];

@@ -178,7 +178,9 @@ async fn refund(
     };
     // Tokens: whatever the delivery does during the PayPal call, the
     // transition re-reads the order and conditions on what it saw.
-    let request_id = format!("refund-{}", key.request_id());
+    // The order is part of it: the same key reused on another order after its
+    // record expired (48 h; PayPal keeps request ids longer) is a new refund.
+    let request_id = format!("refund-{}-{}", order.order_id, key.request_id());
     let refund = paypal
         .refund_capture(
             capture_id,

@@ -179,7 +179,7 @@ async fn cancel(
         PurchaseKind::Tokens => {
             // The reversal no longer counts: what it took back is owed again.
             let completed = order
-                .refunds_completed
+                .completed_refunds()
                 .checked_sub(record.amount)
                 .map_err(|_| LedgerError::Overflow)?;
             let completed = if completed.is_negative() {

@@ -18,6 +18,11 @@ pub const DELIVERY_REVIEW: &str = "DELIVERY#needs_review";
 /// Claimed by a caller that is talking to VirtFusion right now.
 pub const DELIVERY_CLAIMED: &str = "DELIVERY#delivering";
 
+/// Credit ids as stored in `strayCredits` (`"12,15"`).
+pub fn join_credits(ids: &[u64]) -> String {
+    ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
+}
+
 /// The settlement-index partition of a settlement time (`SETTLED#<day>`),
 /// read by reconciliation.
 pub fn settled_partition(settled_at: &str) -> String {
@@ -51,11 +56,8 @@ impl OrderRecord {
             item.insert("capturedAmount".into(), n(captured.to_string()));
         }
         item.insert("refundedAmount".into(), n(self.refunded_amount.to_string()));
-        if self.refunds_completed.is_positive() {
-            item.insert(
-                "refundsCompleted".into(),
-                n(self.refunds_completed.to_string()),
-            );
+        if let Some(completed) = self.refunds_completed {
+            item.insert("refundsCompleted".into(), n(completed.to_string()));
         }
         item.insert("captureAttempt".into(), n(self.capture_attempt.to_string()));
         if let Some(delivery) = self.delivery {
@@ -66,6 +68,9 @@ impl OrderRecord {
         }
         if let Some(tokens) = self.credit_tokens {
             item.insert("creditTokens".into(), n(tokens.get().to_string()));
+        }
+        if !self.stray_credits.is_empty() {
+            item.insert("strayCredits".into(), s(&join_credits(&self.stray_credits)));
         }
         if let Some(tokens) = self.sending_tokens {
             item.insert("sendingTokens".into(), n(tokens.get().to_string()));
@@ -108,7 +113,7 @@ impl OrderRecord {
             capture_id: r.text("captureId").map(str::to_owned),
             captured_amount: r.usd("capturedAmount")?,
             refunded_amount: r.usd("refundedAmount")?.unwrap_or(Usd::ZERO),
-            refunds_completed: r.usd("refundsCompleted")?.unwrap_or(Usd::ZERO),
+            refunds_completed: r.usd("refundsCompleted")?,
             capture_attempt: r.parsed("captureAttempt")?.unwrap_or(0),
             delivery: r
                 .text("delivery")
@@ -117,6 +122,13 @@ impl OrderRecord {
             credit_id: r.parsed("creditId")?,
             credit_tokens: r.parsed::<i64>("creditTokens")?.map(Tokens::new),
             sending_tokens: r.parsed::<i64>("sendingTokens")?.map(Tokens::new),
+            stray_credits: match r.text("strayCredits") {
+                None | Some("") => Vec::new(),
+                Some(ids) => ids
+                    .split(',')
+                    .map(|id| id.parse().map_err(|_| r.bad("strayCredits")))
+                    .collect::<Result<_, _>>()?,
+            },
             created_at: r.required("createdAt")?.to_owned(),
             reversal_id: r.text("reversalId").map(str::to_owned),
             review_reason: r.text("reviewReason").map(str::to_owned),
@@ -243,6 +255,28 @@ impl OrderUpdate {
     pub fn remove(mut self, attribute: &'static str) -> OrderUpdate {
         self.removes.push(attribute);
         self
+    }
+
+    /// Adds `extra` to the condition (both must hold).
+    pub fn and_condition(mut self, extra: &str) -> OrderUpdate {
+        self.condition = format!("({}) AND ({extra})", self.condition);
+        self
+    }
+
+    /// Conditioned on the order's credit (and stray credits) as read.
+    pub fn credits_as_read(self, order: &OrderRecord) -> OrderUpdate {
+        let update = match order.credit_id {
+            Some(credit_id) => self
+                .and_condition("creditId = :seenCredit")
+                .value(":seenCredit", AttributeValue::N(credit_id.to_string())),
+            None => self.and_condition("attribute_not_exists(creditId)"),
+        };
+        match order.stray_credits.is_empty() {
+            true => update.and_condition("attribute_not_exists(strayCredits)"),
+            false => update
+                .and_condition("strayCredits = :seenStray")
+                .value(":seenStray", s(&join_credits(&order.stray_credits))),
+        }
     }
 
     pub fn value(mut self, name: &str, value: AttributeValue) -> OrderUpdate {

@@ -13,7 +13,7 @@ use crate::orders::{
     DELIVERY_CLAIMED, DELIVERY_PENDING, DELIVERY_REVIEW, Delivery, OrderRecord, OrderUpdate,
     PurchaseKind, Settlement,
 };
-use crate::store::orders::history_line_status_item;
+use crate::store::orders::{history_line_status_item, join_credits};
 use crate::store::write_together;
 use billing_money::Tokens;
 use ledger::Ledger;
@@ -23,6 +23,8 @@ use super::review::{MAX_DEFINITE_REFUSALS, is_refusal, next_attempt_at};
 
 /// What the VirtFusion calls of one claim did.
 struct Calls {
+    /// Stray credits removed (or already gone).
+    strays_removed: Vec<u64>,
     /// The credit that no longer matched was removed (or was already gone).
     removed: Option<u64>,
     /// The credit added for what is owed.
@@ -137,6 +139,18 @@ pub async fn deliver(
     if removed && calls.added.is_none() {
         update = update.remove("creditId").remove("creditTokens");
     }
+    if !calls.strays_removed.is_empty() {
+        let left: Vec<u64> = order
+            .stray_credits
+            .iter()
+            .copied()
+            .filter(|id| !calls.strays_removed.contains(id))
+            .collect();
+        update = match left.is_empty() {
+            true => update.remove("strayCredits"),
+            false => update.set_s("strayCredits", &join_credits(&left)),
+        };
+    }
     if matches!(delivery, Delivery::Delivered | Delivery::Refunded) {
         update = update.remove("reviewReason");
     }
@@ -157,7 +171,7 @@ pub async fn deliver(
     if write_together(ledger, items).await?.is_some() {
         // The claim was taken from us while VirtFusion was called (a refund
         // sent the purchase to review, or the stale-claim sweep did).
-        return claim_lost(ledger, order_id, &calls, owed).await;
+        return claim_lost(ledger, order_id, &claim, &calls, owed).await;
     }
     let tokens = order.tokens.unwrap_or_else(|| order.amount.to_tokens());
     Ok(Settlement::Tokens { tokens, delivery })
@@ -171,18 +185,34 @@ async fn call_virtfusion(
     owed: Tokens,
 ) -> Calls {
     let mut calls = Calls {
+        strays_removed: Vec::new(),
         removed: None,
         added: None,
         failed: None,
     };
     let mut there = order.tokens_there();
-    if there == owed {
+    if there == owed && order.stray_credits.is_empty() {
         return calls;
     }
     let Some(client) = virtfusion else {
         calls.failed = Some(VirtFusionError::NotSent);
         return calls;
     };
+    // Credits a late answer left beside the purchase's own: never owed.
+    for &stray in &order.stray_credits {
+        match client.remove_credit(CreditId(stray)).await {
+            Ok(()) | Err(VirtFusionError::Rejected { status: 404 }) => {
+                calls.strays_removed.push(stray);
+            }
+            Err(e) => {
+                calls.failed = Some(e);
+                return calls;
+            }
+        }
+    }
+    if there == owed {
+        return calls;
+    }
     if let Some(credit_id) = order.credit_id {
         match client.remove_credit(CreditId(credit_id)).await {
             // Already gone counts as removed.
@@ -209,43 +239,87 @@ async fn call_virtfusion(
 }
 
 /// The release of a delivery claim failed. What VirtFusion did is stored
-/// anyway (a credit added keeps its id, or nothing could ever remove it; a
-/// credit removed loses its id) and the purchase stays on / goes to the
-/// review list: never a silent "completed".
+/// anyway: a credit added keeps its id (or nothing could ever remove it) —
+/// beside the purchase's own credit if it has another one by now (a stray,
+/// removed by the next delivery), never over it; a credit removed loses its
+/// id. The purchase goes to (or stays on) the review list: never a silent
+/// "completed". Conditioned on the credits as read; read again on a race.
 async fn claim_lost(
     ledger: &Ledger,
     order_id: &str,
+    claim: &str,
     calls: &Calls,
     owed: Tokens,
 ) -> Result<Settlement, BillingError> {
-    let order = crate::orders::load(ledger, order_id)
-        .await?
-        .ok_or(BillingError::NotFound("Order"))?;
-    if calls.added.is_none() && calls.removed.is_none() {
-        return Ok(settled(&order));
+    for _ in 0..4 {
+        let order = crate::orders::load(ledger, order_id)
+            .await?
+            .ok_or(BillingError::NotFound("Order"))?;
+        // The claim is over: an admin's settlement need not wait for it.
+        let mut update = OrderUpdate::new(order_id, "deliveryClaim = :claim")
+            .value_s(":claim", claim)
+            .set_s("claimLostAt", &ledger::now_rfc3339())
+            .remove("deliveryClaimedAt");
+        let changed =
+            calls.added.is_some() || calls.removed.is_some() || !calls.strays_removed.is_empty();
+        if changed {
+            tracing::error!(
+                order_id,
+                "VirtFusion changed for a delivery whose claim was lost; to review"
+            );
+            update = OrderUpdate::new(order_id, "attribute_exists(pk)")
+                .credits_as_read(&order)
+                .set_s("deliveredAfterClaimLost", &ledger::now_rfc3339())
+                .set_s("delivery", Delivery::NeedsReview.as_str())
+                .indexed(DELIVERY_REVIEW, &order.created_at)
+                .remove("deliveryClaimedAt");
+            let mut strays: Vec<u64> = order
+                .stray_credits
+                .iter()
+                .copied()
+                .filter(|id| !calls.strays_removed.contains(id))
+                .collect();
+            let mut own = order.credit_id;
+            if calls.removed.is_some() && own == calls.removed {
+                own = None;
+                update = update.remove("creditId").remove("creditTokens");
+            }
+            if let Some(added) = calls.added.map(|c| c.get()) {
+                match own {
+                    Some(other) if other != added => strays.push(added),
+                    _ => {
+                        update = update
+                            .set_n("creditId", added)
+                            .set_n("creditTokens", owed.get());
+                    }
+                }
+            }
+            if strays != order.stray_credits {
+                update = match strays.is_empty() {
+                    true => update.remove("strayCredits"),
+                    false => update.set_s("strayCredits", &join_credits(&strays)),
+                };
+            }
+            if order.review_reason.is_none() {
+                update = update.set_s("reviewReason", "delivered_after_claim_lost");
+            }
+        }
+        if update.run(ledger).await? || !changed {
+            let order = crate::orders::load(ledger, order_id)
+                .await?
+                .ok_or(BillingError::NotFound("Order"))?;
+            return Ok(match changed {
+                true => Settlement::Tokens {
+                    tokens: order.tokens.unwrap_or_else(|| order.amount.to_tokens()),
+                    delivery: Delivery::NeedsReview,
+                },
+                false => settled(&order),
+            });
+        }
     }
-    tracing::error!(
-        order_id,
-        "VirtFusion changed for a delivery whose claim was lost; to review"
-    );
-    let mut update = OrderUpdate::new(order_id, "attribute_exists(pk)")
-        .set_s("deliveredAfterClaimLost", &ledger::now_rfc3339())
-        .set_s("delivery", Delivery::NeedsReview.as_str())
-        .indexed(DELIVERY_REVIEW, &order.created_at);
-    update = match calls.added {
-        Some(credit_id) => update
-            .set_n("creditId", credit_id.get())
-            .set_n("creditTokens", owed.get()),
-        None => update.remove("creditId").remove("creditTokens"),
-    };
-    if order.review_reason.is_none() {
-        update = update.set_s("reviewReason", "delivered_after_claim_lost");
-    }
-    update.run(ledger).await?;
-    Ok(Settlement::Tokens {
-        tokens: order.tokens.unwrap_or_else(|| order.amount.to_tokens()),
-        delivery: Delivery::NeedsReview,
-    })
+    Err(BillingError::Ledger(ledger::LedgerError::Contended {
+        attempts: 4,
+    }))
 }
 
 /// Where a token purchase stands, without calling anyone.

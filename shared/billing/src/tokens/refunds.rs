@@ -107,10 +107,10 @@ pub(crate) fn with_token_action_of(event: Event, action: Option<&TokenAction>) -
 /// the delivery state as they were read.
 pub(crate) fn guarded(order: &OrderRecord) -> OrderUpdate {
     let seen = AttributeValue::N(order.refunded_amount.to_string());
-    let completed = if order.refunds_completed.is_positive() {
-        "refundsCompleted = :completed"
-    } else {
-        "(attribute_not_exists(refundsCompleted) OR refundsCompleted = :completed)"
+    let completed = match order.refunds_completed {
+        Some(_) => "refundsCompleted = :completed",
+        // Written before it was recorded (`OrderRecord::completed_refunds`).
+        None => "(attribute_not_exists(refundsCompleted) OR refundsCompleted = :completed)",
     };
     let update = match order.delivery {
         Some(delivery) => OrderUpdate::new(
@@ -125,6 +125,6 @@ pub(crate) fn guarded(order: &OrderRecord) -> OrderUpdate {
     };
     update.value(":seen", seen).value(
         ":completed",
-        AttributeValue::N(order.refunds_completed.to_string()),
+        AttributeValue::N(order.completed_refunds().to_string()),
     )
 }

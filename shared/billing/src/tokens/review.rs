@@ -185,8 +185,11 @@ pub enum Found {
 /// shows; the system decides what to do: close it (VirtFusion holds what is
 /// owed: `delivered`, or nothing owed: `refunded`), or make it `pending` so
 /// the job removes a credit that holds too much and adds what is owed.
-/// Anything else is 409; a credit that must be corrected but whose id
-/// nobody knows is 400 (the admin must give `creditId`).
+/// 409 when it is not under review, or while a delivery call that a refund
+/// interrupted may still answer; 400 when a credit is there but its id is
+/// unknown (the admin must give `creditId`: nothing could remove it later).
+/// The write is conditioned on everything the decision read (amounts,
+/// delivery, credits); a race reads again.
 #[tracing::instrument(skip_all, fields(order_id = %order_id, admin = %admin_id))]
 pub async fn resolve(
     ledger: &Ledger,
@@ -195,74 +198,104 @@ pub async fn resolve(
     admin_id: &str,
     reason: &crate::Reason,
 ) -> Result<OrderRecord, BillingError> {
-    let order = crate::orders::load(ledger, order_id)
-        .await?
-        .ok_or(BillingError::NotFound("Delivery"))?;
-    if order.delivery != Some(Delivery::NeedsReview) {
-        return Err(not_in_review());
+    for _ in 0..4 {
+        let order = crate::orders::load(ledger, order_id)
+            .await?
+            .ok_or(BillingError::NotFound("Delivery"))?;
+        if order.delivery != Some(Delivery::NeedsReview) {
+            return Err(not_in_review());
+        }
+        if call_may_still_answer(ledger, &order).await? {
+            return Err(BillingError::Conflict {
+                message: "A VirtFusion call for this purchase may still answer; settle it in a few minutes".into(),
+                code: "delivery_in_flight",
+            });
+        }
+        let owed = order.owed_tokens();
+        // What VirtFusion holds from this purchase, as the admin found it.
+        let (credit_id, there) = match found {
+            Found::Nothing => (None, Tokens::new(0)),
+            Found::Credit(given) => {
+                let credit_id = given.or(order.credit_id);
+                let there = if credit_id.is_some() && credit_id == order.credit_id {
+                    order.tokens_there()
+                } else {
+                    // The credit of the call whose outcome was unknown.
+                    order.sending_tokens.or(order.tokens).unwrap_or(owed)
+                };
+                (credit_id, there)
+            }
+        };
+        if there.get() > 0 && credit_id.is_none() {
+            return Err(BillingError::InvalidInput(
+                "creditId is required: give the VirtFusion credit id of this purchase, so it can be removed if a refund needs it".into(),
+            ));
+        }
+        let to = match (
+            there == owed && order.stray_credits.is_empty(),
+            owed.get() > 0,
+        ) {
+            (true, true) => Delivery::Delivered,
+            (true, false) => Delivery::Refunded,
+            (false, _) => Delivery::Pending,
+        };
+        let mut update = super::refunds::guarded(&order)
+            .credits_as_read(&order)
+            .set_s("resolvedBy", admin_id)
+            .set_s("resolution", reason.as_str())
+            .set_s("resolvedAt", &ledger::now_rfc3339())
+            .set_s("delivery", to.as_str())
+            .remove("reviewReason")
+            .remove("sendingTokens");
+        update = match credit_id {
+            Some(credit_id) if there.get() > 0 => update
+                .set_n("creditId", credit_id)
+                .set_n("creditTokens", there.get()),
+            _ => update.remove("creditId").remove("creditTokens"),
+        };
+        update = match to {
+            Delivery::Pending => update
+                .set_s("gsi1pk", DELIVERY_PENDING)
+                .set_s("gsi1sk", &format!("{}#{order_id}", order.created_at)),
+            _ => update.remove("gsi1pk").remove("gsi1sk"),
+        };
+        // Settled as delivered: the tokens reached VirtFusion (one event per credit).
+        let reported: Vec<crate::events::Event> = match (to, credit_id) {
+            (Delivery::Delivered, Some(id)) => {
+                vec![tokens_purchased(&order, there, &id.to_string()).text("resolvedBy", admin_id)]
+            }
+            _ => Vec::new(),
+        };
+        if update.run_with(ledger, &reported).await? {
+            return crate::orders::load(ledger, order_id)
+                .await?
+                .ok_or(BillingError::NotFound("Delivery"));
+        }
     }
-    let owed = order.owed_tokens();
-    // What VirtFusion holds from this purchase, as the admin found it.
-    let (credit_id, there) = match found {
-        Found::Nothing => (None, Tokens::new(0)),
-        Found::Credit(given) => {
-            let credit_id = given.or(order.credit_id);
-            let there = if credit_id.is_some() && credit_id == order.credit_id {
-                order.tokens_there()
-            } else {
-                // The credit of the call whose outcome was unknown.
-                order.sending_tokens.or(order.tokens).unwrap_or(owed)
-            };
-            (credit_id, there)
-        }
-    };
-    let to = match (there == owed, owed.get() > 0) {
-        (true, true) => Delivery::Delivered,
-        (true, false) => Delivery::Refunded,
-        (false, _) if there.get() > 0 && credit_id.is_none() => {
-            return Err(BillingError::InvalidInput(format!(
-                "creditId is required: VirtFusion holds {there} tokens of this purchase but {owed} are owed now, so that credit must be removed"
-            )));
-        }
-        (false, _) => Delivery::Pending,
-    };
-    // Conditioned on the amounts owed was computed from (and the delivery, under review).
-    let mut update = super::refunds::guarded(&order)
-        .set_s("resolvedBy", admin_id)
-        .set_s("resolution", reason.as_str())
-        .set_s("resolvedAt", &ledger::now_rfc3339())
-        .set_s("delivery", to.as_str())
-        .remove("reviewReason")
-        .remove("sendingTokens");
-    update = match credit_id {
-        Some(credit_id) if there.get() > 0 => update
-            .set_n("creditId", credit_id)
-            .set_n("creditTokens", there.get()),
-        _ => update.remove("creditId").remove("creditTokens"),
-    };
-    update = match to {
-        Delivery::Pending => update
-            .set_s("gsi1pk", DELIVERY_PENDING)
-            .set_s("gsi1sk", &format!("{}#{order_id}", order.created_at)),
-        _ => update.remove("gsi1pk").remove("gsi1sk"),
-    };
-    // Settled as delivered: the tokens reached VirtFusion (one event per movement).
-    let reported: Vec<crate::events::Event> = match to {
-        Delivery::Delivered => {
-            let movement = match credit_id {
-                Some(id) => id.to_string(),
-                None => format!("resolved-{}", ledger::now_rfc3339()),
-            };
-            vec![tokens_purchased(&order, there, &movement).text("resolvedBy", admin_id)]
-        }
-        _ => Vec::new(),
-    };
-    if !update.run_with(ledger, &reported).await? {
-        return Err(not_in_review());
+    Err(BillingError::Conflict {
+        message: "The purchase changed while it was being settled; try again".into(),
+        code: "changed_meanwhile",
+    })
+}
+
+/// A delivery whose claim a refund interrupted (`…_during_delivery`) may
+/// still get VirtFusion's answer until the claim is over (its caller records
+/// what VirtFusion did and ends it) or stale.
+async fn call_may_still_answer(ledger: &Ledger, order: &OrderRecord) -> Result<bool, BillingError> {
+    if !order
+        .review_reason
+        .as_deref()
+        .is_some_and(|r| r.ends_with("_during_delivery"))
+    {
+        return Ok(false);
     }
-    crate::orders::load(ledger, order_id)
-        .await?
-        .ok_or(BillingError::NotFound("Delivery"))
+    let Some(at) = claimed_at(ledger, &order.order_id).await? else {
+        return Ok(false);
+    };
+    let cutoff = ledger::format_rfc3339(
+        time::OffsetDateTime::now_utc() - time::Duration::seconds(STALE_CLAIM_SECONDS),
+    );
+    Ok(at > cutoff)
 }
 
 fn not_in_review() -> BillingError {

@@ -1,5 +1,5 @@
 #![recursion_limit = "256"]
-//! Adversarial review of issue 25: paths where tokens are given away.
+//! Races and old data on the token paths (found by an adversarial review of issue 25): what a purchase owes at VirtFusion holds under them.
 
 use billing::orders::Delivery;
 use devstack::virtfusion::FailureMode;
@@ -10,13 +10,11 @@ use integration_tests::flows::{
     admin_refund, order, paid_tokens, resolve_delivery as resolve, run_deliveries,
 };
 
-/// A delivery whose outcome was unknown, settled as "a credit is there"
-/// without its id (the API allows it when nothing was refunded), keeps no
-/// `creditId`. A whole refund then computes owed 0 == tokens_there() 0 and
-/// `token_action` answers Keep: the delivery stays `delivered`, the credit
-/// stays at VirtFusion, and the refund answers `tokensRevoked: true`.
+/// A credit found by an admin must be named (`creditId`), or nothing could
+/// remove it later; an order delivered without a credit id (settled before
+/// that rule) goes to review on a whole refund instead of keeping its tokens.
 #[tokio::test]
-async fn a_whole_refund_of_a_purchase_settled_without_credit_id_revokes_nothing() {
+async fn a_whole_refund_of_a_purchase_delivered_without_credit_id_goes_to_review() {
     let api = TestApi::new().await;
     api.virtfusion
         .set_failure(FailureMode::ApplyThenHang, Some(1));
@@ -25,38 +23,54 @@ async fn a_whole_refund_of_a_purchase_settled_without_credit_id_revokes_nothing(
     assert_eq!(captured.body["status"], json!("needs_review"));
     assert_eq!(api.virtfusion.balance(user.as_str()), 1_000);
 
-    // The admin sees the credit and says so, without typing its id.
-    let settled = resolve(
+    // Without its id the settlement is refused: nothing changes.
+    let unnamed = resolve(
         &api,
         &order_id,
         json!({"delivered": true, "reason": "credit is in the panel"}),
     )
     .await;
-    assert_eq!(settled.status, 200, "{:?}", settled.body);
-    let stored = order(&api, &order_id).await;
-    assert_eq!(stored.delivery, Some(Delivery::Delivered));
-    assert_eq!(stored.credit_id, None, "settled without a credit id");
+    assert_eq!(unnamed.status, 400, "{:?}", unnamed.body);
+    assert_eq!(
+        order(&api, &order_id).await.delivery,
+        Some(Delivery::NeedsReview)
+    );
 
-    // The whole purchase is refunded at PayPal.
+    // An order settled before the rule: delivered, no credit id.
+    let credit_id = api.virtfusion.credits()[0].id;
+    let settled = resolve(
+        &api,
+        &order_id,
+        json!({"delivered": true, "creditId": credit_id, "reason": "credit is in the panel"}),
+    )
+    .await;
+    assert_eq!(settled.status, 200, "{:?}", settled.body);
+    api.ledger()
+        .client()
+        .update_item()
+        .table_name(api.ledger().table())
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("ORDER#{order_id}")),
+        )
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S("ORDER".into()),
+        )
+        .update_expression("REMOVE creditId, creditTokens")
+        .send()
+        .await
+        .unwrap();
+
     let refunded = admin_refund(&api, &order_id, None, "whole").await;
     assert_eq!(refunded["status"], json!("completed"));
+    assert_eq!(refunded["tokensRevoked"], json!(false));
     run_deliveries(&api).await;
-
     let stored = order(&api, &order_id).await;
-    eprintln!(
-        "after whole refund: delivery={:?} reviewReason={:?} tokensRevoked={} balance={}",
-        stored.delivery,
-        stored.review_reason,
-        refunded["tokensRevoked"],
-        api.virtfusion.balance(user.as_str())
-    );
-    // Expected: the tokens are taken back, or the purchase goes to review.
-    assert!(
-        api.virtfusion.balance(user.as_str()) == 0
-            || stored.delivery == Some(Delivery::NeedsReview),
-        "refunded $10 and kept 1,000 tokens, delivery {:?}, tokensRevoked {}",
-        stored.delivery,
-        refunded["tokensRevoked"]
+    assert_eq!(stored.delivery, Some(Delivery::NeedsReview));
+    assert_eq!(
+        stored.review_reason.as_deref(),
+        Some("refund_without_credit_id")
     );
 }
 
@@ -179,7 +193,7 @@ async fn a_refund_landing_during_a_settlement_is_lost() {
 /// own credit (condition: `attribute_exists(pk)` only): the job's credit is
 /// forgotten, and no settlement can name two credits.
 #[tokio::test]
-async fn a_late_answer_after_a_settlement_forgets_a_credit() {
+async fn a_late_answer_is_waited_for_and_its_credit_corrected_to_what_is_owed() {
     use billing::deliveries::Found;
     use billing::refunds::{Movement, RefundReport, RefundSource, RefundState, apply_refund};
     use std::time::Duration;
@@ -192,10 +206,16 @@ async fn a_late_answer_after_a_settlement_forgets_a_credit() {
     )
     .unwrap();
     // Paid; VirtFusion refused once: pending.
-    api.virtfusion.set_failure(FailureMode::Status(409), Some(1));
+    api.virtfusion
+        .set_failure(FailureMode::Status(409), Some(1));
     let (order_id, user, captured) = paid_tokens(&api, "10").await;
     api.virtfusion.clear_failure();
-    assert_eq!(captured.body["status"], json!("pending"), "{:?}", captured.body);
+    assert_eq!(
+        captured.body["status"],
+        json!("pending"),
+        "{:?}",
+        captured.body
+    );
 
     api.virtfusion
         .set_failure(FailureMode::Delay(Duration::from_millis(1_500)), Some(1));
@@ -207,22 +227,49 @@ async fn a_late_answer_after_a_settlement_forgets_a_credit() {
         state: RefundState::Completed,
         movement: Movement::Refund,
     };
-    let (first, _) = tokio::join!(billing::tokens::deliver(&ledger, Some(&client), &order_id), async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        apply_refund(&ledger, None, &order_id, &report, &RefundSource::PayPal)
-            .await
-            .unwrap();
-        let o = order(&api, &order_id).await;
-        eprintln!("after refund: {:?} {:?}", o.delivery, o.review_reason);
-        // The admin looks: no credit yet.
-        assert_eq!(api.virtfusion.balance(user.as_str()), 0);
-        let settled = billing::deliveries::resolve(&ledger, &order_id, Found::Nothing, "admin-1", &reason)
-            .await
-            .unwrap();
-        eprintln!("settled: {:?}", settled.delivery);
-        let second = billing::tokens::deliver(&ledger, Some(&client), &order_id).await.unwrap();
-        eprintln!("second delivery: {second:?}");
-    });
+    let (first, _) = tokio::join!(
+        billing::tokens::deliver(&ledger, Some(&client), &order_id),
+        async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            apply_refund(&ledger, None, &order_id, &report, &RefundSource::PayPal)
+                .await
+                .unwrap();
+            let o = order(&api, &order_id).await;
+            eprintln!("after refund: {:?} {:?}", o.delivery, o.review_reason);
+            // The admin looks: no credit yet; but the call may still answer.
+            assert_eq!(api.virtfusion.balance(user.as_str()), 0);
+            let early = billing::deliveries::resolve(
+                &ledger,
+                &order_id,
+                Found::Nothing,
+                "admin-1",
+                &reason,
+            )
+            .await;
+            assert!(
+                matches!(
+                    early,
+                    Err(billing::BillingError::Conflict {
+                        code: "delivery_in_flight",
+                        ..
+                    })
+                ),
+                "{early:?}"
+            );
+        }
+    );
+    // The late answer is recorded (its credit kept); the truthful settlement
+    // then corrects VirtFusion to what is owed.
+    let recorded = order(&api, &order_id).await;
+    assert_eq!(recorded.delivery, Some(Delivery::NeedsReview));
+    assert!(recorded.credit_id.is_some());
+    billing::deliveries::resolve(&ledger, &order_id, Found::Credit(None), "admin-1", &reason)
+        .await
+        .unwrap();
+    let second = billing::tokens::deliver(&ledger, Some(&client), &order_id)
+        .await
+        .unwrap();
+    eprintln!("second delivery: {second:?}");
     eprintln!("first delivery: {first:?}");
     let stored = order(&api, &order_id).await;
     eprintln!(
@@ -231,13 +278,25 @@ async fn a_late_answer_after_a_settlement_forgets_a_credit() {
         stored.review_reason,
         stored.credit_id,
         stored.credit_tokens,
-        api.virtfusion.credits().iter().filter(|c| c.user == user.as_str()).map(|c| (c.id, c.tokens)).collect::<Vec<_>>(),
+        api.virtfusion
+            .credits()
+            .iter()
+            .filter(|c| c.user == user.as_str())
+            .map(|c| (c.id, c.tokens))
+            .collect::<Vec<_>>(),
         api.virtfusion.balance(user.as_str())
     );
     // Settle truthfully as far as the API allows: the recorded credit is there.
-    let again = billing::deliveries::resolve(&ledger, &order_id, Found::Credit(None), "admin-1", &reason).await;
+    let again =
+        billing::deliveries::resolve(&ledger, &order_id, Found::Credit(None), "admin-1", &reason)
+            .await;
     eprintln!("second settlement: {:?}", again.map(|o| o.delivery));
-    billing::tokens::deliver(&ledger, Some(&client), &order_id).await.unwrap();
-    eprintln!("final balance {} (owed 600)", api.virtfusion.balance(user.as_str()));
+    billing::tokens::deliver(&ledger, Some(&client), &order_id)
+        .await
+        .unwrap();
+    eprintln!(
+        "final balance {} (owed 600)",
+        api.virtfusion.balance(user.as_str())
+    );
     assert_eq!(api.virtfusion.balance(user.as_str()), 600);
 }
