@@ -70,7 +70,7 @@ impl OrderRecord {
             item.insert("creditTokens".into(), n(tokens.get().to_string()));
         }
         if !self.stray_credits.is_empty() {
-            item.insert("strayCredits".into(), s(&join_credits(&self.stray_credits)));
+            item.insert("strayCredits".into(), s(join_credits(&self.stray_credits)));
         }
         if let Some(tokens) = self.sending_tokens {
             item.insert("sendingTokens".into(), n(tokens.get().to_string()));
@@ -275,7 +275,7 @@ impl OrderUpdate {
             true => update.and_condition("attribute_not_exists(strayCredits)"),
             false => update
                 .and_condition("strayCredits = :seenStray")
-                .value(":seenStray", s(&join_credits(&order.stray_credits))),
+                .value(":seenStray", s(join_credits(&order.stray_credits))),
         }
     }
 
