@@ -190,13 +190,15 @@ for fn in $("$DEVSTACK" functions); do
     "$EMULATOR_URL/2015-03-31/functions/$fn/invocations" -d "$event" || log "warming $fn failed (it starts on first use)"
 done
 
-# 7. The local API gateway, with the HttpApi's CORS for the page's origin
-# (template.yaml's FrontendOrigin parameter, overridden as a deploy would).
+# 7. The local API gateway, with the HttpApi's CORS for the page's origins
+# (template.yaml's FrontendOrigin parameter, overridden as a deploy would):
+# the address Vite prints (localhost) and the one the page is served on here
+# (127.0.0.1), as the template's default allows both.
 WEB_ORIGIN="http://127.0.0.1:$WEB_PORT"
 log "starting the local API gateway on :$GATEWAY_PORT"
 start_bg "local API gateway" "$DEVSTACK_LOG_DIR/gateway.log" \
   "$DEVSTACK" gateway --port "$GATEWAY_PORT" --emulator "$EMULATOR_URL" \
-  --parameter "FrontendOrigin=${FRONTEND_ORIGIN:-$WEB_ORIGIN}" \
+  --parameter "FrontendOrigin=${FRONTEND_ORIGIN:-http://localhost:$WEB_PORT,http://127.0.0.1:$WEB_PORT}" \
   --check "dynamodb=$DYNAMODB_ENDPOINT" --check "virtfusion=$VIRTFUSION_BASE_URL/" --check "paypal=$PAYPAL_BASE_URL/"
 GATEWAY_PID=$LAST_PID
 API="http://127.0.0.1:$GATEWAY_PORT"
