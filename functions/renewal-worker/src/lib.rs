@@ -214,12 +214,14 @@ pub async fn run_message(
 }
 
 fn unfinished(message: PartitionMessage, why: &str, continuation: Option<String>) -> MessageFailed {
+    let next = if continuation.is_some() {
+        "a new message carries on"
+    } else {
+        "the redelivery carries on"
+    };
     MessageFailed {
         error_type: "Unfinished",
-        message: format!(
-            "{} not finished ({why}); the redelivery carries on",
-            message.partition
-        ),
+        message: format!("{} not finished ({why}); {next}", message.partition),
         continuation,
     }
 }
