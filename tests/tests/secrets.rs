@@ -401,6 +401,32 @@ async fn a_failed_refresh_serves_the_cached_secret_for_a_bounded_grace() {
         );
     }
     assert!(auth.caller(&signed_request("jwt-key-1")).await.is_ok());
+    // Forged tokens during the outage ask for the key again: they stay
+    // 401, and the cached key keeps serving genuine ones.
+    let (sm_live, arn_live) = plain_secret("jwt-key-1").await;
+    let forgers = billing_http::Auth::new(Arc::new(
+        Secrets::new()
+            .with_client(sm_live.clone())
+            .with_arn("JWT_SECRET_ARN", &arn_live)
+            .in_lambda(true),
+    ))
+    .with_key_refresh_interval(Duration::ZERO);
+    assert!(forgers.caller(&signed_request("jwt-key-1")).await.is_ok());
+    sm_live
+        .delete_secret()
+        .secret_id(&arn_live)
+        .force_delete_without_recovery(true)
+        .send()
+        .await
+        .expect("secret deleted in moto");
+    for _ in 0..3 {
+        let forged = forgers
+            .caller(&signed_request("not-a-key"))
+            .await
+            .unwrap_err();
+        assert_eq!(forged.status, 401, "{forged:?}");
+        assert!(forgers.caller(&signed_request("jwt-key-1")).await.is_ok());
+    }
 
     // The grace is bounded: past it the failure shows (a 500 on the route).
     let (sm, arn) = plain_secret("jwt-key-1").await;

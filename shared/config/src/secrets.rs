@@ -73,6 +73,9 @@ struct Cached {
     fetched: Instant,
     /// Set after a failed refresh: no new attempt before then.
     retry_at: Option<Instant>,
+    /// To be read again at its next use, TTL or not; the value still
+    /// serves (within the grace) if that read fails.
+    expired: bool,
 }
 
 fn cache_key(arn: &str, stage: &str) -> String {
@@ -219,10 +222,11 @@ impl Secrets {
         }
     }
 
-    /// Forgets `spec`'s cached versions if they were read at least
-    /// `min_age` ago, so the next use reads them again; whether it did.
-    /// (A value refused by its counterpart, bounded so that refusals
-    /// cannot drive a read per request.)
+    /// Has `spec`'s cached versions read again at their next use if they
+    /// were read at least `min_age` ago; whether it did. (A value refused
+    /// by its counterpart, bounded so that refusals cannot drive a read per
+    /// request. The cached value is kept: if the read fails it still
+    /// serves, within the grace.)
     pub async fn refresh_if_older(&self, spec: SecretSpec, min_age: Duration) -> bool {
         let Some(arn) = self.arn(spec) else {
             return false;
@@ -232,8 +236,7 @@ impl Secrets {
             .get(&cache_key(&arn, CURRENT))
             .is_none_or(|cached| cached.fetched.elapsed() >= min_age);
         if old_enough {
-            cache.remove(&cache_key(&arn, CURRENT));
-            cache.remove(&cache_key(&arn, PREVIOUS));
+            expire(&mut cache, &arn);
         }
         old_enough
     }
@@ -264,10 +267,8 @@ impl Secrets {
     }
 
     pub async fn invalidate_arn(&self, arn: &str) {
-        let mut cache = self.cache.lock().await;
-        cache.remove(&cache_key(arn, PREVIOUS));
-        if cache.remove(&cache_key(arn, CURRENT)).is_some() {
-            tracing::info!("cached secret dropped; it is read again at its next use");
+        if expire(&mut *self.cache.lock().await, arn) {
+            tracing::info!("cached secret expired; it is read again at its next use");
         }
     }
 
@@ -287,7 +288,9 @@ impl Secrets {
         if let Some(cached) = &cached {
             let age = cached.fetched.elapsed();
             let backing_off = cached.retry_at.is_some_and(|at| Instant::now() < at);
-            if age < self.ttl || (backing_off && age < self.ttl + self.stale_grace) {
+            if (age < self.ttl && !cached.expired)
+                || (backing_off && age < self.ttl + self.stale_grace)
+            {
                 return Ok(cached.value.clone());
             }
         }
@@ -338,10 +341,26 @@ impl Secrets {
                 value: value.clone(),
                 fetched: Instant::now(),
                 retry_at: None,
+                expired: false,
             },
         );
         Ok(value)
     }
+}
+
+/// Marks both versions of `arn` to be read again at their next use;
+/// whether the current one was cached.
+fn expire(cache: &mut HashMap<String, Cached>, arn: &str) -> bool {
+    let mut found = false;
+    for stage in [CURRENT, PREVIOUS] {
+        if let Some(cached) = cache.get_mut(&cache_key(arn, stage)) {
+            // A refresh backing off after a failure stays backing off: at
+            // most one attempt per REFRESH_BACKOFF, however often asked.
+            cached.expired = true;
+            found |= stage == CURRENT;
+        }
+    }
+    found
 }
 
 /// `spec`'s value in the secret string `raw` (the whole string, or its field).
