@@ -219,6 +219,10 @@ start_bg "events printer" /dev/stdout tail -n +1 -F "$DEVSTACK_LOG_DIR/events.lo
 USER_TOKEN=$("$DEVSTACK" token --sub 1001)
 ADMIN_TOKEN=$("$DEVSTACK" token --sub 1 --admin)
 SERVICE_TOKEN=$("$DEVSTACK" token --sub svc-panel --service)
+# The sample events with these tokens (the committed events/ carry fixed ones
+# that a token's 24 h maximum lifetime refuses): for `cargo lambda invoke`.
+"$DEVSTACK" events --out "$ROOT/.local/events" --token "$USER_TOKEN" \
+  --admin-token "$ADMIN_TOKEN" --service-token "$SERVICE_TOKEN" >/dev/null
 
 # 8. The billing page (web/dist), on its own origin; its runtime config
 # points it at this API and at the PayPal stand-in's approval page.
@@ -238,7 +242,7 @@ cat <<EOF
 
 The local stack is running (Ctrl-C stops it):
   API (local API gateway)   $API          health: $API/health
-  Lambda emulator           $EMULATOR_URL   e.g. cargo lambda invoke balance --data-file events/balance.get.json
+  Lambda emulator           $EMULATOR_URL   e.g. cargo lambda invoke balance --data-file .local/events/balance.get.json
   DynamoDB                  $DYNAMODB_ENDPOINT   table: $BILLING_TABLE
   VirtFusion stand-in       $VIRTFUSION_BASE_URL   token: $VIRTFUSION_API_TOKEN
   PayPal stand-in           $PAYPAL_BASE_URL   (approveUrl: open it to approve, as a buyer)
