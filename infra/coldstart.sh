@@ -112,9 +112,31 @@ start_bg "PayPal stand-in" "$OUT/paypal.log" "$TOOLS/devstack" paypal --port "$P
 wait_http "$PAYPAL_BASE_URL/" 30 "" "$LAST_PID"
 
 # Events: the repository's, else freshly generated ones (same token secret).
+# Either way with fresh tokens: the committed files' fixed ones exceed the
+# 24 h maximum lifetime the functions enforce (they would answer 401).
 rm -rf "$OUT/events" "$OUT/generated"
 mkdir -p "$OUT/events"
-"$TOOLS/devstack" events --out "$OUT/generated" >/dev/null
+USER_TOKEN=$("$TOOLS/devstack" token --sub 1001)
+ADMIN_TOKEN=$("$TOOLS/devstack" token --sub 1 --admin)
+SERVICE_TOKEN=$("$TOOLS/devstack" token --sub svc-panel --service)
+"$TOOLS/devstack" events --out "$OUT/generated" --token "$USER_TOKEN" \
+  --admin-token "$ADMIN_TOKEN" --service-token "$SERVICE_TOKEN" >/dev/null
+# An event's bearer token replaced by the fresh one for its route (in place).
+fresh_token() {
+  python3 - "$1" "$USER_TOKEN" "$ADMIN_TOKEN" "$SERVICE_TOKEN" <<'PY'
+import json, sys
+path, user, admin, service = sys.argv[1:]
+with open(path) as f:
+    event = json.load(f)
+headers = event.get("headers")
+if isinstance(headers, dict) and "authorization" in headers:
+    route = event.get("rawPath", "")
+    token = admin if route.startswith("/api/admin") else service if route.startswith("/api/services") else user
+    headers["authorization"] = "Bearer " + token
+    with open(path, "w") as f:
+        json.dump(event, f, indent=2)
+PY
+}
 pick_event() {
   local fn=$1 dir f
   for dir in events "$OUT/generated"; do
@@ -130,6 +152,7 @@ for fn in "${FUNCTIONS[@]}"; do
   # dns-seed answers CloudFormation at ResponseURL: point it back at the harness.
   sed -E 's#"ResponseURL": *"[^"]*"#"ResponseURL": "http://{RUNTIME_API}/cloudformation-response"#' \
     "$src" >"$OUT/events/$fn.json"
+  fresh_token "$OUT/events/$fn.json"
   echo "$fn: ${src#"$ROOT"/}" >>"$OUT/events/SOURCES"
   cases+=(--case "$fn|$OUT/events/$fn.json|$RELEASE/$fn")
 done

@@ -190,13 +190,15 @@ for fn in $("$DEVSTACK" functions); do
     "$EMULATOR_URL/2015-03-31/functions/$fn/invocations" -d "$event" || log "warming $fn failed (it starts on first use)"
 done
 
-# 7. The local API gateway, with the HttpApi's CORS for the page's origin
-# (template.yaml's FrontendOrigin parameter, overridden as a deploy would).
+# 7. The local API gateway, with the HttpApi's CORS for the page's origins
+# (template.yaml's FrontendOrigin parameter, overridden as a deploy would):
+# the address Vite prints (localhost) and the one the page is served on here
+# (127.0.0.1), as the template's default allows both.
 WEB_ORIGIN="http://127.0.0.1:$WEB_PORT"
 log "starting the local API gateway on :$GATEWAY_PORT"
 start_bg "local API gateway" "$DEVSTACK_LOG_DIR/gateway.log" \
   "$DEVSTACK" gateway --port "$GATEWAY_PORT" --emulator "$EMULATOR_URL" \
-  --parameter "FrontendOrigin=${FRONTEND_ORIGIN:-$WEB_ORIGIN}" \
+  --parameter "FrontendOrigin=${FRONTEND_ORIGIN:-http://localhost:$WEB_PORT,http://127.0.0.1:$WEB_PORT}" \
   --check "dynamodb=$DYNAMODB_ENDPOINT" --check "virtfusion=$VIRTFUSION_BASE_URL/" --check "paypal=$PAYPAL_BASE_URL/"
 GATEWAY_PID=$LAST_PID
 API="http://127.0.0.1:$GATEWAY_PORT"
@@ -217,6 +219,10 @@ start_bg "events printer" /dev/stdout tail -n +1 -F "$DEVSTACK_LOG_DIR/events.lo
 USER_TOKEN=$("$DEVSTACK" token --sub 1001)
 ADMIN_TOKEN=$("$DEVSTACK" token --sub 1 --admin)
 SERVICE_TOKEN=$("$DEVSTACK" token --sub svc-panel --service)
+# The sample events with these tokens (the committed events/ carry fixed ones
+# that a token's 24 h maximum lifetime refuses): for `cargo lambda invoke`.
+"$DEVSTACK" events --out "$ROOT/.local/events" --token "$USER_TOKEN" \
+  --admin-token "$ADMIN_TOKEN" --service-token "$SERVICE_TOKEN" >/dev/null
 
 # 8. The billing page (web/dist), on its own origin; its runtime config
 # points it at this API and at the PayPal stand-in's approval page.
@@ -236,7 +242,7 @@ cat <<EOF
 
 The local stack is running (Ctrl-C stops it):
   API (local API gateway)   $API          health: $API/health
-  Lambda emulator           $EMULATOR_URL   e.g. cargo lambda invoke balance --data-file events/balance.get.json
+  Lambda emulator           $EMULATOR_URL   e.g. cargo lambda invoke balance --data-file .local/events/balance.get.json
   DynamoDB                  $DYNAMODB_ENDPOINT   table: $BILLING_TABLE
   VirtFusion stand-in       $VIRTFUSION_BASE_URL   token: $VIRTFUSION_API_TOKEN
   PayPal stand-in           $PAYPAL_BASE_URL   (approveUrl: open it to approve, as a buyer)

@@ -136,6 +136,7 @@ impl TestApi {
                 roles: vec!["service".to_owned()],
                 exp: now + 3600,
                 nbf: None,
+                iat: None,
             },
             JWT_SECRET.as_bytes(),
         )
@@ -327,6 +328,7 @@ pub fn token_with(sub: &str, admin: bool, ttl_seconds: i64, secret: &str) -> Str
             roles,
             exp: now + ttl_seconds,
             nbf: None,
+            iat: None,
         },
         secret.as_bytes(),
     )

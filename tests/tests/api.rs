@@ -172,7 +172,7 @@ async fn tokens_are_checked() {
     let api = TestApi::new().await;
     let path = "/api/billing/balance";
     let forged = token_with("1", false, 3600, "not-the-secret");
-    let expired = token_with("1", false, -10, JWT_SECRET);
+    let expired = token_with("1", false, -120, JWT_SECRET);
     // {"alg":"none"} . {"sub":"1","roles":["admin"],"exp":9999999999} . (no signature)
     let alg_none =
         "eyJhbGciOiJub25lIn0.eyJzdWIiOiIxIiwicm9sZXMiOlsiYWRtaW4iXSwiZXhwIjo5OTk5OTk5OTk5fQ.";

@@ -1276,3 +1276,119 @@ async fn workers_refuse_bad_messages_and_clocks_ahead() {
         json!({"batchItemFailures": []})
     );
 }
+
+/// What one receive finds in `url` (one call, one second's wait).
+async fn receive_some(client: &aws_sdk_sqs::Client, url: &str) -> Vec<aws_sdk_sqs::types::Message> {
+    client
+        .receive_message()
+        .queue_url(url)
+        .max_number_of_messages(10)
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .expect("receive")
+        .messages
+        .unwrap_or_default()
+}
+
+/// A worker whose queue and dead-letter queue are `url` and `dead_letter_url` on moto.
+fn queued_worker(
+    ledger: &Ledger,
+    sqs: &aws_sdk_sqs::Client,
+    url: &str,
+    dead_letter_url: &str,
+) -> renewal_worker_fn::Deps {
+    let mut worker = renewal_worker_fn::Deps::new(ledger.clone());
+    worker.requeue = Some(renewal_worker_fn::Requeue::new(
+        sqs.clone(),
+        url,
+        dead_letter_url,
+    ));
+    worker
+}
+
+/// A busy partition (more due than one invocation gets through) hands the
+/// rest to a new message instead of failing its own: it never spends the
+/// queue's `maxReceiveCount` and so never reaches the dead-letter queue
+/// while it is getting somewhere. Every subscription is renewed once.
+#[tokio::test]
+async fn a_partition_still_making_progress_continues_in_a_new_message() {
+    let (table, _deps) = setup().await;
+    let ledger = table.ledger();
+    let start = datetime!(2025-04-30 18:00 UTC);
+    let target = RenewalPartition::Shard(9);
+    let mut users = Vec::new();
+    while users.len() < 5 {
+        let user = new_user();
+        if RenewalPartition::of(&user) != target {
+            continue;
+        }
+        credit(&ledger, &user, "100.00").await;
+        billing::dns::purchase(&ledger, &user, "basic", start)
+            .await
+            .unwrap();
+        users.push(user);
+    }
+    let (sqs, url) = queue().await;
+    let (_, dead_letter_url) = queue().await;
+    let mut worker = queued_worker(&ledger, &sqs, &url, &dead_letter_url);
+    // Two subscriptions per invocation: the page bound stops each run early.
+    worker.options.page_size = 2;
+    worker.options.max_pages = 1;
+    let now = datetime!(2025-05-30 18:00 UTC);
+    let mut body = PartitionMessage {
+        partition: target,
+        time: now,
+    }
+    .to_body();
+    let mut hops = 0;
+    loop {
+        let answer = work(&worker, sqs_event(&format!("m{hops}"), &body)).await;
+        assert_eq!(
+            answer,
+            json!({"batchItemFailures": []}),
+            "hop {hop}: a partition making progress is not failed",
+            hop = hops
+        );
+        let next = receive_some(&sqs, &url).await;
+        let [message] = next.as_slice() else {
+            assert!(next.is_empty(), "one continuation at a time: {next:?}");
+            break;
+        };
+        let text = message.body().unwrap().to_owned();
+        let parsed = PartitionMessage::parse(&text).unwrap();
+        assert_eq!((parsed.partition, parsed.time), (target, now));
+        sqs.delete_message()
+            .queue_url(&url)
+            .receipt_handle(message.receipt_handle().unwrap())
+            .send()
+            .await
+            .unwrap();
+        body = text;
+        hops += 1;
+        assert!(hops <= 5, "the continuations end");
+    }
+    assert!(hops >= 2, "5 due at 2 per invocation: {hops} continuations");
+    for user in &users {
+        assert_eq!(renewals_of(&ledger, user).await, 1, "{user}");
+        assert_eq!(assert_audit(&ledger, user).await, usd("90.00"));
+    }
+    assert!(receive_some(&sqs, &dead_letter_url).await.is_empty());
+}
+
+/// A message no worker can ever read goes to the dead-letter queue at once
+/// (with why), not through five receives and their visibility timeouts.
+#[tokio::test]
+async fn a_malformed_message_goes_straight_to_the_dead_letter_queue() {
+    let (table, _deps) = setup().await;
+    let (sqs, url) = queue().await;
+    let (_, dead_letter_url) = queue().await;
+    let worker = queued_worker(&table.ledger(), &sqs, &url, &dead_letter_url);
+    let garbage = "{\"partition\": \"RENEWAL#99\"}";
+    let answer = work(&worker, sqs_event("garbage", garbage)).await;
+    assert_eq!(answer, json!({"batchItemFailures": []}), "not retried");
+    let dead = receive_some(&sqs, &dead_letter_url).await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].body(), Some(garbage));
+    assert!(receive_some(&sqs, &url).await.is_empty());
+}

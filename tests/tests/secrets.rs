@@ -239,3 +239,214 @@ async fn a_rotated_virtfusion_token_is_picked_up_at_its_first_401() {
         "vf-new"
     );
 }
+
+/// A plain-string secret created in moto (the JWT signing key); (client, its ARN).
+async fn plain_secret(value: &str) -> (aws_sdk_secretsmanager::Client, String) {
+    let sdk = billing_config::load_aws_config().await;
+    let client = billing_config::secrets_manager_client(&sdk, Some(moto_endpoint()));
+    let created = client
+        .create_secret()
+        .name(format!(
+            "billing-test/jwt-{}",
+            uuid::Uuid::new_v4().simple()
+        ))
+        .secret_string(value)
+        .send()
+        .await
+        .expect("secret created in moto");
+    (client, created.arn().expect("arn").to_owned())
+}
+
+/// A new version of a plain-string secret: AWSCURRENT moves to it, the
+/// version it replaces becomes AWSPREVIOUS (what a rotation does).
+async fn rotate_plain(client: &aws_sdk_secretsmanager::Client, arn: &str, value: &str) {
+    client
+        .put_secret_value()
+        .secret_id(arn)
+        .secret_string(value)
+        .send()
+        .await
+        .expect("secret rotated in moto");
+}
+
+/// A request carrying a user token signed with `key`.
+fn signed_request(key: &str) -> billing_http::Request {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let token = billing_http::jwt::sign(
+        &billing_http::jwt::Claims {
+            sub: "1001".into(),
+            roles: vec![],
+            exp: now + 600,
+            nbf: None,
+            iat: None,
+        },
+        key.as_bytes(),
+    );
+    lambda_http::http::Request::builder()
+        .header("authorization", format!("Bearer {token}"))
+        .body(billing_http::Body::Empty)
+        .expect("request")
+}
+
+/// A rotation of the JWT signing key logs nobody out: while the cache
+/// still holds the old key, a token signed with the new one is accepted
+/// (the secret is read again, at most once per interval); once the new key
+/// is cached, tokens signed with the old one (`AWSPREVIOUS`) still pass
+/// until the next rotation retires it.
+#[tokio::test]
+async fn a_jwt_key_rotation_logs_nobody_out() {
+    let (sm, arn) = plain_secret("jwt-key-1").await;
+    let secrets = Arc::new(
+        Secrets::new()
+            .with_client(sm.clone())
+            .with_arn("JWT_SECRET_ARN", &arn)
+            .in_lambda(true),
+    );
+    // Here the key may be read again at each unknown signature (in AWS at
+    // most every 30 s per instance).
+    let auth = billing_http::Auth::new(secrets.clone()).with_key_refresh_interval(Duration::ZERO);
+    assert!(auth.caller(&signed_request("jwt-key-1")).await.is_ok());
+    assert!(auth.caller(&signed_request("jwt-key-2")).await.is_err());
+
+    // The issuer starts signing with key 2 before this cache expires.
+    rotate_plain(&sm, &arn, "jwt-key-2").await;
+    let caller = auth.caller(&signed_request("jwt-key-2")).await.unwrap();
+    assert_eq!(caller.user.as_str(), "1001");
+    // Tokens issued before the rotation (key 1, now AWSPREVIOUS) still pass.
+    assert!(auth.caller(&signed_request("jwt-key-1")).await.is_ok());
+    // A forged token is still refused (and reads nothing more).
+    assert!(auth.caller(&signed_request("not-a-key")).await.is_err());
+
+    // A fresh cold start after the rotation: both versions accepted.
+    let cold = billing_http::Auth::new(Arc::new(
+        Secrets::new()
+            .with_client(sm.clone())
+            .with_arn("JWT_SECRET_ARN", &arn)
+            .in_lambda(true),
+    ));
+    assert!(cold.caller(&signed_request("jwt-key-2")).await.is_ok());
+    assert!(cold.caller(&signed_request("jwt-key-1")).await.is_ok());
+
+    // Within the refresh interval an unknown signature reads nothing:
+    // forged tokens cannot drive Secrets Manager calls.
+    let throttled = billing_http::Auth::new(Arc::new(
+        Secrets::new()
+            .with_client(sm.clone())
+            .with_arn("JWT_SECRET_ARN", &arn)
+            .in_lambda(true),
+    ));
+    assert!(throttled.caller(&signed_request("jwt-key-2")).await.is_ok());
+    // The next rotation retires key 1.
+    rotate_plain(&sm, &arn, "jwt-key-3").await;
+    assert!(
+        throttled
+            .caller(&signed_request("jwt-key-3"))
+            .await
+            .is_err()
+    );
+    assert!(throttled.caller(&signed_request("jwt-key-2")).await.is_ok());
+    let later = billing_http::Auth::new(Arc::new(
+        Secrets::new()
+            .with_client(sm)
+            .with_arn("JWT_SECRET_ARN", &arn)
+            .in_lambda(true),
+    ));
+    assert!(later.caller(&signed_request("jwt-key-3")).await.is_ok());
+    assert!(later.caller(&signed_request("jwt-key-2")).await.is_ok());
+    assert!(later.caller(&signed_request("jwt-key-1")).await.is_err());
+}
+
+/// Secrets Manager failing after the TTL (here: the secret is gone) does
+/// not turn every request into a 500: the cached value serves for a
+/// bounded grace, then the failure shows.
+#[tokio::test]
+async fn a_failed_refresh_serves_the_cached_secret_for_a_bounded_grace() {
+    let (sm, arn) = plain_secret("jwt-key-1").await;
+    let secrets = Secrets::new()
+        .with_client(sm.clone())
+        .with_arn("JWT_SECRET_ARN", &arn)
+        .with_ttl(Duration::ZERO)
+        .in_lambda(true);
+    let auth = billing_http::Auth::new(Arc::new(
+        Secrets::new()
+            .with_client(sm.clone())
+            .with_arn("JWT_SECRET_ARN", &arn)
+            .with_ttl(Duration::ZERO)
+            .in_lambda(true),
+    ));
+    assert_eq!(
+        secrets
+            .resolve(billing_http::JWT_SECRET)
+            .await
+            .unwrap()
+            .expose(),
+        "jwt-key-1"
+    );
+    assert!(auth.caller(&signed_request("jwt-key-1")).await.is_ok());
+    sm.delete_secret()
+        .secret_id(&arn)
+        .force_delete_without_recovery(true)
+        .send()
+        .await
+        .expect("secret deleted in moto");
+    // The TTL has passed (zero) and the refresh fails: the cached value serves.
+    for _ in 0..3 {
+        assert_eq!(
+            secrets
+                .resolve(billing_http::JWT_SECRET)
+                .await
+                .unwrap()
+                .expose(),
+            "jwt-key-1"
+        );
+    }
+    assert!(auth.caller(&signed_request("jwt-key-1")).await.is_ok());
+    // Forged tokens during the outage ask for the key again: they stay
+    // 401, and the cached key keeps serving genuine ones.
+    let (sm_live, arn_live) = plain_secret("jwt-key-1").await;
+    let forgers = billing_http::Auth::new(Arc::new(
+        Secrets::new()
+            .with_client(sm_live.clone())
+            .with_arn("JWT_SECRET_ARN", &arn_live)
+            .in_lambda(true),
+    ))
+    .with_key_refresh_interval(Duration::ZERO);
+    assert!(forgers.caller(&signed_request("jwt-key-1")).await.is_ok());
+    sm_live
+        .delete_secret()
+        .secret_id(&arn_live)
+        .force_delete_without_recovery(true)
+        .send()
+        .await
+        .expect("secret deleted in moto");
+    for _ in 0..3 {
+        let forged = forgers
+            .caller(&signed_request("not-a-key"))
+            .await
+            .unwrap_err();
+        assert_eq!(forged.status, 401, "{forged:?}");
+        assert!(forgers.caller(&signed_request("jwt-key-1")).await.is_ok());
+    }
+
+    // The grace is bounded: past it the failure shows (a 500 on the route).
+    let (sm, arn) = plain_secret("jwt-key-1").await;
+    let bounded = Secrets::new()
+        .with_client(sm.clone())
+        .with_arn("JWT_SECRET_ARN", &arn)
+        .with_ttl(Duration::ZERO)
+        .with_stale_grace(Duration::from_millis(200))
+        .in_lambda(true);
+    bounded.resolve(billing_http::JWT_SECRET).await.unwrap();
+    sm.delete_secret()
+        .secret_id(&arn)
+        .force_delete_without_recovery(true)
+        .send()
+        .await
+        .expect("secret deleted in moto");
+    assert!(bounded.resolve(billing_http::JWT_SECRET).await.is_ok());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(matches!(
+        bounded.resolve(billing_http::JWT_SECRET).await,
+        Err(SecretError::Fetch { .. })
+    ));
+}

@@ -259,8 +259,24 @@ impl Resolver<'_> {
     fn list(&self, value: &Value, key: &str) -> Result<Vec<String>, CorsError> {
         match value.as_sequence() {
             Some(items) => items.iter().map(|item| self.scalar(item, key)).collect(),
+            // `!Ref` of a `CommaDelimitedList` parameter is a list.
+            None if self.is_list_parameter(value) => Ok(self
+                .scalar(value, key)?
+                .split(',')
+                .map(|item| item.trim().to_owned())
+                .filter(|item| !item.is_empty())
+                .collect()),
             None => Ok(vec![self.scalar(value, key)?]),
         }
+    }
+
+    fn is_list_parameter(&self, value: &Value) -> bool {
+        let name = match value {
+            Value::Tagged(tagged) if tagged.tag == "!Ref" => tagged.value.as_str(),
+            _ => value.get("Ref").and_then(Value::as_str),
+        };
+        name.and_then(|name| self.parameters?.get(name)?.get("Type")?.as_str())
+            == Some("CommaDelimitedList")
     }
 }
 
@@ -367,6 +383,40 @@ Resources:
             .unwrap()
             .unwrap();
         assert_eq!(config.allow_origins[0], "http://127.0.0.1:5173");
+    }
+
+    #[test]
+    fn a_comma_delimited_list_parameter_is_a_list_of_origins() {
+        let template = r#"
+Parameters:
+  FrontendOrigin:
+    Type: CommaDelimitedList
+    Default: "http://localhost:5173,http://127.0.0.1:5173"
+Resources:
+  Api:
+    Type: AWS::Serverless::HttpApi
+    Properties:
+      CorsConfiguration:
+        AllowOrigins: !Ref FrontendOrigin
+"#;
+        let config = CorsConfig::from_template(template, &BTreeMap::new())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            config.allow_origins,
+            vec!["http://localhost:5173", "http://127.0.0.1:5173"]
+        );
+        let overrides = BTreeMap::from([(
+            "FrontendOrigin".to_owned(),
+            "https://a.example, https://b.example".to_owned(),
+        )]);
+        let config = CorsConfig::from_template(template, &overrides)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            config.allow_origins,
+            vec!["https://a.example", "https://b.example"]
+        );
     }
 
     #[test]
@@ -517,7 +567,10 @@ Resources:
             assert_eq!(response.status(), 204, "{path}");
             let h = response.headers();
             assert_eq!(h["access-control-allow-origin"], "http://127.0.0.1:5173");
-            assert_eq!(h["access-control-allow-methods"], "GET,POST,DELETE,OPTIONS");
+            assert_eq!(
+                h["access-control-allow-methods"],
+                "GET,POST,PATCH,DELETE,OPTIONS"
+            );
             let allowed = h["access-control-allow-headers"].to_str().unwrap();
             for header in ["authorization", "content-type", "idempotency-key"] {
                 assert!(allowed.split(',').any(|a| a == header), "{allowed}");

@@ -52,13 +52,44 @@ pub struct SecretSpec {
 /// window; [`Secrets::invalidate`] refreshes sooner after an upstream 401).
 pub const DEFAULT_TTL: Duration = Duration::from_secs(600);
 
+/// How long past its TTL a cached value still serves when Secrets Manager
+/// cannot be read (throttled, unreachable, access lost): a warning is
+/// logged at each failed refresh, and after the grace the failure shows.
+pub const DEFAULT_STALE_GRACE: Duration = Duration::from_secs(3600);
+
+/// After a failed refresh, the cached value serves without a new attempt
+/// for this long, so requests do not each wait on a failing endpoint.
+const REFRESH_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Secrets Manager's version stages: the one in use, and the one it
+/// replaced at the last rotation (still valid while the rotation settles).
+const CURRENT: &str = "AWSCURRENT";
+const PREVIOUS: &str = "AWSPREVIOUS";
+
+/// One version of a secret as last read (`None`: it has no such version).
+#[derive(Clone)]
+struct Cached {
+    value: Option<String>,
+    fetched: Instant,
+    /// Set after a failed refresh: no new attempt before then.
+    retry_at: Option<Instant>,
+    /// To be read again at its next use, TTL or not; the value still
+    /// serves (within the grace) if that read fails.
+    expired: bool,
+}
+
+fn cache_key(arn: &str, stage: &str) -> String {
+    format!("{arn}\n{stage}")
+}
+
 /// Resolves secrets, fetching each Secrets Manager secret at most once per
 /// TTL. The Secrets Manager client is only built when an ARN is first
 /// needed, so local runs and cold starts that need no secret pay nothing.
 pub struct Secrets {
     client: OnceCell<aws_sdk_secretsmanager::Client>,
-    cache: Mutex<HashMap<String, (String, Instant)>>,
+    cache: Mutex<HashMap<String, Cached>>,
     ttl: Duration,
+    stale_grace: Duration,
     in_lambda: bool,
     /// ARNs given directly instead of by their environment variable.
     arns: HashMap<&'static str, String>,
@@ -70,6 +101,7 @@ impl Default for Secrets {
             client: OnceCell::new(),
             cache: Mutex::new(HashMap::new()),
             ttl: DEFAULT_TTL,
+            stale_grace: DEFAULT_STALE_GRACE,
             in_lambda: crate::in_lambda(),
             arns: HashMap::new(),
         }
@@ -103,6 +135,12 @@ impl Secrets {
 
     pub fn with_ttl(mut self, ttl: Duration) -> Secrets {
         self.ttl = ttl;
+        self
+    }
+
+    /// How long past the TTL a cached value serves while refreshes fail.
+    pub fn with_stale_grace(mut self, grace: Duration) -> Secrets {
+        self.stale_grace = grace;
         self
     }
 
@@ -160,19 +198,47 @@ impl Secrets {
         spec: SecretSpec,
         arn: &str,
     ) -> Result<SecretValue, SecretError> {
-        let name = spec.local_env;
-        let raw = self.fetch(name, arn).await?;
-        match spec.field {
-            None => Ok(SecretValue(raw)),
-            Some(field) => serde_json::from_str::<serde_json::Value>(&raw)
-                .ok()
-                .and_then(|v| v.get(field).and_then(|f| f.as_str()).map(str::to_owned))
-                .map(SecretValue)
-                .ok_or_else(|| SecretError::Field {
-                    name: name.to_owned(),
-                    field: field.to_owned(),
-                }),
+        let raw = self
+            .fetch(spec.local_env, arn, CURRENT)
+            .await?
+            .ok_or_else(|| SecretError::Missing {
+                name: spec.local_env.to_owned(),
+            })?;
+        extract(spec, &raw)
+    }
+
+    /// The version `spec`'s secret had before its last rotation
+    /// (`AWSPREVIOUS`), if it has one: a signing key still valid while the
+    /// rotation settles. `None` locally (plain environment variables) and
+    /// when it cannot be read (logged: the current value still serves).
+    pub async fn resolve_previous(&self, spec: SecretSpec) -> Option<SecretValue> {
+        let arn = self.arn(spec)?;
+        match self.fetch(spec.local_env, &arn, PREVIOUS).await {
+            Ok(raw) => raw.and_then(|raw| extract(spec, &raw).ok()),
+            Err(error) => {
+                tracing::warn!(secret = spec.local_env, %error, "previous version of the secret not read");
+                None
+            }
         }
+    }
+
+    /// Has `spec`'s cached versions read again at their next use if they
+    /// were read at least `min_age` ago; whether it did. (A value refused
+    /// by its counterpart, bounded so that refusals cannot drive a read per
+    /// request. The cached value is kept: if the read fails it still
+    /// serves, within the grace.)
+    pub async fn refresh_if_older(&self, spec: SecretSpec, min_age: Duration) -> bool {
+        let Some(arn) = self.arn(spec) else {
+            return false;
+        };
+        let mut cache = self.cache.lock().await;
+        let old_enough = cache
+            .get(&cache_key(&arn, CURRENT))
+            .is_none_or(|cached| cached.fetched.elapsed() >= min_age);
+        if old_enough {
+            expire(&mut cache, &arn);
+        }
+        old_enough
     }
 
     /// Forgets the cached value of `spec`'s secret: the next use reads it
@@ -201,37 +267,114 @@ impl Secrets {
     }
 
     pub async fn invalidate_arn(&self, arn: &str) {
-        if self.cache.lock().await.remove(arn).is_some() {
-            tracing::info!("cached secret dropped; it is read again at its next use");
+        if expire(&mut *self.cache.lock().await, arn) {
+            tracing::info!("cached secret expired; it is read again at its next use");
         }
     }
 
-    async fn fetch(&self, name: &str, arn: &str) -> Result<String, SecretError> {
+    /// The `stage` version of the secret `arn` (`None`: no such version,
+    /// only for [`PREVIOUS`]), from the cache within its TTL; past it, read
+    /// again, and if that fails the cached value serves for the stale
+    /// grace (a warning each time a refresh is tried).
+    async fn fetch(
+        &self,
+        name: &str,
+        arn: &str,
+        stage: &'static str,
+    ) -> Result<Option<String>, SecretError> {
+        let key = cache_key(arn, stage);
         let mut cache = self.cache.lock().await;
-        if let Some((value, fetched)) = cache.get(arn)
-            && fetched.elapsed() < self.ttl
-        {
-            return Ok(value.clone());
+        let cached = cache.get(&key).cloned();
+        if let Some(cached) = &cached {
+            let age = cached.fetched.elapsed();
+            let backing_off = cached.retry_at.is_some_and(|at| Instant::now() < at);
+            if (age < self.ttl && !cached.expired)
+                || (backing_off && age < self.ttl + self.stale_grace)
+            {
+                return Ok(cached.value.clone());
+            }
         }
         let client = self
             .client
             .get_or_init(|| async { secrets_manager_client(&crate::load_aws_config().await, None) })
             .await;
-        let out = client.get_secret_value().secret_id(arn).send().await.map_err(|e| {
-            // The error names the secret, never its value.
-            tracing::error!(secret = name, error = %aws_sdk_secretsmanager::error::DisplayErrorContext(&e), "secret fetch failed");
-            SecretError::Fetch {
-                name: name.to_owned(),
+        let mut request = client.get_secret_value().secret_id(arn);
+        if stage != CURRENT {
+            request = request.version_stage(stage);
+        }
+        let value = match request.send().await {
+            Ok(out) => out.secret_string().map(str::to_owned),
+            // A secret never rotated has no previous version.
+            Err(e)
+                if stage == PREVIOUS
+                    && e.as_service_error()
+                        .is_some_and(|e| e.is_resource_not_found_exception()) =>
+            {
+                None
             }
-        })?;
-        let value = out
-            .secret_string()
-            .ok_or_else(|| SecretError::Missing {
-                name: name.to_owned(),
-            })?
-            .to_owned();
-        cache.insert(arn.to_owned(), (value.clone(), Instant::now()));
+            Err(e) => {
+                let error = aws_sdk_secretsmanager::error::DisplayErrorContext(&e);
+                // The error names the secret, never its value.
+                if let Some(stale) = cached
+                    && stale.fetched.elapsed() < self.ttl + self.stale_grace
+                {
+                    tracing::warn!(secret = name, stage, age_s = stale.fetched.elapsed().as_secs(), error = %error, "secret refresh failed; the cached value serves for its grace");
+                    let value = stale.value.clone();
+                    cache.insert(
+                        key,
+                        Cached {
+                            retry_at: Some(Instant::now() + REFRESH_BACKOFF),
+                            ..stale
+                        },
+                    );
+                    return Ok(value);
+                }
+                tracing::error!(secret = name, stage, error = %error, "secret fetch failed");
+                return Err(SecretError::Fetch {
+                    name: name.to_owned(),
+                });
+            }
+        };
+        cache.insert(
+            key,
+            Cached {
+                value: value.clone(),
+                fetched: Instant::now(),
+                retry_at: None,
+                expired: false,
+            },
+        );
         Ok(value)
+    }
+}
+
+/// Marks both versions of `arn` to be read again at their next use;
+/// whether the current one was cached.
+fn expire(cache: &mut HashMap<String, Cached>, arn: &str) -> bool {
+    let mut found = false;
+    for stage in [CURRENT, PREVIOUS] {
+        if let Some(cached) = cache.get_mut(&cache_key(arn, stage)) {
+            // A refresh backing off after a failure stays backing off: at
+            // most one attempt per REFRESH_BACKOFF, however often asked.
+            cached.expired = true;
+            found |= stage == CURRENT;
+        }
+    }
+    found
+}
+
+/// `spec`'s value in the secret string `raw` (the whole string, or its field).
+fn extract(spec: SecretSpec, raw: &str) -> Result<SecretValue, SecretError> {
+    match spec.field {
+        None => Ok(SecretValue(raw.to_owned())),
+        Some(field) => serde_json::from_str::<serde_json::Value>(raw)
+            .ok()
+            .and_then(|v| v.get(field).and_then(|f| f.as_str()).map(str::to_owned))
+            .map(SecretValue)
+            .ok_or_else(|| SecretError::Field {
+                name: spec.local_env.to_owned(),
+                field: field.to_owned(),
+            }),
     }
 }
 

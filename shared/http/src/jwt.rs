@@ -3,6 +3,11 @@
 //! Only `HS256` is accepted: `none`, `HS512`, `RS256` and anything else are
 //! refused before the signature is looked at, so a token cannot choose how it
 //! is checked. The MAC is compared in constant time (`Mac::verify_slice`).
+//!
+//! Times allow [`LEEWAY_SECONDS`] of clock difference with the issuer
+//! (`exp`, `nbf`, `iat`), and a token may live [`MAX_LIFETIME_SECONDS`] at
+//! most (`exp` − `iat`, or `exp` − now without `iat`): a long-lived token
+//! minted by mistake, or a leaked one, is not good for weeks.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -11,6 +16,11 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 type HmacSha256 = Hmac<Sha256>;
+
+/// Clock difference allowed with the issuer, in seconds.
+pub const LEEWAY_SECONDS: i64 = 30;
+/// The longest a token may be valid for, in seconds (24 h).
+pub const MAX_LIFETIME_SECONDS: i64 = 24 * 3600;
 
 /// Tokens longer than this are refused unparsed.
 const MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -31,6 +41,8 @@ pub enum JwtError {
     Claims,
     #[error("token issuer or audience not accepted")]
     Audience,
+    #[error("token lifetime exceeds the maximum")]
+    Lifetime,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,6 +53,9 @@ pub struct Claims {
     pub exp: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbf: Option<i64>,
+    /// Issued at (seconds since the Unix epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -124,11 +139,18 @@ impl JwtVerifier {
         if claims.sub.is_empty() {
             return Err(JwtError::Claims);
         }
-        if claims.exp <= now {
+        if claims.exp.saturating_add(LEEWAY_SECONDS) <= now {
             return Err(JwtError::Expired);
         }
-        if claims.nbf.is_some_and(|nbf| nbf > now) {
+        if [claims.nbf, claims.iat]
+            .into_iter()
+            .flatten()
+            .any(|at| at > now.saturating_add(LEEWAY_SECONDS))
+        {
             return Err(JwtError::NotYetValid);
+        }
+        if claims.exp.saturating_sub(claims.iat.unwrap_or(now)) > MAX_LIFETIME_SECONDS {
+            return Err(JwtError::Lifetime);
         }
         if self.issuer.is_some() || self.audience.is_some() {
             let scope: Scope = decode_json(payload_b64).map_err(|_| JwtError::Audience)?;
@@ -238,6 +260,7 @@ mod tests {
             roles: vec!["admin".into()],
             exp: NOW + 60,
             nbf: None,
+            iat: None,
         }
     }
 
@@ -271,12 +294,79 @@ mod tests {
     }
 
     #[test]
-    fn expired_is_refused() {
+    fn expired_is_refused_after_the_leeway() {
         let token = sign(&claims(), SECRET);
+        let verifier = JwtVerifier::new(SECRET);
+        assert!(
+            verifier.verify(&token, NOW + 60).is_ok(),
+            "within the leeway"
+        );
+        assert!(
+            verifier
+                .verify(&token, NOW + 60 + LEEWAY_SECONDS - 1)
+                .is_ok()
+        );
         assert_eq!(
-            JwtVerifier::new(SECRET).verify(&token, NOW + 60),
+            verifier.verify(&token, NOW + 60 + LEEWAY_SECONDS),
             Err(JwtError::Expired)
         );
+    }
+
+    #[test]
+    fn not_yet_valid_is_refused_beyond_the_leeway() {
+        let verifier = JwtVerifier::new(SECRET);
+        for (nbf, iat) in [(Some(NOW + 10), None), (None, Some(NOW + 10))] {
+            let token = sign(
+                &Claims {
+                    nbf,
+                    iat,
+                    ..claims()
+                },
+                SECRET,
+            );
+            assert!(verifier.verify(&token, NOW).is_ok(), "{nbf:?} {iat:?}");
+        }
+        for (nbf, iat) in [(Some(NOW + 31), None), (None, Some(NOW + 31))] {
+            let token = sign(
+                &Claims {
+                    nbf,
+                    iat,
+                    ..claims()
+                },
+                SECRET,
+            );
+            assert_eq!(
+                verifier.verify(&token, NOW),
+                Err(JwtError::NotYetValid),
+                "{nbf:?} {iat:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_token_living_longer_than_the_maximum_is_refused() {
+        let verifier = JwtVerifier::new(SECRET);
+        let day = MAX_LIFETIME_SECONDS;
+        let with = |iat: Option<i64>, exp: i64| {
+            sign(
+                &Claims {
+                    iat,
+                    exp,
+                    ..claims()
+                },
+                SECRET,
+            )
+        };
+        assert!(verifier.verify(&with(Some(NOW), NOW + day), NOW).is_ok());
+        assert!(verifier.verify(&with(None, NOW + day), NOW).is_ok());
+        for token in [
+            with(Some(NOW), NOW + day + 1),
+            with(Some(NOW - 3600), NOW + day),
+            // Without iat, what is left of it counts.
+            with(None, NOW + 30 * day),
+        ] {
+            assert_eq!(verifier.verify(&token, NOW), Err(JwtError::Lifetime));
+        }
     }
 
     #[test]

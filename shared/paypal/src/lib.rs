@@ -41,7 +41,9 @@ pub use reporting::{
     TransactionPage, TransactionQuery, TransactionStatus,
 };
 pub use signature::{SignatureError, SigningCertificate};
-pub use verifier::{PAYPAL_CERT_URL_PREFIXES, WebhookVerifier};
+pub use verifier::{
+    PAYPAL_CERT_URL_PREFIXES, PAYPAL_SANDBOX_CERT_URL_PREFIXES, PayPalMode, WebhookVerifier,
+};
 pub use webhook::{
     HEADER_AUTH_ALGO, HEADER_CERT_URL, HEADER_TRANSMISSION_ID, HEADER_TRANSMISSION_SIG,
     HEADER_TRANSMISSION_TIME, ResourceKind, WebhookEvent, WebhookHeaders, WebhookResource,
@@ -231,7 +233,7 @@ impl PayPalClient {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|_| ConfigError::Http)?;
-        let mut verifier = WebhookVerifier::new(timeout)?;
+        let mut verifier = WebhookVerifier::for_mode(timeout, PayPalMode::of_base_url(&base))?;
         if is_loopback(&base) {
             // The local stand-in serves its own signing certificate; a base URL
             // on this machine can only be the stand-in, never PayPal.

@@ -25,13 +25,48 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-/// PayPal's certificate URLs: live and sandbox API hosts, certificate path.
-pub const PAYPAL_CERT_URL_PREFIXES: [&str; 4] = [
+/// PayPal's live certificate URLs (API hosts, certificate path).
+pub const PAYPAL_CERT_URL_PREFIXES: [&str; 2] = [
     "https://api.paypal.com/v1/notifications/certs/",
-    "https://api.sandbox.paypal.com/v1/notifications/certs/",
     "https://api-m.paypal.com/v1/notifications/certs/",
+];
+/// PayPal's sandbox certificate URLs: accepted only in sandbox mode.
+pub const PAYPAL_SANDBOX_CERT_URL_PREFIXES: [&str; 2] = [
+    "https://api.sandbox.paypal.com/v1/notifications/certs/",
     "https://api-m.sandbox.paypal.com/v1/notifications/certs/",
 ];
+
+/// Which PayPal the deployment talks to (the template's `PayPalMode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PayPalMode {
+    Live,
+    Sandbox,
+}
+
+impl PayPalMode {
+    /// The mode of the PayPal API at `base_url` (the template sets
+    /// `PAYPAL_BASE_URL` from `PayPalMode`): sandbox for a
+    /// `*.sandbox.paypal.com` host and for the local stand-in (loopback),
+    /// live otherwise.
+    pub fn of_base_url(base_url: &str) -> PayPalMode {
+        let host = reqwest::Url::parse(base_url)
+            .ok()
+            .and_then(|url| url.host_str().map(str::to_ascii_lowercase));
+        match host {
+            Some(host)
+                if host.ends_with(".sandbox.paypal.com")
+                    || host == "localhost"
+                    || host
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+                    || host == "[::1]" =>
+            {
+                PayPalMode::Sandbox
+            }
+            _ => PayPalMode::Live,
+        }
+    }
+}
 /// How far `paypal-transmission-time` may be from the clock.
 pub const DEFAULT_MAX_TRANSMISSION_SKEW: Duration = Duration::from_secs(15 * 60);
 /// How long a refused certificate URL (4xx, not a certificate) is remembered.
@@ -71,8 +106,20 @@ impl fmt::Debug for WebhookVerifier {
 }
 
 impl WebhookVerifier {
-    /// Accepts certificates only from [`PAYPAL_CERT_URL_PREFIXES`] (HTTPS).
+    /// Accepts certificates only from PayPal's live hosts
+    /// ([`PAYPAL_CERT_URL_PREFIXES`], HTTPS).
     pub fn new(timeout: Duration) -> Result<WebhookVerifier, ConfigError> {
+        WebhookVerifier::for_mode(timeout, PayPalMode::Live)
+    }
+
+    /// Accepts certificates from PayPal's hosts of `mode`: live ones only in
+    /// live mode; in sandbox mode the sandbox ones too (sandbox deliveries,
+    /// and the webhook simulator's, may name either).
+    pub fn for_mode(timeout: Duration, mode: PayPalMode) -> Result<WebhookVerifier, ConfigError> {
+        let sandbox: &[&str] = match mode {
+            PayPalMode::Live => &[],
+            PayPalMode::Sandbox => &PAYPAL_SANDBOX_CERT_URL_PREFIXES,
+        };
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout / 2)
@@ -84,6 +131,7 @@ impl WebhookVerifier {
             allowed: Arc::new(
                 PAYPAL_CERT_URL_PREFIXES
                     .iter()
+                    .chain(sandbox)
                     .map(|p| (*p).to_owned())
                     .collect(),
             ),
@@ -282,7 +330,8 @@ mod tests {
 
     #[test]
     fn only_paypal_cert_urls_are_allowed() {
-        let verifier = WebhookVerifier::new(Duration::from_secs(1)).unwrap();
+        let verifier =
+            WebhookVerifier::for_mode(Duration::from_secs(1), PayPalMode::Sandbox).unwrap();
         for ok in [
             "https://api.paypal.com/v1/notifications/certs/CERT-360caa42-fca2a594-1a5f47cb",
             "https://api.sandbox.paypal.com/v1/notifications/certs/CERT-360caa42-fca2a594-a5cafa77",
@@ -309,5 +358,39 @@ mod tests {
         let local = verifier.allow_cert_prefix("http://127.0.0.1:8092/v1/notifications/certs/");
         assert!(local.is_allowed_cert_url("http://127.0.0.1:8092/v1/notifications/certs/CERT-x"));
         assert!(!local.is_allowed_cert_url("http://127.0.0.1:8093/v1/notifications/certs/CERT-x"));
+    }
+
+    /// The certificate hosts follow `PayPalMode` (the base URL the template
+    /// derives from it): a live deployment accepts no sandbox certificate.
+    #[test]
+    fn a_live_client_refuses_sandbox_certificates() {
+        let client = |base: &str| {
+            crate::PayPalClient::new(
+                base,
+                billing_config::SecretValue::new("id"),
+                billing_config::SecretValue::new("secret"),
+                Duration::from_secs(1),
+            )
+            .unwrap()
+        };
+        let live = client("https://api-m.paypal.com");
+        let sandbox = client("https://api-m.sandbox.paypal.com");
+        let sandbox_certs = [
+            "https://api.sandbox.paypal.com/v1/notifications/certs/CERT-1",
+            "https://api-m.sandbox.paypal.com/v1/notifications/certs/CERT-1",
+        ];
+        let live_certs = [
+            "https://api.paypal.com/v1/notifications/certs/CERT-1",
+            "https://api-m.paypal.com/v1/notifications/certs/CERT-1",
+        ];
+        for url in sandbox_certs {
+            assert!(!live.webhook_verifier().is_allowed_cert_url(url), "{url}");
+            assert!(sandbox.webhook_verifier().is_allowed_cert_url(url), "{url}");
+        }
+        // Sandbox deliveries (the webhook simulator's too) may name live hosts.
+        for url in live_certs {
+            assert!(live.webhook_verifier().is_allowed_cert_url(url), "{url}");
+            assert!(sandbox.webhook_verifier().is_allowed_cert_url(url), "{url}");
+        }
     }
 }

@@ -90,6 +90,7 @@ fn token(secret: &str, sub: &str, admin: bool) -> String {
             roles,
             exp: now + 6 * 3600,
             nbf: None,
+            iat: None,
         },
         secret.as_bytes(),
     )

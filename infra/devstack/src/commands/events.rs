@@ -11,7 +11,10 @@ use std::path::Path;
 /// Fixed clock and far expiry so regenerated event files only change when the routes do.
 pub(crate) const EVENT_TIME: &str = "25/Nov/2025:12:00:00 +0000";
 const EVENT_EPOCH_MS: i64 = 1_764_072_000_000;
-/// 2100-01-01T00:00:00Z: sample tokens that do not expire under the local stack.
+/// 2100-01-01T00:00:00Z: fixed sample tokens, so the committed files stay the
+/// same. The functions refuse them (a token lives 24 h at most): invoke with
+/// files generated with fresh tokens (`--token`, `--admin-token`,
+/// `--service-token`; `infra/run.sh` writes them to `.local/events`).
 const EVENT_TOKEN_EXP: i64 = 4_102_444_800;
 const EVENT_HOST: &str = "local.execute-api.us-east-1.amazonaws.com";
 const SAMPLE_ORDER_ID: &str = "5O190127TN364715T";

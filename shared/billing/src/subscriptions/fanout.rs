@@ -8,6 +8,11 @@
 //! {"partition": "RENEWAL#7", "time": "2025-11-25T12:00:00.000Z"}
 //! ```
 //!
+//! A worker that stops a partition at its deadline while still getting
+//! somewhere sends the rest on as a continuation: the same message with a
+//! `hop` count (`{"partition": ..., "time": ..., "hop": 3}`), at most
+//! [`MAX_HOPS`] in a row.
+//!
 //! A message may be delivered more than once (SQS standard queues, retried
 //! invocations): running a partition twice, even at once, charges each
 //! period once, so a duplicate costs reads, never money.
@@ -16,6 +21,10 @@ use super::dates::{format_time, parse_time};
 use super::store::RenewalPartition;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
+
+/// Continuations of one partition's run at most (24 invocations of the
+/// worker's 120 s: under an hour, before the next scheduled run).
+pub const MAX_HOPS: u32 = 24;
 
 /// One partition to renew at the job's clock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,14 +61,29 @@ impl PartitionMessage {
         }
     }
 
-    /// Strict: a JSON object with exactly a known partition and an RFC 3339 time.
+    /// The body of the `hop`-th continuation of this message.
+    pub fn to_continuation_body(&self, hop: u32) -> String {
+        json!({"partition": self.partition.pk(), "time": format_time(self.time), "hop": hop})
+            .to_string()
+    }
+
+    /// Strict: a JSON object with exactly a known partition and an RFC 3339
+    /// time (and a continuation's `hop`).
     pub fn parse(body: &str) -> Result<PartitionMessage, BadMessage> {
+        PartitionMessage::parse_hop(body).map(|(message, _)| message)
+    }
+
+    /// The message and which continuation it is (0: the coordinator's).
+    pub fn parse_hop(body: &str) -> Result<(PartitionMessage, u32), BadMessage> {
         let value: Value =
             serde_json::from_str(body).map_err(|e| BadMessage(format!("body is not JSON: {e}")))?;
         let object = value
             .as_object()
             .ok_or_else(|| BadMessage("body is not an object".into()))?;
-        if let Some(unknown) = object.keys().find(|k| *k != "partition" && *k != "time") {
+        if let Some(unknown) = object
+            .keys()
+            .find(|k| !matches!(k.as_str(), "partition" | "time" | "hop"))
+        {
             return Err(BadMessage(format!("unknown field {unknown:?}")));
         }
         let partition = object
@@ -72,7 +96,15 @@ impl PartitionMessage {
             .and_then(Value::as_str)
             .and_then(parse_time)
             .ok_or_else(|| BadMessage("time is not RFC 3339".into()))?;
-        Ok(PartitionMessage { partition, time })
+        let hop = match object.get("hop") {
+            None => 0,
+            Some(hop) => hop
+                .as_u64()
+                .and_then(|h| u32::try_from(h).ok())
+                .filter(|h| (1..=MAX_HOPS).contains(h))
+                .ok_or_else(|| BadMessage(format!("hop is not 1..={MAX_HOPS}")))?,
+        };
+        Ok((PartitionMessage { partition, time }, hop))
     }
 }
 
@@ -91,6 +123,10 @@ mod tests {
         );
         for message in &all {
             assert_eq!(PartitionMessage::parse(&message.to_body()), Ok(*message));
+            assert_eq!(
+                PartitionMessage::parse_hop(&message.to_continuation_body(3)),
+                Ok((*message, 3))
+            );
             assert!(message.entry_id().len() <= 80);
         }
         let ids: std::collections::HashSet<_> =
@@ -112,6 +148,9 @@ mod tests {
             r#"{"partition":"RENEWAL#1","time":"noon"}"#,
             r#"{"partition":"RENEWAL#1"}"#,
             r#"{"partition":"RENEWAL#1","time":"2025-11-25T12:00:00Z","extra":1}"#,
+            r#"{"partition":"RENEWAL#1","time":"2025-11-25T12:00:00Z","hop":0}"#,
+            r#"{"partition":"RENEWAL#1","time":"2025-11-25T12:00:00Z","hop":25}"#,
+            r#"{"partition":"RENEWAL#1","time":"2025-11-25T12:00:00Z","hop":"1"}"#,
         ] {
             assert!(PartitionMessage::parse(body).is_err(), "{body}");
         }
