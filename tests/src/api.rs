@@ -29,10 +29,6 @@ pub struct TestApi {
     /// functions were given (no function's credentials: IAM does not check it).
     pub payments: Arc<billing_http::PaymentDeps>,
     functions: Functions,
-    /// Local IAM for [`TestApi::new`]: the proxy every function's DynamoDB
-    /// client goes through (None for [`TestApi::with_client`]: the client's
-    /// own endpoint, a test's fault proxy, checks).
-    pub iam: Option<devstack::faultproxy::FaultProxy>,
     /// What each function's client is built from (its endpoint, interceptors).
     function_base: aws_sdk_dynamodb::Client,
     retry: Option<ledger::RetryPolicy>,
@@ -61,24 +57,15 @@ impl TestApi {
     pub async fn new() -> TestApi {
         let table = TestTable::new().await;
         let ledger = table.ledger();
-        let proxy = devstack::faultproxy::FaultProxy::spawn(
-            ([127, 0, 0, 1], 0).into(),
-            crate::dynamo_endpoint(),
-        )
-        .await
-        .expect("local IAM proxy");
-        let endpoint = proxy.endpoint();
-        let counter = table.calls.clone();
-        let sdk = billing_config::load_aws_config().await;
-        let base = billing_config::dynamo_client_with(&sdk, move |b| {
-            b.endpoint_url(endpoint).interceptor(counter)
-        });
-        TestApi::build(table, ledger, base, None, Some(proxy)).await
+        let base = table.function_base().clone();
+        TestApi::build(table, ledger, base, None).await
     }
 
     /// Like [`TestApi::new`], but the functions reach DynamoDB through `client`
-    /// (e.g. one pointed at the fault proxy) with `retry`; the table itself is
-    /// created directly, and [`TestApi::ledger`] still reads directly.
+    /// (e.g. one pointed at the fault proxy) with `retry`, each with its own
+    /// function's credentials (that fault proxy checks them: local IAM); the
+    /// table itself is created directly, and [`TestApi::ledger`] still reads
+    /// directly.
     pub async fn with_client(
         client: aws_sdk_dynamodb::Client,
         retry: ledger::RetryPolicy,
@@ -88,7 +75,7 @@ impl TestApi {
             ledger::Ledger::new(client.clone(), &table.name).with_retry_policy(retry.clone()),
             billing::events::low_balance_threshold(),
         );
-        TestApi::build(table, ledger, client, Some(retry), None).await
+        TestApi::build(table, ledger, client, Some(retry)).await
     }
 
     async fn build(
@@ -96,7 +83,6 @@ impl TestApi {
         ledger: ledger::Ledger,
         function_base: aws_sdk_dynamodb::Client,
         retry: Option<ledger::RetryPolicy>,
-        iam: Option<devstack::faultproxy::FaultProxy>,
     ) -> TestApi {
         let virtfusion = VirtFusionStandIn::spawn(([127, 0, 0, 1], 0).into(), VIRTFUSION_TOKEN)
             .await
@@ -141,7 +127,6 @@ impl TestApi {
             virtfusion,
             paypal,
             table,
-            iam,
             function_base,
             retry,
         };

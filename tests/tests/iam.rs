@@ -23,7 +23,7 @@ async fn fund(api: &TestApi, user: &UserId, amount: &str) {
 }
 
 fn refusals(api: &TestApi) -> std::collections::BTreeMap<String, u64> {
-    api.iam.as_ref().expect("local IAM proxy").stats().access_denied
+    api.table.iam.stats().access_denied
 }
 
 /// The DNS subscription of `user`, as `GET /api/billing/subscriptions` lists it.
@@ -115,7 +115,7 @@ async fn narrowing_a_policy_makes_its_route_fail() {
     let user = new_user();
     fund(&api, &user, "10.00").await;
     let token = api.token(user.as_str(), false);
-    let proxy = api.iam.as_ref().unwrap();
+    let proxy = &api.table.iam;
     assert_eq!(api.get("/api/billing/balance", &token).await.status, 200);
     assert_eq!(api.get("/api/dns/plans", &token).await.status, 200);
 

@@ -32,7 +32,7 @@ fn job(api: &TestApi, page_size: u32) -> reconcile_cron_fn::Deps {
     )
     .unwrap();
     let mut deps =
-        reconcile_cron_fn::Deps::new(api.ledger()).with_clients(paypal, Some(virtfusion));
+        reconcile_cron_fn::Deps::new(api.function_ledger("reconcile-cron")).with_clients(paypal, Some(virtfusion));
     deps.options.page_size = page_size;
     deps
 }

@@ -21,7 +21,7 @@ use tokio::task::JoinSet;
 async fn setup() -> (TestTable, Deps) {
     let table = TestTable::new().await;
     seed_default_plans(&table.ledger()).await.expect("seed");
-    let deps = Deps::new(table.ledger());
+    let deps = Deps::new(table.function_ledger("renewal-cron"));
     (table, deps)
 }
 
@@ -492,7 +492,7 @@ async fn the_sample_event_runs_the_job_and_bad_clocks_are_refused() {
 
     // The local stack turns the limit off: "as of next month" renews (short
     // balance here: past due), whatever the wall clock says.
-    let mut local = Deps::new(table.ledger());
+    let mut local = Deps::new(table.function_ledger("renewal-cron"));
     local.max_clock_skew = renewal_cron_fn::parse_max_clock_skew(Some("off"));
     let mut next_month = event;
     next_month["time"] = json!("2999-01-01T00:00:00Z");
@@ -995,7 +995,7 @@ async fn fanned_out_workers_renew_every_shard_once() {
 
     let messages = receive_all(&sqs, &url, 17).await;
     assert_eq!(messages.len(), 17);
-    let worker = Arc::new(renewal_worker_fn::Deps::new(ledger.clone()));
+    let worker = Arc::new(renewal_worker_fn::Deps::new(table.function_ledger("renewal-worker")));
     let queue = Arc::new(std::sync::Mutex::new(messages));
     let mut workers = JoinSet::new();
     for _ in 0..4 {
@@ -1079,7 +1079,7 @@ async fn the_same_shard_processed_concurrently_renews_each_subscription_once() {
         time: now,
     }
     .to_body();
-    let worker = Arc::new(renewal_worker_fn::Deps::new(ledger.clone()));
+    let worker = Arc::new(renewal_worker_fn::Deps::new(table.function_ledger("renewal-worker")));
     let mut deliveries = JoinSet::new();
     for copy in 0..4 {
         let (worker, body) = (worker.clone(), body.clone());
@@ -1149,7 +1149,7 @@ async fn legacy_renewal_items_still_renew_and_move_to_their_shard() {
     // A worker given the legacy partition renews what it finds there (all
     // four are due: one renewed, one past due, one expired, and the fourth
     // too — the test then checks each).
-    let worker = renewal_worker_fn::Deps::new(ledger.clone());
+    let worker = renewal_worker_fn::Deps::new(table.function_ledger("renewal-worker"));
     let legacy = PartitionMessage {
         partition: RenewalPartition::Legacy,
         time: due,
@@ -1226,7 +1226,7 @@ async fn workers_refuse_bad_messages_and_clocks_ahead() {
     let (table, _deps) = setup().await;
     let ledger = table.ledger();
     let (user, _) = subscriber(&ledger, "10.00", "basic", datetime!(2025-10-25 12:00 UTC)).await;
-    let mut worker = renewal_worker_fn::Deps::new(ledger.clone());
+    let mut worker = renewal_worker_fn::Deps::new(table.function_ledger("renewal-worker"));
     worker.max_clock_skew = Some(time::Duration::seconds(900));
     let shard = RenewalPartition::of(&user);
     let ahead = PartitionMessage {
