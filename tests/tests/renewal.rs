@@ -888,11 +888,23 @@ async fn partition_size(table: &TestTable, partition: RenewalPartition) -> usize
     out.items().len()
 }
 
-/// A fresh queue on moto (a real SQS API over HTTP).
-async fn queue() -> (aws_sdk_sqs::Client, String) {
+/// A fresh queue on moto (a real SQS API over HTTP): the test's client, the
+/// URL, and the renewal cron's client (its own credentials, through local
+/// IAM: the proxy returned).
+async fn queue() -> (
+    aws_sdk_sqs::Client,
+    String,
+    aws_sdk_sqs::Client,
+    devstack::faultproxy::FaultProxy,
+) {
     let sdk = billing_config::load_aws_config().await;
     let client =
         renewal_cron_fn::fanout::client(&sdk, Some(integration_tests::events::moto_endpoint()));
+    let iam = integration_tests::events::moto_iam_proxy().await;
+    let cron = renewal_cron_fn::fanout::client(
+        &integration_tests::events::function_sdk("renewal-cron").await,
+        Some(iam.endpoint()),
+    );
     let url = client
         .create_queue()
         .queue_name(format!("renewals-{}", uuid::Uuid::new_v4().simple()))
@@ -901,7 +913,7 @@ async fn queue() -> (aws_sdk_sqs::Client, String) {
         .expect("queue created")
         .queue_url
         .expect("queue url");
-    (client, url)
+    (client, url, cron, iam)
 }
 
 /// Every message in the queue (as the event source mapping would receive them).
@@ -957,9 +969,9 @@ async fn work(deps: &renewal_worker_fn::Deps, event: Value) -> Value {
 async fn fanned_out_workers_renew_every_shard_once() {
     let (table, mut coordinator) = setup().await;
     let ledger = table.ledger();
-    let (sqs, url) = queue().await;
+    let (sqs, url, cron_sqs, _iam) = queue().await;
     coordinator.fan_out = Some(renewal_cron_fn::fanout::FanOut::new(
-        sqs.clone(),
+        cron_sqs,
         url.clone(),
     ));
     let start = datetime!(2025-01-15 06:00 UTC);
