@@ -26,6 +26,13 @@ pub struct TestTable {
     function_base: Client,
 }
 
+/// The function whose credentials the renewal job carries when it runs
+/// without a queue (`RENEWAL_QUEUE_URL` unset, as in most tests): it then
+/// does the workers' renewals in its own process, which in AWS only
+/// `RenewalWorkerFunction` does (its role has the renewals' `BatchGetItem`,
+/// the job's has not). With a queue the job signs as itself (`renewal-cron`).
+pub const IN_PROCESS_RENEWALS: &str = "renewal-worker";
+
 /// The DynamoDB Local endpoint; `infra/test.sh` starts one and exports it.
 pub fn dynamo_endpoint() -> String {
     billing_config::dynamo_endpoint_override().unwrap_or_else(|| {

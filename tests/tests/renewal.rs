@@ -21,7 +21,7 @@ use tokio::task::JoinSet;
 async fn setup() -> (TestTable, Deps) {
     let table = TestTable::new().await;
     seed_default_plans(&table.ledger()).await.expect("seed");
-    let deps = Deps::new(table.function_ledger("renewal-cron"));
+    let deps = Deps::new(table.function_ledger(integration_tests::IN_PROCESS_RENEWALS));
     (table, deps)
 }
 
@@ -492,7 +492,7 @@ async fn the_sample_event_runs_the_job_and_bad_clocks_are_refused() {
 
     // The local stack turns the limit off: "as of next month" renews (short
     // balance here: past due), whatever the wall clock says.
-    let mut local = Deps::new(table.function_ledger("renewal-cron"));
+    let mut local = Deps::new(table.function_ledger(integration_tests::IN_PROCESS_RENEWALS));
     local.max_clock_skew = renewal_cron_fn::parse_max_clock_skew(Some("off"));
     let mut next_month = event;
     next_month["time"] = json!("2999-01-01T00:00:00Z");
@@ -970,6 +970,8 @@ async fn fanned_out_workers_renew_every_shard_once() {
     let (table, mut coordinator) = setup().await;
     let ledger = table.ledger();
     let (sqs, url, cron_sqs, _iam) = queue().await;
+    // With a queue the job only dispatches: it signs as itself.
+    coordinator.ledger = table.function_ledger("renewal-cron");
     coordinator.fan_out = Some(renewal_cron_fn::fanout::FanOut::new(
         cron_sqs,
         url.clone(),

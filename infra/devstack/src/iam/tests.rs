@@ -201,3 +201,18 @@ fn reads_the_projects_template() {
     let write = dynamo("PutItem", json!({"TableName": "billing"}));
     assert!(p.check("BalanceFunction", &write).is_err());
 }
+
+/// Grants no code path of the function uses (issue 26): the reconciliation
+/// job lists no runs (a table Query), the renewal job renews nothing itself
+/// in AWS (the workers' BatchGetItem).
+#[test]
+fn the_projects_jobs_have_no_over_grants() {
+    let p = Policies::load().unwrap();
+    let table_query = dynamo("Query", json!({"TableName": "billing"}));
+    assert!(p.check("ReconcileCronFunction", &table_query).is_err());
+    let settled = dynamo("Query", json!({"TableName": "billing", "IndexName": "gsi2"}));
+    assert!(p.check("ReconcileCronFunction", &settled).is_ok());
+    let batch = dynamo("BatchGetItem", json!({"RequestItems": {"billing": {}}}));
+    assert!(p.check("RenewalCronFunction", &batch).is_err());
+    assert!(p.check("RenewalWorkerFunction", &batch).is_ok());
+}
