@@ -131,7 +131,8 @@ impl TestApi {
             retry,
         };
         let mut functions = Functions::default();
-        let core = |binary: &str| billing_http::BaseDeps::new(api.function_ledger(binary), JWT_SECRET);
+        let core =
+            |binary: &str| billing_http::BaseDeps::new(api.function_ledger(binary), JWT_SECRET);
         let payment = |binary: &str| {
             billing_http::PaymentDeps::new(core(binary), paypal_client.clone(), Some(vf_client()))
         };
@@ -349,7 +350,8 @@ fn register_functions(
 /// access key id, as local IAM expects (docs/reliability.md, "Local IAM").
 pub fn function_client(base: &aws_sdk_dynamodb::Client, binary: &str) -> aws_sdk_dynamodb::Client {
     let id = function_logical_id(binary);
-    let credentials = aws_sdk_dynamodb::config::Credentials::new(id, "local", None, None, "local-iam");
+    let credentials =
+        aws_sdk_dynamodb::config::Credentials::new(id, "local", None, None, "local-iam");
     aws_sdk_dynamodb::Client::from_conf(
         base.config()
             .to_builder()
@@ -361,7 +363,8 @@ pub fn function_client(base: &aws_sdk_dynamodb::Client, binary: &str) -> aws_sdk
 /// The template logical id of the function built as `binary`.
 pub fn function_logical_id(binary: &str) -> String {
     static POLICIES: std::sync::OnceLock<devstack::iam::Policies> = std::sync::OnceLock::new();
-    let policies = POLICIES.get_or_init(|| devstack::iam::Policies::load().expect("template.yaml policies"));
+    let policies =
+        POLICIES.get_or_init(|| devstack::iam::Policies::load().expect("template.yaml policies"));
     policies
         .logical_id(binary)
         .unwrap_or_else(|| panic!("no function {binary} in template.yaml"))

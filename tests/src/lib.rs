@@ -65,11 +65,13 @@ impl TestTable {
             .await
             .expect("create test table");
         calls.reset();
-        let iam = devstack::faultproxy::FaultProxy::spawn(([127, 0, 0, 1], 0).into(), dynamo_endpoint())
-            .await
-            .expect("local IAM proxy");
+        let iam =
+            devstack::faultproxy::FaultProxy::spawn(([127, 0, 0, 1], 0).into(), dynamo_endpoint())
+                .await
+                .expect("local IAM proxy");
         let endpoint = iam.endpoint();
-        let function_base = Client::from_conf(client.config().to_builder().endpoint_url(endpoint).build());
+        let function_base =
+            Client::from_conf(client.config().to_builder().endpoint_url(endpoint).build());
         TestTable {
             client,
             name,
@@ -84,7 +86,10 @@ impl TestTable {
     /// [`TestTable::iam`], so every call is checked against its policy.
     pub fn function_ledger(&self, binary: &str) -> Ledger {
         billing::events::watch_low_balance(
-            Ledger::new(api::function_client(&self.function_base, binary), &self.name),
+            Ledger::new(
+                api::function_client(&self.function_base, binary),
+                &self.name,
+            ),
             billing::events::low_balance_threshold(),
         )
     }

@@ -522,7 +522,8 @@ async fn dns_subscriber(ledger: &Ledger, funds: &str, plan: &str, at: OffsetDate
 }
 
 async fn renewal_job(api: &TestApi, at: OffsetDateTime) -> Value {
-    let deps = renewal_cron_fn::Deps::new(api.function_ledger(integration_tests::IN_PROCESS_RENEWALS));
+    let deps =
+        renewal_cron_fn::Deps::new(api.function_ledger(integration_tests::IN_PROCESS_RENEWALS));
     let event = json!({"time": billing::dns::dates::format_time(at), "detail": {}});
     renewal_cron_fn::handle(
         &deps,

@@ -101,7 +101,11 @@ async fn cancelling_a_subscription_is_allowed_by_its_functions_policy() {
 /// The project's template with one edit (which must apply).
 fn narrowed(from: &str, to: &str) -> Policies {
     let text = std::fs::read_to_string(devstack::template_path()).unwrap();
-    assert_eq!(text.matches(from).count(), 1, "{from} is in template.yaml once");
+    assert_eq!(
+        text.matches(from).count(),
+        1,
+        "{from} is in template.yaml once"
+    );
     let template = Template::parse(&text.replace(from, to)).unwrap();
     Policies::from_template(&template).unwrap()
 }
@@ -111,7 +115,9 @@ fn narrowed(from: &str, to: &str) -> Policies {
 #[tokio::test]
 async fn narrowing_a_policy_makes_its_route_fail() {
     let api = TestApi::new().await;
-    billing::dns::seed_default_plans(&api.ledger()).await.unwrap();
+    billing::dns::seed_default_plans(&api.ledger())
+        .await
+        .unwrap();
     let user = new_user();
     fund(&api, &user, "10.00").await;
     let token = api.token(user.as_str(), false);
@@ -147,7 +153,10 @@ async fn narrowing_a_policy_makes_its_route_fail() {
     ));
     assert_eq!(api.get("/api/dns/plans", &token).await.status, 500);
     assert_eq!(api.get("/api/billing/balance", &token).await.status, 200);
-    assert_eq!(refusals(&api).get("DnsPlansFunction dynamodb:Query"), Some(&1));
+    assert_eq!(
+        refusals(&api).get("DnsPlansFunction dynamodb:Query"),
+        Some(&1)
+    );
 
     // The template as it is: both answer again.
     proxy.set_policies(Some(Policies::load().unwrap()));

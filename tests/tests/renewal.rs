@@ -972,10 +972,7 @@ async fn fanned_out_workers_renew_every_shard_once() {
     let (sqs, url, cron_sqs, _iam) = queue().await;
     // With a queue the job only dispatches: it signs as itself.
     coordinator.ledger = table.function_ledger("renewal-cron");
-    coordinator.fan_out = Some(renewal_cron_fn::fanout::FanOut::new(
-        cron_sqs,
-        url.clone(),
-    ));
+    coordinator.fan_out = Some(renewal_cron_fn::fanout::FanOut::new(cron_sqs, url.clone()));
     let start = datetime!(2025-01-15 06:00 UTC);
     let mut users = Vec::new();
     for _ in 0..40 {
@@ -1009,7 +1006,9 @@ async fn fanned_out_workers_renew_every_shard_once() {
 
     let messages = receive_all(&sqs, &url, 17).await;
     assert_eq!(messages.len(), 17);
-    let worker = Arc::new(renewal_worker_fn::Deps::new(table.function_ledger("renewal-worker")));
+    let worker = Arc::new(renewal_worker_fn::Deps::new(
+        table.function_ledger("renewal-worker"),
+    ));
     let queue = Arc::new(std::sync::Mutex::new(messages));
     let mut workers = JoinSet::new();
     for _ in 0..4 {
@@ -1093,7 +1092,9 @@ async fn the_same_shard_processed_concurrently_renews_each_subscription_once() {
         time: now,
     }
     .to_body();
-    let worker = Arc::new(renewal_worker_fn::Deps::new(table.function_ledger("renewal-worker")));
+    let worker = Arc::new(renewal_worker_fn::Deps::new(
+        table.function_ledger("renewal-worker"),
+    ));
     let mut deliveries = JoinSet::new();
     for copy in 0..4 {
         let (worker, body) = (worker.clone(), body.clone());

@@ -33,7 +33,10 @@ async fn secret(value: Value) -> (aws_sdk_secretsmanager::Client, String) {
 /// A Secrets Manager client as the functions reading these secrets have it
 /// (`reconcile-cron` reads PayPal's and VirtFusion's): its own credentials,
 /// through local IAM in front of moto (keep the proxy while reading).
-async fn reader() -> (aws_sdk_secretsmanager::Client, devstack::faultproxy::FaultProxy) {
+async fn reader() -> (
+    aws_sdk_secretsmanager::Client,
+    devstack::faultproxy::FaultProxy,
+) {
     let iam = integration_tests::events::moto_iam_proxy().await;
     let sdk = integration_tests::events::function_sdk("reconcile-cron").await;
     let client = billing_config::secrets_manager_client(&sdk, Some(iam.endpoint()));

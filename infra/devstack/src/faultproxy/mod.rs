@@ -72,6 +72,7 @@ mod upstream;
 
 pub use config::{Fault, FaultConfig, FaultRule, ProxyStats};
 
+use crate::iam::{self, Policies, Service};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -87,7 +88,6 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use upstream::{access_denied, dynamo_error, forward, internal_error, transaction_conflict};
-use crate::iam::{self, Policies, Service};
 
 /// The port `devstack faultproxy` listens on by default.
 pub const DEFAULT_PORT: u16 = 8124;

@@ -172,9 +172,9 @@ fn dynamodb(operation: &str, body: &Value) -> Vec<Access> {
             Some(table) => vec![table_access(
                 operation,
                 table,
-                body["IndexName"].as_str().filter(|_| {
-                    matches!(operation, "Query" | "Scan")
-                }),
+                body["IndexName"]
+                    .as_str()
+                    .filter(|_| matches!(operation, "Query" | "Scan")),
             )],
             None => vec![Access {
                 action: format!("dynamodb:{operation}"),

@@ -74,12 +74,19 @@ fn a_function_is_named_by_its_logical_id_or_its_binary() {
 fn table_actions_are_allowed_only_as_listed() {
     let p = policies();
     let get = dynamo("GetItem", json!({"TableName": "t-1", "Key": {}}));
-    assert_eq!(get[0].resource, "arn:aws:dynamodb:us-east-1:123456789012:table/t-1");
+    assert_eq!(
+        get[0].resource,
+        "arn:aws:dynamodb:us-east-1:123456789012:table/t-1"
+    );
     assert!(p.check("ReaderFunction", &get).is_ok());
     let put = dynamo("PutItem", json!({"TableName": "t-1", "Item": {}}));
     let denied = p.check("ReaderFunction", &put).unwrap_err();
     assert_eq!(denied.action, "dynamodb:PutItem");
-    assert!(denied.message().contains("is not authorized to perform: dynamodb:PutItem"));
+    assert!(
+        denied
+            .message()
+            .contains("is not authorized to perform: dynamodb:PutItem")
+    );
 }
 
 #[test]
@@ -210,7 +217,10 @@ fn the_projects_jobs_have_no_over_grants() {
     let p = Policies::load().unwrap();
     let table_query = dynamo("Query", json!({"TableName": "billing"}));
     assert!(p.check("ReconcileCronFunction", &table_query).is_err());
-    let settled = dynamo("Query", json!({"TableName": "billing", "IndexName": "gsi2"}));
+    let settled = dynamo(
+        "Query",
+        json!({"TableName": "billing", "IndexName": "gsi2"}),
+    );
     assert!(p.check("ReconcileCronFunction", &settled).is_ok());
     let batch = dynamo("BatchGetItem", json!({"RequestItems": {"billing": {}}}));
     assert!(p.check("RenewalCronFunction", &batch).is_err());
