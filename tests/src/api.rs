@@ -72,7 +72,7 @@ impl TestApi {
     ) -> TestApi {
         let table = TestTable::new().await;
         let ledger = billing::events::watch_low_balance(
-            ledger::Ledger::new(client.clone(), &table.name).with_retry_policy(retry.clone()),
+            ledger::Ledger::new(client.clone(), &table.name).with_retry_policy(retry),
             billing::events::low_balance_threshold(),
         );
         TestApi::build(table, ledger, client, Some(retry)).await
@@ -153,7 +153,7 @@ impl TestApi {
         let client = function_client(&self.function_base, binary);
         let mut ledger = ledger::Ledger::new(client, &self.table.name);
         if let Some(retry) = &self.retry {
-            ledger = ledger.with_retry_policy(retry.clone());
+            ledger = ledger.with_retry_policy(*retry);
         }
         billing::events::watch_low_balance(ledger, billing::events::low_balance_threshold())
     }

@@ -60,6 +60,13 @@
 //! "fault": {"kind": "conflict"}, "rate": 0.3}]}`), `POST /_faultproxy/reset`
 //! (zeroes the counters).
 //!
+//! Local IAM: unless `LOCAL_IAM=off`, every request signed by a function of
+//! `template.yaml` (its logical id or binary name as access key id) is first
+//! checked against that function's policy ([`crate::iam`]) and refused as
+//! AWS would (400 `AccessDeniedException`, counted in
+//! [`ProxyStats::access_denied`]); other callers pass unchecked. The same
+//! proxy in front of moto checks Secrets Manager, EventBridge and SQS calls.
+//!
 //! The code: `config` (faults, rules, the CLI flags, the counters), `decide`
 //! (the seeded draw), `upstream` (forwarding and the DynamoDB-shaped
 //! answers), `conn` (connections a handler can reset); the server, here.
