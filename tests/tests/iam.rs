@@ -162,3 +162,87 @@ async fn narrowing_a_policy_makes_its_route_fail() {
     proxy.set_policies(Some(Policies::load().unwrap()));
     assert_eq!(api.get("/api/dns/plans", &token).await.status, 200);
 }
+
+/// The same check in front of moto: EventBridge, Secrets Manager and SQS
+/// calls are refused as AWS refuses them when the caller's policy lacks
+/// the action.
+#[tokio::test]
+async fn moto_calls_are_checked_against_the_callers_policy() {
+    use aws_sdk_eventbridge::types::PutEventsRequestEntry;
+    use integration_tests::events::{function_sdk, moto_iam_proxy};
+    let iam = moto_iam_proxy().await;
+    let entry = PutEventsRequestEntry::builder()
+        .source("iam.test")
+        .detail_type("probe")
+        .detail("{}")
+        .build();
+    let events_as = |binary: &'static str| {
+        let endpoint = iam.endpoint();
+        async move { events_publisher_fn::client(&function_sdk(binary).await, Some(endpoint)) }
+    };
+    let publisher = events_as("events-publisher").await;
+    publisher
+        .put_events()
+        .entries(entry.clone())
+        .send()
+        .await
+        .expect("the publisher may PutEvents");
+    let balance = events_as("balance").await;
+    let refused = balance
+        .put_events()
+        .entries(entry)
+        .send()
+        .await
+        .expect_err("the balance function may not PutEvents");
+    assert_eq!(
+        aws_sdk_eventbridge::error::ProvideErrorMetadata::code(&refused),
+        Some("AccessDeniedException"),
+        "{refused:?}"
+    );
+
+    let secrets_as = |binary: &'static str| {
+        let endpoint = iam.endpoint();
+        async move {
+            billing_config::secrets_manager_client(&function_sdk(binary).await, Some(endpoint))
+        }
+    };
+    let missing = "arn:aws:secretsmanager:us-east-1:123456789012:secret:iam-probe-AbCdEf";
+    let allowed = secrets_as("balance")
+        .await
+        .get_secret_value()
+        .secret_id(missing)
+        .send()
+        .await
+        .expect_err("no such secret in moto");
+    assert_eq!(
+        aws_sdk_secretsmanager::error::ProvideErrorMetadata::code(&allowed),
+        Some("ResourceNotFoundException"),
+        "allowed through to moto: {allowed:?}"
+    );
+    let refused = secrets_as("events-publisher")
+        .await
+        .get_secret_value()
+        .secret_id(missing)
+        .send()
+        .await
+        .expect_err("the publisher reads no secret");
+    assert_eq!(
+        aws_sdk_secretsmanager::error::ProvideErrorMetadata::code(&refused),
+        Some("AccessDeniedException"),
+        "{refused:?}"
+    );
+
+    let sqs = renewal_cron_fn::fanout::client(&function_sdk("balance").await, Some(iam.endpoint()));
+    let refused = sqs
+        .send_message()
+        .queue_url(format!("{}/123456789012/iam-probe", iam.endpoint()))
+        .message_body("x")
+        .send()
+        .await
+        .expect_err("the balance function may not SendMessage");
+    assert!(
+        format!("{refused:?}").contains("AccessDenied"),
+        "{refused:?}"
+    );
+    assert_eq!(iam.stats().access_denied.len(), 3, "{:?}", iam.stats());
+}
