@@ -24,6 +24,7 @@ if [ -z "${API:-}" ] || [ -z "${WEB_URL:-}" ]; then
   }
   export GATEWAY_PORT=$(free_port) EMULATOR_PORT=$(free_port) VIRTFUSION_PORT=$(free_port)
   export PAYPAL_PORT=$(free_port) WEB_PORT=$(free_port)
+  export DYNAMODB_IAM_PORT=$(free_port) MOTO_IAM_PORT=$(free_port)
   export DEVSTACK_RELOAD=0
   export BILLING_TABLE="e2e-$(date +%s)-$$"
   export PAYPAL_STATE="$ROOT/.local/e2e/paypal-state.json"

@@ -39,6 +39,7 @@ free_port() {
 }
 export GATEWAY_PORT=${LOAD_GATEWAY_PORT:-$(free_port)}
 export EMULATOR_PORT=$(free_port) VIRTFUSION_PORT=$(free_port) PAYPAL_PORT=$(free_port)
+export DYNAMODB_IAM_PORT=$(free_port) MOTO_IAM_PORT=$(free_port)
 export DEVSTACK_RELOAD=0
 export BILLING_TABLE="load-$(date +%s)-$$"
 export BILLING_JWT_SECRET=${BILLING_JWT_SECRET:-local-dev-secret}

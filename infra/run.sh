@@ -44,6 +44,12 @@ WEB_PORT=${WEB_PORT:-5173}
 # WEB=0: no page (API only).
 WEB=${WEB:-1}
 MOTO_PORT=${MOTO_PORT:-8093}
+# Local IAM (docs/reliability.md): the functions reach DynamoDB and moto
+# through devstack's proxy, which checks each call against the calling
+# function's policy in template.yaml. LOCAL_IAM=off: the proxies check nothing.
+DYNAMODB_IAM_PORT=${DYNAMODB_IAM_PORT:-8094}
+MOTO_IAM_PORT=${MOTO_IAM_PORT:-8095}
+export LOCAL_IAM=${LOCAL_IAM:-enforce}
 
 export BILLING_TABLE=${BILLING_TABLE:-billing}
 export BILLING_JWT_SECRET=${BILLING_JWT_SECRET:-local-dev-secret}
@@ -89,7 +95,7 @@ have cargo || fail "cargo not found: install Rust (https://rustup.rs)"
 if [ "$WEB" = 1 ]; then
   ensure_web_build || fail "the billing page did not build (web/; WEB=0 skips it)"
 fi
-ports=("$GATEWAY_PORT" "$EMULATOR_PORT" "$VIRTFUSION_PORT" "$PAYPAL_PORT" "$MOTO_PORT")
+ports=("$GATEWAY_PORT" "$EMULATOR_PORT" "$VIRTFUSION_PORT" "$PAYPAL_PORT" "$MOTO_PORT" "$DYNAMODB_IAM_PORT" "$MOTO_IAM_PORT")
 if [ "$WEB" = 1 ]; then ports+=("$WEB_PORT"); fi
 for port in "${ports[@]}"; do
   if port_in_use "$port"; then
@@ -142,11 +148,28 @@ start_moto "$MOTO_PORT" || fail "moto did not start (.local/logs/moto-$MOTO_PORT
 EVENTBRIDGE_ENDPOINT="http://127.0.0.1:$MOTO_PORT"
 EVENT_BUS_NAME=${EVENT_BUS_NAME:-billing-local}
 
+# 5c. Local IAM: the functions' DynamoDB and moto calls go through devstack's
+# proxy, which refuses (AccessDeniedException) what the calling function's
+# policy in template.yaml does not allow. Each function signs with its own
+# name as access key (LOCAL_IAM_CREDENTIALS=function, shared/config).
+log "starting local IAM (LOCAL_IAM=$LOCAL_IAM) for DynamoDB on :$DYNAMODB_IAM_PORT and moto on :$MOTO_IAM_PORT"
+start_bg "local IAM (DynamoDB)" "$DEVSTACK_LOG_DIR/iam-dynamodb.log" \
+  "$DEVSTACK" faultproxy --port "$DYNAMODB_IAM_PORT" --upstream "$DYNAMODB_ENDPOINT"
+DYNAMODB_IAM_PID=$LAST_PID
+start_bg "local IAM (moto)" "$DEVSTACK_LOG_DIR/iam-moto.log" \
+  "$DEVSTACK" faultproxy --port "$MOTO_IAM_PORT" --upstream "$EVENTBRIDGE_ENDPOINT"
+MOTO_IAM_PID=$LAST_PID
+wait_http "http://127.0.0.1:$DYNAMODB_IAM_PORT/_faultproxy/stats" 30 200 "$DYNAMODB_IAM_PID" ||
+  fail "local IAM for DynamoDB did not start (.local/logs/iam-dynamodb.log)"
+wait_http "http://127.0.0.1:$MOTO_IAM_PORT/_faultproxy/stats" 30 200 "$MOTO_IAM_PID" ||
+  fail "local IAM for moto did not start (.local/logs/iam-moto.log)"
+
 # 6. The functions, in the cargo-lambda emulator, with their local environment.
 FUNCTIONS_ENV="$ROOT/.local/functions.env"
 mkdir -p "$ROOT/.local"
 cat >"$FUNCTIONS_ENV" <<EOF
-DYNAMODB_ENDPOINT=$DYNAMODB_ENDPOINT
+DYNAMODB_ENDPOINT=http://127.0.0.1:$DYNAMODB_IAM_PORT
+LOCAL_IAM_CREDENTIALS=function
 BILLING_TABLE=$BILLING_TABLE
 BILLING_JWT_SECRET=$BILLING_JWT_SECRET
 VIRTFUSION_BASE_URL=$VIRTFUSION_BASE_URL
@@ -160,7 +183,7 @@ AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID
 AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY
 RUST_LOG=$RUST_LOG
 RECONCILE_MAX_CLOCK_SKEW_SECONDS=off
-EVENTBRIDGE_ENDPOINT=$EVENTBRIDGE_ENDPOINT
+EVENTBRIDGE_ENDPOINT=http://127.0.0.1:$MOTO_IAM_PORT
 EVENT_BUS_NAME=$EVENT_BUS_NAME
 RENEWAL_MAX_CLOCK_SKEW_SECONDS=off
 EOF

@@ -43,6 +43,7 @@ export EMULATOR_PORT=${ST_EMULATOR_PORT:-$(free_port)}
 export VIRTFUSION_PORT=${ST_VIRTFUSION_PORT:-$(free_port)}
 export PAYPAL_PORT=${ST_PAYPAL_PORT:-$(free_port)}
 export WEB_PORT=${ST_WEB_PORT:-$(free_port)}
+export DYNAMODB_IAM_PORT=$(free_port) MOTO_IAM_PORT=$(free_port)
 export DEVSTACK_RELOAD=0
 export BILLING_TABLE="schemathesis-$(date +%s)-$$"
 export BILLING_JWT_SECRET=${BILLING_JWT_SECRET:-local-dev-secret}

@@ -25,9 +25,13 @@ pub struct TestApi {
     pub virtfusion: VirtFusionStandIn,
     pub paypal: PayPalStandIn,
     routes: Vec<RouteDef>,
-    /// The checkout, refund and webhook functions share one deps value.
+    /// The test's own PayPal and VirtFusion clients, and the ledger the
+    /// functions were given (no function's credentials: IAM does not check it).
     pub payments: Arc<billing_http::PaymentDeps>,
     functions: Functions,
+    /// What each function's client is built from (its endpoint, interceptors).
+    function_base: aws_sdk_dynamodb::Client,
+    retry: Option<ledger::RetryPolicy>,
 }
 
 #[derive(Debug)]
@@ -53,31 +57,40 @@ impl TestApi {
     pub async fn new() -> TestApi {
         let table = TestTable::new().await;
         let ledger = table.ledger();
-        TestApi::build(table, ledger).await
+        let base = table.function_base().clone();
+        TestApi::build(table, ledger, base, None).await
     }
 
     /// Like [`TestApi::new`], but the functions reach DynamoDB through `client`
-    /// (e.g. one pointed at the fault proxy) with `retry`; the table itself is
-    /// created directly, and [`TestApi::ledger`] still reads directly.
+    /// (e.g. one pointed at the fault proxy) with `retry`, each with its own
+    /// function's credentials (that fault proxy checks them: local IAM); the
+    /// table itself is created directly, and [`TestApi::ledger`] still reads
+    /// directly.
     pub async fn with_client(
         client: aws_sdk_dynamodb::Client,
         retry: ledger::RetryPolicy,
     ) -> TestApi {
         let table = TestTable::new().await;
         let ledger = billing::events::watch_low_balance(
-            ledger::Ledger::new(client, &table.name).with_retry_policy(retry),
+            ledger::Ledger::new(client.clone(), &table.name).with_retry_policy(retry),
             billing::events::low_balance_threshold(),
         );
-        TestApi::build(table, ledger).await
+        TestApi::build(table, ledger, client, Some(retry)).await
     }
 
-    async fn build(table: TestTable, ledger: ledger::Ledger) -> TestApi {
+    async fn build(
+        table: TestTable,
+        ledger: ledger::Ledger,
+        function_base: aws_sdk_dynamodb::Client,
+        retry: Option<ledger::RetryPolicy>,
+    ) -> TestApi {
         let virtfusion = VirtFusionStandIn::spawn(([127, 0, 0, 1], 0).into(), VIRTFUSION_TOKEN)
             .await
             .expect("virtfusion stand-in");
+        let vf_base = virtfusion.base_url();
         let vf_client = || {
             virtfusion::VirtFusionClient::new(
-                &virtfusion.base_url(),
+                &vf_base,
                 billing_config::SecretValue::new(VIRTFUSION_TOKEN),
                 Duration::from_millis(500),
             )
@@ -99,29 +112,50 @@ impl TestApi {
         )
         .expect("paypal client")
         .with_webhook_id(PAYPAL_WEBHOOK_ID);
-        let core = || billing_http::BaseDeps::new(ledger.clone(), JWT_SECRET);
         let routes = Template::load(&devstack::template_path())
             .expect("template")
             .routes();
         let payments = Arc::new(billing_http::PaymentDeps::new(
-            core(),
-            paypal_client,
+            billing_http::BaseDeps::new(ledger, JWT_SECRET),
+            paypal_client.clone(),
             Some(vf_client()),
         ));
-        let mut functions = Functions::default();
-        register_functions(&mut functions, &core, &vf_client, &payments);
-        TestApi {
+        let mut api = TestApi {
             payments,
-            functions,
+            functions: Functions::default(),
             routes,
             virtfusion,
             paypal,
             table,
-        }
+            function_base,
+            retry,
+        };
+        let mut functions = Functions::default();
+        let core =
+            |binary: &str| billing_http::BaseDeps::new(api.function_ledger(binary), JWT_SECRET);
+        let payment = |binary: &str| {
+            billing_http::PaymentDeps::new(core(binary), paypal_client.clone(), Some(vf_client()))
+        };
+        register_functions(&mut functions, &core, &vf_client, &payment);
+        api.functions = functions;
+        api
     }
 
+    /// The table, read and written directly (no function's credentials).
     pub fn ledger(&self) -> ledger::Ledger {
         self.table.ledger()
+    }
+
+    /// The ledger the function built as `binary` (`renewal-cron`) uses: its
+    /// DynamoDB client signs with the function's template logical id as
+    /// access key, so local IAM checks every call against its policy.
+    pub fn function_ledger(&self, binary: &str) -> ledger::Ledger {
+        let client = function_client(&self.function_base, binary);
+        let mut ledger = ledger::Ledger::new(client, &self.table.name);
+        if let Some(retry) = &self.retry {
+            ledger = ledger.with_retry_policy(*retry);
+        }
+        billing::events::watch_low_balance(ledger, billing::events::low_balance_threshold())
     }
 
     /// A valid token of a platform service (role `service`).
@@ -283,33 +317,59 @@ impl TestApi {
 #[rustfmt::skip]
 fn register_functions(
     f: &mut Functions,
-    core: &dyn Fn() -> billing_http::BaseDeps,
+    core: &dyn Fn(&str) -> billing_http::BaseDeps,
     vf_client: &dyn Fn() -> virtfusion::VirtFusionClient,
-    payments: &Arc<billing_http::PaymentDeps>,
+    payment: &dyn Fn(&str) -> billing_http::PaymentDeps,
 ) {
-    f.register("balance", balance_fn::Deps::new(core(), vf_client()), balance_fn::handle);
-    f.register("transactions", core(), transactions_fn::handle);
-    f.register("admin-credits", core(), admin_credits_fn::handle);
-    f.register("dns-plans", core(), dns_plans_fn::handle);
-    f.register("dns-purchase", core(), dns_purchase_fn::handle);
-    f.register("dns-subscription", core(), dns_subscription_fn::handle);
-    f.register("admin-deliveries", core(), admin_deliveries_fn::handle);
-    f.register("admin-reconciliation", core(), admin_reconciliation_fn::handle);
-    f.share("custom-credits-add", payments, custom_credits_add_fn::handle);
-    f.share("custom-credits-capture", payments, custom_credits_capture_fn::handle);
-    f.share("virtfusion-tokens-add", payments, virtfusion_tokens_add_fn::handle);
-    f.share("virtfusion-tokens-capture", payments, virtfusion_tokens_capture_fn::handle);
-    f.share("admin-refunds", payments, admin_refunds_fn::handle);
-    f.share("paypal-webhook", payments, paypal_webhook_fn::handle);
-    f.register("service-charges", core(), service_charges_fn::handle);
-    f.register("service-subscriptions", core(), service_subscriptions_fn::handle);
-    f.register("billing-subscriptions", core(), billing_subscriptions_fn::handle);
-    f.register("dns-plan-change", core(), dns_plan_change_fn::handle);
-    f.register("admin-dns-plans", core(), admin_dns_plans_fn::handle);
-    f.register("transaction-detail", core(), transaction_detail_fn::handle);
-    f.register("transactions-export", core(), transactions_export_fn::handle);
-    f.register("admin-transactions", core(), admin_transactions_fn::handle);
-    f.register("admin-virtfusion-tokens", admin_virtfusion_tokens_fn::Deps::new(core(), Some(vf_client())), admin_virtfusion_tokens_fn::handle);
+    f.register("balance", balance_fn::Deps::new(core("balance"), vf_client()), balance_fn::handle);
+    f.register("transactions", core("transactions"), transactions_fn::handle);
+    f.register("admin-credits", core("admin-credits"), admin_credits_fn::handle);
+    f.register("dns-plans", core("dns-plans"), dns_plans_fn::handle);
+    f.register("dns-purchase", core("dns-purchase"), dns_purchase_fn::handle);
+    f.register("dns-subscription", core("dns-subscription"), dns_subscription_fn::handle);
+    f.register("admin-deliveries", core("admin-deliveries"), admin_deliveries_fn::handle);
+    f.register("admin-reconciliation", core("admin-reconciliation"), admin_reconciliation_fn::handle);
+    f.register("custom-credits-add", payment("custom-credits-add"), custom_credits_add_fn::handle);
+    f.register("custom-credits-capture", payment("custom-credits-capture"), custom_credits_capture_fn::handle);
+    f.register("virtfusion-tokens-add", payment("virtfusion-tokens-add"), virtfusion_tokens_add_fn::handle);
+    f.register("virtfusion-tokens-capture", payment("virtfusion-tokens-capture"), virtfusion_tokens_capture_fn::handle);
+    f.register("admin-refunds", payment("admin-refunds"), admin_refunds_fn::handle);
+    f.register("paypal-webhook", payment("paypal-webhook"), paypal_webhook_fn::handle);
+    f.register("service-charges", core("service-charges"), service_charges_fn::handle);
+    f.register("service-subscriptions", core("service-subscriptions"), service_subscriptions_fn::handle);
+    f.register("billing-subscriptions", core("billing-subscriptions"), billing_subscriptions_fn::handle);
+    f.register("dns-plan-change", core("dns-plan-change"), dns_plan_change_fn::handle);
+    f.register("admin-dns-plans", core("admin-dns-plans"), admin_dns_plans_fn::handle);
+    f.register("transaction-detail", core("transaction-detail"), transaction_detail_fn::handle);
+    f.register("transactions-export", core("transactions-export"), transactions_export_fn::handle);
+    f.register("admin-transactions", core("admin-transactions"), admin_transactions_fn::handle);
+    f.register("admin-virtfusion-tokens", admin_virtfusion_tokens_fn::Deps::new(core("admin-virtfusion-tokens"), Some(vf_client())), admin_virtfusion_tokens_fn::handle);
+}
+
+/// A DynamoDB client like `base` (endpoint, interceptors) whose credentials
+/// are those of the function built as `binary`: its template logical id as
+/// access key id, as local IAM expects (docs/reliability.md, "Local IAM").
+pub fn function_client(base: &aws_sdk_dynamodb::Client, binary: &str) -> aws_sdk_dynamodb::Client {
+    let id = function_logical_id(binary);
+    let credentials =
+        aws_sdk_dynamodb::config::Credentials::new(id, "local", None, None, "local-iam");
+    aws_sdk_dynamodb::Client::from_conf(
+        base.config()
+            .to_builder()
+            .credentials_provider(credentials)
+            .build(),
+    )
+}
+
+/// The template logical id of the function built as `binary`.
+pub fn function_logical_id(binary: &str) -> String {
+    static POLICIES: std::sync::OnceLock<devstack::iam::Policies> = std::sync::OnceLock::new();
+    let policies =
+        POLICIES.get_or_init(|| devstack::iam::Policies::load().expect("template.yaml policies"));
+    policies
+        .logical_id(binary)
+        .unwrap_or_else(|| panic!("no function {binary} in template.yaml"))
+        .to_owned()
 }
 
 pub fn token_with(sub: &str, admin: bool, ttl_seconds: i64, secret: &str) -> String {

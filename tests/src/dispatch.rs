@@ -1,10 +1,11 @@
 //! The test dispatch of HTTP functions: a name (as in `template.yaml`'s
 //! routes) → the function's own `handle` with its deps. [`crate::api::TestApi`]
-//! registers every function once, one line next to its deps:
+//! registers every function once, one line next to its deps, each built
+//! with that function's own credentials (local IAM checks its calls):
 //!
 //! ```ignore
-//! f.register("dns-plans", core(), dns_plans_fn::handle);
-//! f.share("admin-refunds", &checkout, admin_refunds_fn::handle);
+//! f.register("dns-plans", core("dns-plans"), dns_plans_fn::handle);
+//! f.register("admin-refunds", payment("admin-refunds"), admin_refunds_fn::handle);
 //! ```
 
 use lambda_http::{Body, Error, Request, Response};

@@ -19,6 +19,33 @@ pub fn moto_endpoint() -> String {
     })
 }
 
+/// Local IAM in front of moto: the same proxy as DynamoDB's
+/// (`devstack::faultproxy`), checking each function's Secrets Manager,
+/// EventBridge and SQS calls against its policy.
+pub async fn moto_iam_proxy() -> devstack::faultproxy::FaultProxy {
+    devstack::faultproxy::FaultProxy::spawn(([127, 0, 0, 1], 0).into(), moto_endpoint())
+        .await
+        .expect("local IAM proxy in front of moto")
+}
+
+/// The AWS configuration the function built as `binary` has locally: its
+/// template logical id as access key id (local IAM).
+pub async fn function_sdk(binary: &str) -> aws_config::SdkConfig {
+    let sdk = billing_config::load_aws_config().await;
+    let credentials = aws_sdk_dynamodb::config::Credentials::new(
+        crate::api::function_logical_id(binary),
+        "local",
+        None,
+        None,
+        "local-iam",
+    );
+    sdk.to_builder()
+        .credentials_provider(aws_sdk_dynamodb::config::SharedCredentialsProvider::new(
+            credentials,
+        ))
+        .build()
+}
+
 /// One event as it arrived in the queue (EventBridge's envelope).
 #[derive(Clone, Debug)]
 pub struct Received {
@@ -36,7 +63,10 @@ impl Received {
 pub struct EventsEnv {
     pub bus: String,
     pub queue_url: String,
+    /// The publisher function's client (through `iam`, as `EventsPublisherFunction`).
     pub publisher: events_publisher_fn::Deps,
+    /// Local IAM in front of moto, which the publisher goes through.
+    pub iam: devstack::faultproxy::FaultProxy,
     poller: StreamPoller,
     http: reqwest::Client,
     endpoint: String,
@@ -51,13 +81,19 @@ impl EventsEnv {
             .expect("stream enabled");
         let sdk = billing_config::load_aws_config().await;
         let eventbridge = events_publisher_fn::client(&sdk, Some(endpoint.clone()));
+        let iam = moto_iam_proxy().await;
+        let publisher_client = events_publisher_fn::client(
+            &function_sdk("events-publisher").await,
+            Some(iam.endpoint()),
+        );
         let id = uuid::Uuid::new_v4().simple().to_string();
         let bus = format!("bus-{id}");
         let http = reqwest::Client::new();
         let mut env = EventsEnv {
             bus: bus.clone(),
             queue_url: String::new(),
-            publisher: events_publisher_fn::Deps::new(eventbridge.clone(), &bus),
+            publisher: events_publisher_fn::Deps::new(publisher_client, &bus),
+            iam,
             poller: StreamPoller::new(
                 table.client.clone(),
                 StreamPoller::streams_client(
@@ -117,7 +153,7 @@ impl EventsEnv {
 
     /// A publisher pointed at `endpoint` instead (e.g. one that is down).
     pub async fn publisher_at(&self, endpoint: &str) -> events_publisher_fn::Deps {
-        let sdk = billing_config::load_aws_config().await;
+        let sdk = function_sdk("events-publisher").await;
         events_publisher_fn::Deps::new(
             events_publisher_fn::client(&sdk, Some(endpoint.to_owned())),
             &self.bus,

@@ -17,9 +17,22 @@ pub use billing_money::Usd;
 pub struct TestTable {
     pub client: Client,
     pub name: String,
-    /// Counts every DynamoDB call made through `client`.
+    /// Counts every DynamoDB call made through `client` (and the functions'
+    /// clients: [`TestTable::function_ledger`]).
     pub calls: DynamoCallCounter,
+    /// Local IAM: the proxy (in front of DynamoDB Local) through which each
+    /// function's client reaches the table, checked against its policy.
+    pub iam: devstack::faultproxy::FaultProxy,
+    /// What the functions' clients are built from: `client`, pointed at `iam`.
+    function_base: Client,
 }
+
+/// The function whose credentials the renewal job carries when it runs
+/// without a queue (`RENEWAL_QUEUE_URL` unset, as in most tests): it then
+/// does the workers' renewals in its own process, which in AWS only
+/// `RenewalWorkerFunction` does (its role has the renewals' `BatchGetItem`,
+/// the job's has not). With a queue the job signs as itself (`renewal-cron`).
+pub const IN_PROCESS_RENEWALS: &str = "renewal-worker";
 
 /// The DynamoDB Local endpoint; `infra/test.sh` starts one and exports it.
 pub fn dynamo_endpoint() -> String {
@@ -53,11 +66,38 @@ impl TestTable {
             .await
             .expect("create test table");
         calls.reset();
+        let iam =
+            devstack::faultproxy::FaultProxy::spawn(([127, 0, 0, 1], 0).into(), dynamo_endpoint())
+                .await
+                .expect("local IAM proxy");
+        let endpoint = iam.endpoint();
+        let function_base =
+            Client::from_conf(client.config().to_builder().endpoint_url(endpoint).build());
         TestTable {
             client,
             name,
             calls,
+            iam,
+            function_base,
         }
+    }
+
+    /// The ledger as the function built as `binary` (`renewal-cron`) has it:
+    /// its client signs with the function's template logical id, through
+    /// [`TestTable::iam`], so every call is checked against its policy.
+    pub fn function_ledger(&self, binary: &str) -> Ledger {
+        billing::events::watch_low_balance(
+            Ledger::new(
+                api::function_client(&self.function_base, binary),
+                &self.name,
+            ),
+            billing::events::low_balance_threshold(),
+        )
+    }
+
+    /// The client the functions' clients are built from (through the IAM proxy).
+    pub fn function_base(&self) -> &Client {
+        &self.function_base
     }
 
     /// The ledger as the functions build it (with the low-balance event hook).

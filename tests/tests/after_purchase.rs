@@ -156,7 +156,9 @@ async fn run_job(api: &TestApi, at: time::OffsetDateTime) -> Value {
         Duration::from_millis(500),
     )
     .unwrap();
-    let mut deps = renewal_cron_fn::Deps::new(api.ledger()).with_virtfusion(client);
+    let mut deps =
+        renewal_cron_fn::Deps::new(api.function_ledger(integration_tests::IN_PROCESS_RENEWALS))
+            .with_virtfusion(client);
     // As locally: the job may run "as of" a later time.
     deps.max_clock_skew = Some(time::Duration::days(30));
     let event = json!({

@@ -545,7 +545,9 @@ async fn the_renewal_job_delivers_pending_tokens() {
         Duration::from_secs(2),
     )
     .unwrap();
-    let deps = renewal_cron_fn::Deps::new(api.ledger()).with_virtfusion(client);
+    let deps =
+        renewal_cron_fn::Deps::new(api.function_ledger(integration_tests::IN_PROCESS_RENEWALS))
+            .with_virtfusion(client);
     // The job's next run, ten minutes on: the failed delivery backs off
     // (first retry due five minutes after the failure).
     let next_run =

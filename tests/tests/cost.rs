@@ -205,7 +205,10 @@ async fn a_renewal_reads_only_what_is_due() {
         )
         .await);
     // The job's own client is metered too: it reads through the functions' ledger.
-    let mut deps = renewal_cron_fn::Deps::new(m.api.payments.base.ledger.clone());
+    let mut deps = renewal_cron_fn::Deps::new(
+        m.api
+            .function_ledger(integration_tests::IN_PROCESS_RENEWALS),
+    );
     deps.max_clock_skew = Some(time::Duration::days(40));
     let at = time::OffsetDateTime::now_utc() + time::Duration::days(32);
     let event = json!({

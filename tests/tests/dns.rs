@@ -467,7 +467,7 @@ async fn one_http_exchange() -> (String, tokio::task::JoinHandle<String>) {
 #[tokio::test]
 async fn deploy_time_seed_answers_cloudformation() {
     let table = integration_tests::TestTable::new().await;
-    let deps = dns_seed_fn::Deps::new(table.ledger()).expect("http client");
+    let deps = dns_seed_fn::Deps::new(table.function_ledger("dns-seed")).expect("http client");
     let fixture =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events/dns-seed.create.json");
     let mut event: Value =
@@ -521,8 +521,9 @@ async fn dns_subscriber(ledger: &Ledger, funds: &str, plan: &str, at: OffsetDate
     user
 }
 
-async fn renewal_job(ledger: &Ledger, at: OffsetDateTime) -> Value {
-    let deps = renewal_cron_fn::Deps::new(ledger.clone());
+async fn renewal_job(api: &TestApi, at: OffsetDateTime) -> Value {
+    let deps =
+        renewal_cron_fn::Deps::new(api.function_ledger(integration_tests::IN_PROCESS_RENEWALS));
     let event = json!({"time": billing::dns::dates::format_time(at), "detail": {}});
     renewal_cron_fn::handle(
         &deps,
@@ -667,7 +668,7 @@ async fn a_downgrade_waits_for_the_next_renewal_and_renews_at_the_new_price() {
         view.body
     );
 
-    let summary = renewal_job(&ledger, datetime!(2025-02-15 10:00 UTC)).await;
+    let summary = renewal_job(&api, datetime!(2025-02-15 10:00 UTC)).await;
     assert_eq!(summary["renewed"], json!(1), "{summary}");
     let sub = billing::dns::get_subscription(&ledger, &user)
         .await
@@ -697,13 +698,13 @@ async fn an_upgrade_racing_a_renewal_ends_in_one_consistent_state() {
         let due = datetime!(2025-07-01 00:00 UTC);
         let upgrade_at = datetime!(2025-06-30 12:00 UTC); // one started day left of 30
         let (job, change) = tokio::join!(
-            renewal_job(&ledger, due),
+            renewal_job(&api, due),
             billing::dns::change_plan(&ledger, &user, "pro", upgrade_at)
         );
         let change = change.expect("upgrade");
         assert_eq!(job["errors"], json!(0), "{job}");
         // A later run renews what the race left due.
-        renewal_job(&ledger, due).await;
+        renewal_job(&api, due).await;
         let sub = billing::dns::get_subscription(&ledger, &user)
             .await
             .unwrap()
@@ -901,7 +902,7 @@ async fn admins_manage_plans_and_new_prices_apply_from_the_next_renewal() {
         .unwrap()
         .unwrap();
     assert_eq!(sub.price, usd("5.00"));
-    let summary = renewal_job(&ledger, datetime!(2025-04-05 00:00 UTC)).await;
+    let summary = renewal_job(&api, datetime!(2025-04-05 00:00 UTC)).await;
     assert_eq!(summary["renewed"], json!(1), "{summary}");
     assert_eq!(
         ledger.entries(&user, 1, None).await.unwrap().entries[0].amount,
@@ -929,7 +930,7 @@ async fn admins_manage_plans_and_new_prices_apply_from_the_next_renewal() {
     let buyer = new_user();
     credit(&ledger, &buyer, "50.00").await;
     assert_eq!(buy(&api, &buyer, "basic").await.status, 404);
-    let summary = renewal_job(&ledger, datetime!(2025-05-05 00:00 UTC)).await;
+    let summary = renewal_job(&api, datetime!(2025-05-05 00:00 UTC)).await;
     assert_eq!(summary["renewed"], json!(1), "{summary}");
     assert_eq!(
         assert_audit(&ledger, &user).await,

@@ -339,7 +339,7 @@ async fn a_new_mismatch_publishes_once_and_reruns_publish_nothing() {
         .unwrap();
     let capture_id = captured.captures[0].id.clone();
 
-    let job = reconcile_cron_fn::Deps::new(api.ledger()).with_clients(
+    let job = reconcile_cron_fn::Deps::new(api.function_ledger("reconcile-cron")).with_clients(
         paypal::PayPalClient::new(
             &api.paypal.base_url(),
             billing_config::SecretValue::new(integration_tests::api::PAYPAL_CLIENT.0),

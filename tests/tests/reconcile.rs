@@ -31,8 +31,8 @@ fn job(api: &TestApi, page_size: u32) -> reconcile_cron_fn::Deps {
         Duration::from_millis(500),
     )
     .unwrap();
-    let mut deps =
-        reconcile_cron_fn::Deps::new(api.ledger()).with_clients(paypal, Some(virtfusion));
+    let mut deps = reconcile_cron_fn::Deps::new(api.function_ledger("reconcile-cron"))
+        .with_clients(paypal, Some(virtfusion));
     deps.options.page_size = page_size;
     deps
 }

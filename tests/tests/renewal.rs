@@ -21,7 +21,7 @@ use tokio::task::JoinSet;
 async fn setup() -> (TestTable, Deps) {
     let table = TestTable::new().await;
     seed_default_plans(&table.ledger()).await.expect("seed");
-    let deps = Deps::new(table.ledger());
+    let deps = Deps::new(table.function_ledger(integration_tests::IN_PROCESS_RENEWALS));
     (table, deps)
 }
 
@@ -492,7 +492,7 @@ async fn the_sample_event_runs_the_job_and_bad_clocks_are_refused() {
 
     // The local stack turns the limit off: "as of next month" renews (short
     // balance here: past due), whatever the wall clock says.
-    let mut local = Deps::new(table.ledger());
+    let mut local = Deps::new(table.function_ledger(integration_tests::IN_PROCESS_RENEWALS));
     local.max_clock_skew = renewal_cron_fn::parse_max_clock_skew(Some("off"));
     let mut next_month = event;
     next_month["time"] = json!("2999-01-01T00:00:00Z");
@@ -888,11 +888,23 @@ async fn partition_size(table: &TestTable, partition: RenewalPartition) -> usize
     out.items().len()
 }
 
-/// A fresh queue on moto (a real SQS API over HTTP).
-async fn queue() -> (aws_sdk_sqs::Client, String) {
+/// A fresh queue on moto (a real SQS API over HTTP): the test's client, the
+/// URL, and the renewal cron's client (its own credentials, through local
+/// IAM: the proxy returned).
+async fn queue() -> (
+    aws_sdk_sqs::Client,
+    String,
+    aws_sdk_sqs::Client,
+    devstack::faultproxy::FaultProxy,
+) {
     let sdk = billing_config::load_aws_config().await;
     let client =
         renewal_cron_fn::fanout::client(&sdk, Some(integration_tests::events::moto_endpoint()));
+    let iam = integration_tests::events::moto_iam_proxy().await;
+    let cron = renewal_cron_fn::fanout::client(
+        &integration_tests::events::function_sdk("renewal-cron").await,
+        Some(iam.endpoint()),
+    );
     let url = client
         .create_queue()
         .queue_name(format!("renewals-{}", uuid::Uuid::new_v4().simple()))
@@ -901,7 +913,7 @@ async fn queue() -> (aws_sdk_sqs::Client, String) {
         .expect("queue created")
         .queue_url
         .expect("queue url");
-    (client, url)
+    (client, url, cron, iam)
 }
 
 /// Every message in the queue (as the event source mapping would receive them).
@@ -957,11 +969,10 @@ async fn work(deps: &renewal_worker_fn::Deps, event: Value) -> Value {
 async fn fanned_out_workers_renew_every_shard_once() {
     let (table, mut coordinator) = setup().await;
     let ledger = table.ledger();
-    let (sqs, url) = queue().await;
-    coordinator.fan_out = Some(renewal_cron_fn::fanout::FanOut::new(
-        sqs.clone(),
-        url.clone(),
-    ));
+    let (sqs, url, cron_sqs, _iam) = queue().await;
+    // With a queue the job only dispatches: it signs as itself.
+    coordinator.ledger = table.function_ledger("renewal-cron");
+    coordinator.fan_out = Some(renewal_cron_fn::fanout::FanOut::new(cron_sqs, url.clone()));
     let start = datetime!(2025-01-15 06:00 UTC);
     let mut users = Vec::new();
     for _ in 0..40 {
@@ -995,7 +1006,9 @@ async fn fanned_out_workers_renew_every_shard_once() {
 
     let messages = receive_all(&sqs, &url, 17).await;
     assert_eq!(messages.len(), 17);
-    let worker = Arc::new(renewal_worker_fn::Deps::new(ledger.clone()));
+    let worker = Arc::new(renewal_worker_fn::Deps::new(
+        table.function_ledger("renewal-worker"),
+    ));
     let queue = Arc::new(std::sync::Mutex::new(messages));
     let mut workers = JoinSet::new();
     for _ in 0..4 {
@@ -1079,7 +1092,9 @@ async fn the_same_shard_processed_concurrently_renews_each_subscription_once() {
         time: now,
     }
     .to_body();
-    let worker = Arc::new(renewal_worker_fn::Deps::new(ledger.clone()));
+    let worker = Arc::new(renewal_worker_fn::Deps::new(
+        table.function_ledger("renewal-worker"),
+    ));
     let mut deliveries = JoinSet::new();
     for copy in 0..4 {
         let (worker, body) = (worker.clone(), body.clone());
@@ -1149,7 +1164,7 @@ async fn legacy_renewal_items_still_renew_and_move_to_their_shard() {
     // A worker given the legacy partition renews what it finds there (all
     // four are due: one renewed, one past due, one expired, and the fourth
     // too — the test then checks each).
-    let worker = renewal_worker_fn::Deps::new(ledger.clone());
+    let worker = renewal_worker_fn::Deps::new(table.function_ledger("renewal-worker"));
     let legacy = PartitionMessage {
         partition: RenewalPartition::Legacy,
         time: due,
@@ -1226,7 +1241,7 @@ async fn workers_refuse_bad_messages_and_clocks_ahead() {
     let (table, _deps) = setup().await;
     let ledger = table.ledger();
     let (user, _) = subscriber(&ledger, "10.00", "basic", datetime!(2025-10-25 12:00 UTC)).await;
-    let mut worker = renewal_worker_fn::Deps::new(ledger.clone());
+    let mut worker = renewal_worker_fn::Deps::new(table.function_ledger("renewal-worker"));
     worker.max_clock_skew = Some(time::Duration::seconds(900));
     let shard = RenewalPartition::of(&user);
     let ahead = PartitionMessage {

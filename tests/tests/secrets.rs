@@ -30,6 +30,19 @@ async fn secret(value: Value) -> (aws_sdk_secretsmanager::Client, String) {
     (client, created.arn().expect("arn").to_owned())
 }
 
+/// A Secrets Manager client as the functions reading these secrets have it
+/// (`reconcile-cron` reads PayPal's and VirtFusion's): its own credentials,
+/// through local IAM in front of moto (keep the proxy while reading).
+async fn reader() -> (
+    aws_sdk_secretsmanager::Client,
+    devstack::faultproxy::FaultProxy,
+) {
+    let iam = integration_tests::events::moto_iam_proxy().await;
+    let sdk = integration_tests::events::function_sdk("reconcile-cron").await;
+    let client = billing_config::secrets_manager_client(&sdk, Some(iam.endpoint()));
+    (client, iam)
+}
+
 /// A new version of the secret (what a rotation writes).
 async fn rotate(client: &aws_sdk_secretsmanager::Client, arn: &str, value: Value) {
     client
@@ -60,8 +73,9 @@ fn order(id: &str) -> paypal::CreateOrder {
 #[tokio::test]
 async fn a_secret_is_cached_for_its_ttl_and_read_again_when_refused() {
     let (sm, arn) = secret(paypal_secret("old")).await;
+    let (reads, _iam) = reader().await;
     let secrets = Secrets::new()
-        .with_client(sm.clone())
+        .with_client(reads.clone())
         .with_arn("PAYPAL_SECRET_ARN", &arn)
         .in_lambda(true);
     let old = secrets.resolve(CLIENT_SECRET_SECRET).await.unwrap();
@@ -97,7 +111,7 @@ async fn a_secret_is_cached_for_its_ttl_and_read_again_when_refused() {
 
     // A TTL that has passed reads the secret again by itself.
     let short = Secrets::new()
-        .with_client(sm.clone())
+        .with_client(reads.clone())
         .with_arn("PAYPAL_SECRET_ARN", &arn)
         .with_ttl(Duration::ZERO);
     rotate(&sm, &arn, paypal_secret("newer")).await;
@@ -107,16 +121,17 @@ async fn a_secret_is_cached_for_its_ttl_and_read_again_when_refused() {
     );
 
     // A secret that lacks the field, and one that does not exist, are errors.
-    let (sm2, other) = secret(json!({"clientId": "x"})).await;
+    let (_, other) = secret(json!({"clientId": "x"})).await;
+    let (reads, _iam) = reader().await;
     let partial = Secrets::new()
-        .with_client(sm2)
+        .with_client(reads.clone())
         .with_arn("PAYPAL_SECRET_ARN", other);
     assert!(matches!(
         partial.resolve(CLIENT_SECRET_SECRET).await,
         Err(SecretError::Field { .. })
     ));
     let missing = Secrets::new()
-        .with_client(sm)
+        .with_client(reads.clone())
         .with_arn("PAYPAL_SECRET_ARN", format!("{arn}-gone"));
     assert!(matches!(
         missing.resolve(CLIENT_SECRET_SECRET).await,
@@ -130,9 +145,10 @@ async fn a_rotated_paypal_secret_is_picked_up_at_its_first_401() {
         .await
         .unwrap();
     let (sm, arn) = secret(paypal_secret("old")).await;
+    let (reads, _iam) = reader().await;
     let secrets = Arc::new(
         Secrets::new()
-            .with_client(sm.clone())
+            .with_client(reads.clone())
             .with_arn("PAYPAL_SECRET_ARN", &arn)
             .in_lambda(true),
     );
@@ -197,9 +213,10 @@ async fn a_rotated_virtfusion_token_is_picked_up_at_its_first_401() {
         .unwrap();
     let value = |token: &str| json!({"baseUrl": stand_in.base_url(), "apiToken": token});
     let (sm, arn) = secret(value("vf-old")).await;
+    let (reads, _iam) = reader().await;
     let secrets = Arc::new(
         Secrets::new()
-            .with_client(sm.clone())
+            .with_client(reads.clone())
             .with_arn("VIRTFUSION_SECRET_ARN", &arn)
             .in_lambda(true),
     );

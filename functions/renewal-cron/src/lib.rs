@@ -44,14 +44,22 @@ pub struct Deps {
 impl Deps {
     pub async fn from_env() -> Deps {
         let sdk = billing_config::load_aws_config().await;
+        let fan_out = fanout::FanOut::from_env(&sdk);
+        // Without a queue (the local stack) the job renews every partition
+        // itself, the workers' work: locally it then signs as the worker,
+        // whose role allows it (local IAM, docs/reliability.md).
+        let dynamo_sdk = match fan_out {
+            Some(_) => sdk.clone(),
+            None => billing_config::acting_as(&sdk, "renewal-worker"),
+        };
         let mut deps = Deps::new(billing::events::watch_low_balance(
             Ledger::new(
-                billing_config::dynamo_client(&sdk),
+                billing_config::dynamo_client(&dynamo_sdk),
                 billing_config::table_name(),
             ),
             billing::events::low_balance_threshold(),
         ));
-        deps.fan_out = fanout::FanOut::from_env(&sdk);
+        deps.fan_out = fan_out;
         deps
     }
 

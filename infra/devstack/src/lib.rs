@@ -5,6 +5,7 @@
 pub mod cors;
 pub mod faultproxy;
 pub mod gateway;
+pub mod iam;
 mod listener;
 pub mod outbox;
 pub mod paypal;

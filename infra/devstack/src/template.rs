@@ -67,7 +67,7 @@ impl Template {
         })
     }
 
-    fn resources(&self) -> impl Iterator<Item = (&str, &Value)> {
+    pub(crate) fn resources(&self) -> impl Iterator<Item = (&str, &Value)> {
         self.root
             .get("Resources")
             .and_then(Value::as_mapping)

@@ -63,7 +63,9 @@ pub fn dynamo_endpoint_override() -> Option<String> {
 pub async fn load_aws_config() -> aws_config::SdkConfig {
     use aws_sdk_dynamodb::config::{Credentials, Region, SharedCredentialsProvider};
     let local = dynamo_endpoint_override().is_some();
-    let credentials = if local && env_opt("AWS_ACCESS_KEY_ID").is_none() {
+    let credentials = if let Some(identity) = local_identity() {
+        local_credentials(&identity)
+    } else if local && env_opt("AWS_ACCESS_KEY_ID").is_none() {
         SharedCredentialsProvider::new(Credentials::new("local", "local", None, None, "local"))
     } else {
         SharedCredentialsProvider::new(
@@ -94,6 +96,37 @@ pub async fn load_aws_config() -> aws_config::SdkConfig {
         builder = builder.region(Region::new(region));
     }
     builder.build()
+}
+
+/// Locally (an endpoint override) with `LOCAL_IAM_CREDENTIALS=function`, the
+/// access key id every call is signed with: the function's own name
+/// (`AWS_LAMBDA_FUNCTION_NAME`, its binary name in the cargo-lambda
+/// emulator), which local IAM (devstack's proxy in front of DynamoDB Local
+/// and moto) maps to the function's policy in template.yaml. Never in AWS.
+pub fn local_identity() -> Option<String> {
+    let on = env_opt("LOCAL_IAM_CREDENTIALS").as_deref() == Some("function");
+    if !on || dynamo_endpoint_override().is_none() {
+        return None;
+    }
+    env_opt("AWS_LAMBDA_FUNCTION_NAME")
+}
+
+fn local_credentials(identity: &str) -> aws_sdk_dynamodb::config::SharedCredentialsProvider {
+    use aws_sdk_dynamodb::config::{Credentials, SharedCredentialsProvider};
+    SharedCredentialsProvider::new(Credentials::new(identity, "local", None, None, "local-iam"))
+}
+
+/// `sdk` signing as the function `binary` when local IAM credentials are on
+/// ([`local_identity`]); `sdk` unchanged otherwise (in AWS always). For a
+/// process that locally does another function's work (the renewal job
+/// without a queue renews as the workers do).
+pub fn acting_as(sdk: &aws_config::SdkConfig, binary: &str) -> aws_config::SdkConfig {
+    if local_identity().is_none() {
+        return sdk.clone();
+    }
+    sdk.to_builder()
+        .credentials_provider(local_credentials(binary))
+        .build()
 }
 
 /// A DynamoDB client honouring the local endpoint override.

@@ -181,6 +181,9 @@ pub struct ProxyStats {
     /// `TransactWriteItems` refused with `IdempotentParameterMismatchException`:
     /// a `ClientRequestToken` reused with different items (as DynamoDB does).
     pub token_mismatches: u64,
+    /// Calls refused by local IAM (`AccessDeniedException`), by
+    /// `Function action` (e.g. `BalanceFunction dynamodb:PutItem`).
+    pub access_denied: BTreeMap<String, u64>,
 }
 
 impl ProxyStats {

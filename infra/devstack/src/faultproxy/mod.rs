@@ -60,6 +60,13 @@
 //! "fault": {"kind": "conflict"}, "rate": 0.3}]}`), `POST /_faultproxy/reset`
 //! (zeroes the counters).
 //!
+//! Local IAM: unless `LOCAL_IAM=off`, every request signed by a function of
+//! `template.yaml` (its logical id or binary name as access key id) is first
+//! checked against that function's policy ([`crate::iam`]) and refused as
+//! AWS would (400 `AccessDeniedException`, counted in
+//! [`ProxyStats::access_denied`]); other callers pass unchecked. The same
+//! proxy in front of moto checks Secrets Manager, EventBridge and SQS calls.
+//!
 //! The code: `config` (faults, rules, the CLI flags, the counters), `decide`
 //! (the seeded draw), `upstream` (forwarding and the DynamoDB-shaped
 //! answers), `conn` (connections a handler can reset); the server, here.
@@ -72,6 +79,7 @@ mod upstream;
 
 pub use config::{Fault, FaultConfig, FaultRule, ProxyStats};
 
+use crate::iam::{self, Policies, Service};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -86,7 +94,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use upstream::{dynamo_error, forward, internal_error, transaction_conflict};
+use upstream::{access_denied, dynamo_error, forward, internal_error, transaction_conflict};
 
 /// The port `devstack faultproxy` listens on by default.
 pub const DEFAULT_PORT: u16 = 8124;
@@ -98,11 +106,19 @@ struct Shared {
     upstream: String,
     http: reqwest::Client,
     inner: Mutex<Inner>,
+    /// Local IAM: the functions' policies (None: every call passes).
+    iam: Mutex<Option<Arc<Policies>>>,
 }
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn iam(&self) -> MutexGuard<'_, Option<Arc<Policies>>> {
+        self.iam
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -124,8 +140,23 @@ pub struct FaultProxy {
 impl FaultProxy {
     /// Listens on `listen` (port 0 picks a free port) and forwards to
     /// `upstream` (e.g. `http://127.0.0.1:8123`), with no faults until
-    /// [`set_faults`](Self::set_faults). Needs a Tokio runtime.
+    /// [`set_faults`](Self::set_faults). Local IAM is on (the policies of
+    /// `template.yaml`) unless `LOCAL_IAM=off`. Needs a Tokio runtime.
     pub async fn spawn(listen: SocketAddr, upstream: String) -> io::Result<FaultProxy> {
+        let iam = if iam::enforced_by_env() {
+            Some(Policies::load().map_err(io::Error::other)?)
+        } else {
+            None
+        };
+        FaultProxy::spawn_with(listen, upstream, iam).await
+    }
+
+    /// Same, with the given policies (None: no IAM check).
+    pub async fn spawn_with(
+        listen: SocketAddr,
+        upstream: String,
+        iam: Option<Policies>,
+    ) -> io::Result<FaultProxy> {
         let http = reqwest::Client::builder()
             .no_proxy()
             .connect_timeout(Duration::from_secs(2))
@@ -138,6 +169,7 @@ impl FaultProxy {
             upstream: upstream.trim_end_matches('/').to_owned(),
             http,
             inner: Mutex::new(Inner::default()),
+            iam: Mutex::new(iam.map(Arc::new)),
         });
         let (stop, mut stopped) = watch::channel(false);
         let app = router(shared.clone()).into_make_service_with_connect_info::<ConnHandle>();
@@ -172,6 +204,17 @@ impl FaultProxy {
 
     pub fn faults(&self) -> FaultConfig {
         self.shared.lock().config.clone()
+    }
+
+    /// Replaces the policies local IAM evaluates (None: no check); e.g. a
+    /// narrowed copy of a function's policy in a test.
+    pub fn set_policies(&self, policies: Option<Policies>) {
+        *self.shared.iam() = policies.map(Arc::new);
+    }
+
+    /// The policies evaluated now (None: IAM is off).
+    pub fn policies(&self) -> Option<Policies> {
+        self.shared.iam().as_deref().cloned()
     }
 
     pub fn stats(&self) -> ProxyStats {
@@ -245,6 +288,33 @@ fn operation_of(headers: &HeaderMap) -> String {
         .unwrap_or_else(|| "-".to_owned())
 }
 
+/// The access key id of a SigV4 `Authorization` header
+/// (`AWS4-HMAC-SHA256 Credential=AKID/date/region/service/aws4_request, ...`).
+fn access_key_of(headers: &HeaderMap) -> Option<&str> {
+    let authorization = headers.get("authorization")?.to_str().ok()?;
+    let credential = authorization.split("Credential=").nth(1)?;
+    credential.split('/').next()
+}
+
+/// Local IAM: the refusal AWS would answer, if the caller is a function
+/// whose policy does not allow every access the call asks for.
+fn check_iam(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Option<Response> {
+    let policies = shared.iam().clone()?;
+    let function = policies.function_of(access_key_of(headers)?)?;
+    let target = headers.get("x-amz-target")?.to_str().ok()?;
+    let (service, operation) = Service::of_target(target)?;
+    let accesses = iam::accesses(service, operation, body);
+    let denied = policies.check(function, &accesses).err()?;
+    *shared
+        .lock()
+        .stats
+        .access_denied
+        .entry(format!("{} {}", denied.function, denied.action))
+        .or_default() += 1;
+    tracing::warn!(function = %denied.function, action = %denied.action, resource = %denied.resource, "local IAM refused a call");
+    Some(access_denied(service, &denied.message()))
+}
+
 async fn proxy(
     State(shared): State<Arc<Shared>>,
     ConnectInfo(conn): ConnectInfo<ConnHandle>,
@@ -262,6 +332,9 @@ async fn proxy(
             );
         }
     };
+    if let Some(refused) = check_iam(&shared, &parts.headers, &body) {
+        return refused;
+    }
     let (decision, mismatch) = {
         let mut inner = shared.lock();
         *inner.stats.requests.entry(operation.clone()).or_default() += 1;

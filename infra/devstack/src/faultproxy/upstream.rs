@@ -100,6 +100,30 @@ pub(super) fn dynamo_error(status: StatusCode, exception: &str, message: &str) -
     )
 }
 
+/// Local IAM's refusal, shaped as `service` answers it (HTTP 400).
+pub(super) fn access_denied(service: crate::iam::Service, message: &str) -> Response {
+    let mut response = (
+        StatusCode::BAD_REQUEST,
+        axum::Json(json!({"__type": service.access_denied_type(), "message": message})),
+    )
+        .into_response();
+    let content_type = if service == crate::iam::Service::DynamoDb {
+        AMZ_JSON
+    } else {
+        "application/x-amz-json-1.1"
+    };
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if service == crate::iam::Service::Sqs {
+        response.headers_mut().insert(
+            "x-amzn-query-error",
+            HeaderValue::from_static("AccessDenied;Sender"),
+        );
+    }
+    response
+}
+
 pub(super) fn internal_error() -> Response {
     dynamo_error(
         StatusCode::INTERNAL_SERVER_ERROR,
