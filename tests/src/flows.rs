@@ -78,7 +78,7 @@ pub async fn order(api: &TestApi, order_id: &str) -> OrderRecord {
         .expect("order recorded")
 }
 
-/// The delivery job (as `renewal-cron` runs it), an hour later.
+/// The delivery job (as `renewal-cron` runs it, under its IAM policy), an hour later.
 pub async fn run_deliveries(api: &TestApi) {
     let client = virtfusion::VirtFusionClient::new(
         &api.virtfusion.base_url(),
@@ -88,9 +88,15 @@ pub async fn run_deliveries(api: &TestApi) {
     .unwrap();
     let later = time::OffsetDateTime::now_utc() + time::Duration::hours(1);
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    billing::deliveries::retry_pending(&api.ledger(), Some(&client), 20, later, deadline)
-        .await
-        .unwrap();
+    billing::deliveries::retry_pending(
+        &api.function_ledger("renewal-cron"),
+        Some(&client),
+        20,
+        later,
+        deadline,
+    )
+    .await
+    .unwrap();
 }
 
 pub async fn deliver_webhook(api: &TestApi, event: &SignedEvent) {
