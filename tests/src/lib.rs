@@ -6,6 +6,7 @@ pub mod api;
 pub mod dispatch;
 pub mod events;
 pub mod openapi;
+pub mod sim;
 
 use aws_sdk_dynamodb::Client;
 use ledger::{DynamoCallCounter, Ledger, UserId};
