@@ -321,7 +321,7 @@ impl World {
                 match response.status {
                     200 => self.users[u % n].adjust_cents -= price,
                     402 | 409 => {}
-                    other => return Err(format!("DNS purchase answered {other}: {}", response.body)),
+                    other => return Err(format!("[answer] DNS purchase answered {other}: {}", response.body)),
                 }
                 Ok(())
             }
@@ -434,7 +434,7 @@ impl World {
             )
             .await;
         if added.status != 200 {
-            return Err(format!("add answered {}: {}", added.status, added.body));
+            return Err(format!("[answer] add answered {}: {}", added.status, added.body));
         }
         let order_id = added.body["orderId"].as_str().unwrap_or_default().to_owned();
         self.api.paypal.approve(&order_id);
@@ -515,7 +515,7 @@ impl World {
         }
         if response.status != 200 && response.status < 500 {
             return Err(format!(
-                "webhook {} answered {}: {}",
+                "[webhook] {} answered {}: {}",
                 event.event_type, response.status, response.body
             ));
         }
@@ -539,7 +539,7 @@ impl World {
                 }
                 if let Some((status, body)) = last {
                     return Err(format!(
-                        "webhook {} of u{u} never accepted: {status} {body}",
+                        "[webhook] {} of u{u} never accepted: {status} {body}",
                         event.event_type
                     ));
                 }
@@ -652,7 +652,7 @@ impl World {
         }
         if new.len() > 1 {
             return Err(format!(
-                "one admin refund intent ({key}) became {} PayPal refunds",
+                "[refund-once] one admin refund intent ({key}) became {} PayPal refunds",
                 new.len()
             ));
         }
@@ -735,7 +735,7 @@ impl World {
             Instant::now() + Duration::from_secs(60),
         )
         .await
-        .map_err(|e| format!("delivery job failed: {e}"))?;
+        .map_err(|e| format!("[job] delivery job failed: {e}"))?;
         self.note(format!("delivery job: {summary:?}"));
         Ok(())
     }
@@ -759,7 +759,7 @@ impl World {
             .get("/api/admin/virtfusion-deliveries?status=needs_review", &admin)
             .await;
         if listed.status != 200 {
-            return Err(format!("review list answered {}", listed.status));
+            return Err(format!("[answer] review list answered {}", listed.status));
         }
         let items = listed.body["items"].as_array().cloned().unwrap_or_default();
         for item in items {
@@ -794,7 +794,7 @@ impl World {
             ));
             if response.status != 200 {
                 return Err(format!(
-                    "settling review {id} answered {}: {}",
+                    "[review] settling {id} answered {}: {}",
                     response.status, response.body
                 ));
             }
@@ -817,7 +817,7 @@ impl World {
         let event = lambda_runtime::LambdaEvent::new(event, lambda_runtime::Context::default());
         let summary = reconcile_cron_fn::handle(&deps, event)
             .await
-            .map_err(|e| format!("reconciliation failed: {e:?}"))?;
+            .map_err(|e| format!("[job] reconciliation failed: {e:?}"))?;
         self.note(format!("reconciliation: {summary}"));
         Ok(())
     }
@@ -846,7 +846,7 @@ impl World {
                 Ok(())
             }
             400 if !grant => Ok(()),
-            other => Err(format!("admin credits answered {other}: {}", response.body)),
+            other => Err(format!("[answer] admin credits answered {other}: {}", response.body)),
         }
     }
 
@@ -954,7 +954,7 @@ impl World {
             match response.status {
                 200 => charged = true,
                 402 => {}
-                other => return Err(format!("charge answered {other}: {}", response.body)),
+                other => return Err(format!("[answer] charge answered {other}: {}", response.body)),
             }
         }
         if charged {
