@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The money-conservation simulator (tests/tests/simulator.rs, issue 25) with a
 # bigger budget than the test command's: infra/simulate.sh [LIFECYCLES] [SEED].
-# A release build (the simulator spends its time in the handlers); starts its
-# own in-memory DynamoDB Local when DYNAMODB_ENDPOINT is unset, and stops it.
+# An optimised build (profile bench-local: release without fat LTO, quick to
+# build); starts its own in-memory DynamoDB Local when DYNAMODB_ENDPOINT is
+# unset, and stops it.
 # The other SIM_* variables pass through (SIM_WORLD_SIZE, SIM_PARALLEL,
 # SIM_SKIP, SIM_AVOID, SIM_SHRINK_RUNS; see the test's header).
 #   infra/simulate.sh 10000            # 10,000 lifecycles, a fresh seed
@@ -25,4 +26,4 @@ if [ -z "${DYNAMODB_ENDPOINT:-}" ]; then
   export DYNAMODB_ENDPOINT="http://127.0.0.1:$port"
 fi
 echo "== simulator: $SIM_LIFECYCLES lifecycles${SIM_SEED:+, seed $SIM_SEED} against DynamoDB Local at $DYNAMODB_ENDPOINT"
-cargo test --release -p integration-tests --test simulator -- --nocapture
+cargo test --profile bench-local -p integration-tests --test simulator -- --nocapture

@@ -19,7 +19,7 @@ use std::time::Instant;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-const DEFAULT_LIFECYCLES: usize = 32;
+const DEFAULT_LIFECYCLES: usize = 48;
 const DEFAULT_WORLD_SIZE: usize = 8;
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -78,7 +78,7 @@ async fn money_is_conserved_across_random_lifecycles() {
     let lifecycles: usize = env_or("SIM_LIFECYCLES", DEFAULT_LIFECYCLES).max(1);
     let world_size: usize = env_or("SIM_WORLD_SIZE", DEFAULT_WORLD_SIZE).max(1);
     let parallel: usize = env_or("SIM_PARALLEL", 3).max(1);
-    let shrink_runs: usize = env_or("SIM_SHRINK_RUNS", 80);
+    let shrink_runs: usize = env_or("SIM_SHRINK_RUNS", 60);
     let options = Options::from_env();
     println!(
         "simulator: seed {seed}, {lifecycles} lifecycles in worlds of {world_size} \
