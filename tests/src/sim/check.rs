@@ -37,7 +37,10 @@ async fn audit(world: &World, user: &ledger::UserId) -> Outcome {
         .await
         .map_err(|e| format!("[audit] unreadable for {user}: {e}"))?;
     if !report.is_sound() {
-        return Err(format!("[audit] chain of {user} broken: {:?}", report.problems));
+        return Err(format!(
+            "[audit] chain of {user} broken: {:?}",
+            report.problems
+        ));
     }
     Ok(())
 }

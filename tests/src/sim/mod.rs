@@ -140,9 +140,16 @@ pub enum Step {
         vf: VfMode,
     },
     /// The buyer calls capture again.
-    RetryCapture { u: usize, p: usize },
+    RetryCapture {
+        u: usize,
+        p: usize,
+    },
     /// PayPal settles a `PENDING` capture.
-    SettleCapture { u: usize, p: usize, complete: bool },
+    SettleCapture {
+        u: usize,
+        p: usize,
+        complete: bool,
+    },
     Webhook {
         u: usize,
         r: usize,
@@ -164,25 +171,52 @@ pub enum Step {
         retry: Retry,
     },
     /// PayPal settles a `PENDING` refund.
-    SettleRefund { u: usize, r: usize, outcome: Settle },
+    SettleRefund {
+        u: usize,
+        r: usize,
+        outcome: Settle,
+    },
     /// A chargeback of what remains of the capture.
-    Reverse { u: usize, p: usize },
+    Reverse {
+        u: usize,
+        p: usize,
+    },
     /// The merchant wins the dispute of a chargeback.
-    WinDispute { u: usize, r: usize },
+    WinDispute {
+        u: usize,
+        r: usize,
+    },
     /// VirtFusion misbehaves for its next `times` calls, whoever makes them.
-    VfFault { mode: VfMode, times: u8 },
+    VfFault {
+        mode: VfMode,
+        times: u8,
+    },
     DeliveryJob,
     SettleReviews,
     Reconcile,
-    AdminCredits { u: usize, cents: i64, grant: bool },
+    AdminCredits {
+        u: usize,
+        cents: i64,
+        grant: bool,
+    },
     AdminTokenGrant {
         u: usize,
         tokens: i64,
         lost_answer: bool,
     },
-    AdminTokenRemove { u: usize, r: usize },
-    ServiceCharge { u: usize, cents: i64, retried: bool },
-    DnsPurchase { u: usize, plan: u8 },
+    AdminTokenRemove {
+        u: usize,
+        r: usize,
+    },
+    ServiceCharge {
+        u: usize,
+        cents: i64,
+        retried: bool,
+    },
+    DnsPurchase {
+        u: usize,
+        plan: u8,
+    },
 }
 
 impl Step {
@@ -227,10 +261,9 @@ impl Step {
             | Step::AdminTokenRemove { u, .. }
             | Step::ServiceCharge { u, .. }
             | Step::DnsPurchase { u, .. } => Some(u),
-            Step::VfFault { .. }
-            | Step::DeliveryJob
-            | Step::SettleReviews
-            | Step::Reconcile => None,
+            Step::VfFault { .. } | Step::DeliveryJob | Step::SettleReviews | Step::Reconcile => {
+                None
+            }
         }
     }
 }
@@ -319,7 +352,7 @@ fn user_step(rng: &mut Rng, u: usize, first: bool) -> Step {
             percent: percent(rng),
         },
         5 => {
-            let lost_answer = rng.chance(25);
+            let lost_answer = rng.chance(30);
             Step::AdminRefund {
                 u,
                 p,
@@ -327,7 +360,7 @@ fn user_step(rng: &mut Rng, u: usize, first: bool) -> Step {
                 pending: rng.chance(30),
                 lost_answer,
                 retry: if lost_answer {
-                    rng.weighted(&[(20, Retry::None), (50, Retry::Same), (30, Retry::Edited)])
+                    rng.weighted(&[(10, Retry::None), (45, Retry::Same), (45, Retry::Edited)])
                 } else {
                     Retry::None
                 },

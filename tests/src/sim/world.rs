@@ -146,7 +146,9 @@ impl World {
     /// become a 429 (surely not applied).
     fn calm(&self, mode: VfMode) -> VfMode {
         match mode {
-            VfMode::Status500 | VfMode::ApplyThenHang if self.avoids("token_review") => VfMode::Busy,
+            VfMode::Status500 | VfMode::ApplyThenHang if self.avoids("token_review") => {
+                VfMode::Busy
+            }
             other => other,
         }
     }
@@ -259,7 +261,10 @@ impl World {
                 };
                 if let Some(id) = self.api.paypal.reverse_capture(&capture) {
                     self.note(format!("chargeback {id} of {capture}"));
-                    let event = self.api.paypal.signed_event(EventType::CaptureReversed, &id);
+                    let event = self
+                        .api
+                        .paypal
+                        .signed_event(EventType::CaptureReversed, &id);
                     self.hold(u % n, event);
                 }
                 Ok(())
@@ -315,13 +320,23 @@ impl World {
                 let token = self.users[u % n].token.clone();
                 let response = self
                     .api
-                    .send("POST", &format!("/api/dns/plans/{plan}/purchase"), &token, "")
+                    .send(
+                        "POST",
+                        &format!("/api/dns/plans/{plan}/purchase"),
+                        &token,
+                        "",
+                    )
                     .await;
                 self.note(format!("DNS {plan} for u{}: {}", u % n, response.status));
                 match response.status {
                     200 => self.users[u % n].adjust_cents -= price,
                     402 | 409 => {}
-                    other => return Err(format!("[answer] DNS purchase answered {other}: {}", response.body)),
+                    other => {
+                        return Err(format!(
+                            "[answer] DNS purchase answered {other}: {}",
+                            response.body
+                        ));
+                    }
                 }
                 Ok(())
             }
@@ -434,9 +449,15 @@ impl World {
             )
             .await;
         if added.status != 200 {
-            return Err(format!("[answer] add answered {}: {}", added.status, added.body));
+            return Err(format!(
+                "[answer] add answered {}: {}",
+                added.status, added.body
+            ));
         }
-        let order_id = added.body["orderId"].as_str().unwrap_or_default().to_owned();
+        let order_id = added.body["orderId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         self.api.paypal.approve(&order_id);
         self.users[u].purchases.push(Purchase {
             order_id: order_id.clone(),
@@ -561,7 +582,10 @@ impl World {
         let cents = percent.map(|pc| (capture.amount_cents * i64::from(pc) / 100).max(1));
         if let Some(id) = self.api.paypal.dashboard_refund(&capture_id, cents) {
             self.note(format!("dashboard refund {id} of {capture_id}: {cents:?}"));
-            let event = self.api.paypal.signed_event(EventType::CaptureRefunded, &id);
+            let event = self
+                .api
+                .paypal
+                .signed_event(EventType::CaptureRefunded, &id);
             self.hold(u, event);
         }
     }
@@ -756,7 +780,10 @@ impl World {
         let admin = self.api.token(ADMIN, true);
         let listed = self
             .api
-            .get("/api/admin/virtfusion-deliveries?status=needs_review", &admin)
+            .get(
+                "/api/admin/virtfusion-deliveries?status=needs_review",
+                &admin,
+            )
             .await;
         if listed.status != 200 {
             return Err(format!("[answer] review list answered {}", listed.status));
@@ -846,18 +873,33 @@ impl World {
                 Ok(())
             }
             400 if !grant => Ok(()),
-            other => Err(format!("[answer] admin credits answered {other}: {}", response.body)),
+            other => Err(format!(
+                "[answer] admin credits answered {other}: {}",
+                response.body
+            )),
         }
     }
 
-    async fn admin_tokens_call(&self, method: &str, path: &str, body: &Value, key: &str) -> TestResponse {
+    async fn admin_tokens_call(
+        &self,
+        method: &str,
+        path: &str,
+        body: &Value,
+        key: &str,
+    ) -> TestResponse {
         let token = self.api.token(ADMIN, true);
         let headers = [
             ("content-type", "application/json"),
             ("idempotency-key", key),
         ];
         self.api
-            .call(method, path, Some(&token), Some(&body.to_string()), &headers)
+            .call(
+                method,
+                path,
+                Some(&token),
+                Some(&body.to_string()),
+                &headers,
+            )
             .await
     }
 
@@ -878,7 +920,11 @@ impl World {
             self.api.virtfusion.clear_failure();
         }
         let again = if lost_answer {
-            Some(self.admin_tokens_call("POST", &path, &body, &key).await.status)
+            Some(
+                self.admin_tokens_call("POST", &path, &body, &key)
+                    .await
+                    .status,
+            )
         } else {
             None
         };
@@ -918,7 +964,10 @@ impl World {
                 &key,
             )
             .await;
-        self.note(format!("admin removes credit {credit} of u{u}: {}", response.status));
+        self.note(format!(
+            "admin removes credit {credit} of u{u}: {}",
+            response.status
+        ));
         Ok(())
     }
 
@@ -950,11 +999,20 @@ impl World {
                     &headers,
                 )
                 .await;
-            self.note(format!("charge {} to u{u}: {}", money(cents), response.status));
+            self.note(format!(
+                "charge {} to u{u}: {}",
+                money(cents),
+                response.status
+            ));
             match response.status {
                 200 => charged = true,
                 402 => {}
-                other => return Err(format!("[answer] charge answered {other}: {}", response.body)),
+                other => {
+                    return Err(format!(
+                        "[answer] charge answered {other}: {}",
+                        response.body
+                    ));
+                }
             }
         }
         if charged {
