@@ -155,6 +155,12 @@ pub enum Step {
         r: usize,
         action: WebhookAction,
     },
+    /// Every held event of the user at once, in order or reversed (held
+    /// back, then released).
+    FlushWebhooks {
+        u: usize,
+        reversed: bool,
+    },
     /// A refund in PayPal's dashboard: what remains (`percent: None`) or a
     /// share of the capture.
     DashboardRefund {
@@ -227,6 +233,7 @@ impl Step {
             Step::RetryCapture { .. } => "retry_capture",
             Step::SettleCapture { .. } => "settle_capture",
             Step::Webhook { .. } => "webhook",
+            Step::FlushWebhooks { .. } => "flush_webhooks",
             Step::DashboardRefund { .. } => "dashboard_refund",
             Step::AdminRefund { .. } => "admin_refund",
             Step::SettleRefund { .. } => "settle_refund",
@@ -251,6 +258,7 @@ impl Step {
             | Step::RetryCapture { u, .. }
             | Step::SettleCapture { u, .. }
             | Step::Webhook { u, .. }
+            | Step::FlushWebhooks { u, .. }
             | Step::DashboardRefund { u, .. }
             | Step::AdminRefund { u, .. }
             | Step::SettleRefund { u, .. }
@@ -328,6 +336,7 @@ fn user_step(rng: &mut Rng, u: usize, first: bool) -> Step {
         (2, 11),
         (3, 12),
         (2, 13),
+        (5, 14),
     ]);
     match kind {
         0 => buy(rng, u),
@@ -352,7 +361,7 @@ fn user_step(rng: &mut Rng, u: usize, first: bool) -> Step {
             percent: percent(rng),
         },
         5 => {
-            let lost_answer = rng.chance(30);
+            let lost_answer = rng.chance(40);
             Step::AdminRefund {
                 u,
                 p,
@@ -392,6 +401,10 @@ fn user_step(rng: &mut Rng, u: usize, first: bool) -> Step {
             u,
             cents: rng.pick(&[99, 500, 1500]),
             retried: rng.chance(30),
+        },
+        14 => Step::FlushWebhooks {
+            u,
+            reversed: rng.chance(50),
         },
         _ => Step::DnsPurchase {
             u,

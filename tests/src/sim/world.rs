@@ -211,6 +211,12 @@ impl World {
                 Ok(())
             }
             Step::Webhook { u, r, action } => self.webhook(u % n, r, action).await,
+            Step::FlushWebhooks { u, reversed } => {
+                if reversed {
+                    self.users[u % n].queue.reverse();
+                }
+                self.flush_user(u % n).await
+            }
             Step::DashboardRefund { u, p, percent } => {
                 if percent.is_some()
                     && self.is_tokens(u % n, p)
@@ -547,25 +553,30 @@ impl World {
     /// does, a few times).
     pub async fn flush_webhooks(&mut self) -> Outcome {
         for u in 0..self.users.len() {
-            let queue = std::mem::take(&mut self.users[u].queue);
-            for event in queue {
-                let mut last = None;
-                for _ in 0..4 {
-                    let response = self.deliver(&event).await;
-                    if response.status == 200 {
-                        last = None;
-                        break;
-                    }
-                    last = Some((response.status, response.body));
+            self.flush_user(u).await?;
+        }
+        Ok(())
+    }
+
+    async fn flush_user(&mut self, u: usize) -> Outcome {
+        let queue = std::mem::take(&mut self.users[u].queue);
+        for event in queue {
+            let mut last = None;
+            for _ in 0..4 {
+                let response = self.deliver(&event).await;
+                if response.status == 200 {
+                    last = None;
+                    break;
                 }
-                if let Some((status, body)) = last {
-                    return Err(format!(
-                        "[webhook] {} of u{u} never accepted: {status} {body}",
-                        event.event_type
-                    ));
-                }
-                self.note(format!("flushed webhook {} of u{u}", event.event_type));
+                last = Some((response.status, response.body));
             }
+            if let Some((status, body)) = last {
+                return Err(format!(
+                    "[webhook] {} of u{u} never accepted: {status} {body}",
+                    event.event_type
+                ));
+            }
+            self.note(format!("flushed webhook {} of u{u}", event.event_type));
         }
         Ok(())
     }
