@@ -9,6 +9,7 @@
 //! sequence: a step whose target does not exist yet does nothing. That is
 //! what lets the shrinker delete steps freely.
 
+mod admin;
 pub mod check;
 pub mod world;
 
