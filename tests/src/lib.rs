@@ -7,6 +7,7 @@ pub mod dispatch;
 pub mod events;
 pub mod flows;
 pub mod openapi;
+pub mod sim;
 
 use aws_sdk_dynamodb::Client;
 use ledger::{DynamoCallCounter, Ledger, UserId};
