@@ -1307,6 +1307,15 @@ async fn receive_some(client: &aws_sdk_sqs::Client, url: &str) -> Vec<aws_sdk_sq
 }
 
 /// A worker whose queue and dead-letter queue are `url` and `dead_letter_url` on moto.
+/// SQS as the worker reaches it: signed as `renewal-worker`, through the
+/// proxy that checks its policy.
+async fn worker_sqs(iam: &devstack::faultproxy::FaultProxy) -> aws_sdk_sqs::Client {
+    renewal_cron_fn::fanout::client(
+        &integration_tests::events::function_sdk("renewal-worker").await,
+        Some(iam.endpoint()),
+    )
+}
+
 fn queued_worker(
     ledger: &Ledger,
     sqs: &aws_sdk_sqs::Client,
@@ -1344,9 +1353,10 @@ async fn a_partition_still_making_progress_continues_in_a_new_message() {
             .unwrap();
         users.push(user);
     }
-    let (sqs, url) = queue().await;
-    let (_, dead_letter_url) = queue().await;
-    let mut worker = queued_worker(&ledger, &sqs, &url, &dead_letter_url);
+    let (sqs, url, _, iam) = queue().await;
+    let (_, dead_letter_url, _, _) = queue().await;
+    let worker_sqs = worker_sqs(&iam).await;
+    let mut worker = queued_worker(&ledger, &worker_sqs, &url, &dead_letter_url);
     // Two subscriptions per invocation: the page bound stops each run early.
     worker.options.page_size = 2;
     worker.options.max_pages = 1;
@@ -1396,9 +1406,10 @@ async fn a_partition_still_making_progress_continues_in_a_new_message() {
 #[tokio::test]
 async fn a_malformed_message_goes_straight_to_the_dead_letter_queue() {
     let (table, _deps) = setup().await;
-    let (sqs, url) = queue().await;
-    let (_, dead_letter_url) = queue().await;
-    let worker = queued_worker(&table.ledger(), &sqs, &url, &dead_letter_url);
+    let (sqs, url, _, iam) = queue().await;
+    let (_, dead_letter_url, _, _) = queue().await;
+    let worker_sqs = worker_sqs(&iam).await;
+    let worker = queued_worker(&table.ledger(), &worker_sqs, &url, &dead_letter_url);
     let garbage = "{\"partition\": \"RENEWAL#99\"}";
     let answer = work(&worker, sqs_event("garbage", garbage)).await;
     assert_eq!(answer, json!({"batchItemFailures": []}), "not retried");
