@@ -103,10 +103,20 @@ async fn money_is_conserved_across_random_lifecycles() {
         });
     }
     let mut failures = Vec::new();
+    let mut finished = 0;
     while let Some(done) = tasks.join_next().await {
         let (index, world_seed, users, steps, outcome) = done.expect("world task");
         if let Err(failure) = outcome {
             failures.push((index, world_seed, users, steps, failure));
+        }
+        finished += 1;
+        // Progress of a long run (infra/simulate.sh), every 25 worlds.
+        if finished % 25 == 0 {
+            println!(
+                "simulator: {finished}/{worlds} worlds, {:.0}s, {} failing",
+                started.elapsed().as_secs_f64(),
+                failures.len()
+            );
         }
     }
     println!(
