@@ -84,10 +84,11 @@ impl World {
                 "reason": format!("VirtFusion shows {}", if delivered { "it" } else { "nothing" }),
             });
             // A careful admin names the credit found (VirtFusion's panel shows its id).
-            if delivered && item["operation"] != json!("removal") {
-                if let Some(credit) = self.credits_for(&id).first() {
-                    body["creditId"] = json!(credit.id);
-                }
+            if delivered
+                && item["operation"] != json!("removal")
+                && let Some(credit) = self.credits_for(&id).first()
+            {
+                body["creditId"] = json!(credit.id);
             }
             let response = self
                 .api
