@@ -3,6 +3,7 @@
 //! (429 with `Retry-After` beyond it), a user holds at most five unpaid
 //! orders, and the read routes pay nothing for it.
 
+use devstack::paypal::{Failure, Operation};
 use integration_tests::api::{TestApi, TestResponse};
 use integration_tests::new_user;
 use std::sync::Arc;
@@ -56,7 +57,12 @@ async fn one_user_looping_on_add_is_throttled_while_another_is_served() {
             other => panic!("{other}: {:?}", response.body),
         }
     }
-    assert!((1..=10).contains(&ok), "{ok} orders beyond the burst of 10");
+    // The bucket let at most 10 through; of those, the open-orders cap
+    // (places taken by conditional puts) at most 5, even at once.
+    assert!(
+        (1..=5).contains(&ok),
+        "{ok} unpaid orders beyond the cap of 5"
+    );
     assert_eq!(ok + limited, 30);
     assert!(by_rate >= 20, "{by_rate} refused by the bucket");
     // At most one PayPal order per allowed request (plus the other user's,
@@ -130,6 +136,23 @@ async fn a_user_holds_at_most_five_unpaid_orders() {
     assert_eq!(captured.status, 200, "{:?}", captured.body);
     let response = add(&api, &token).await;
     assert_eq!(response.status, 200, "{:?}", response.body);
+}
+
+#[tokio::test]
+async fn an_order_paypal_refused_gives_its_place_back() {
+    let api = TestApi::new().await;
+    let token = api.token(new_user().as_str(), false);
+    // Five refusals by PayPal hold no place: five orders still fit after them.
+    api.paypal
+        .set_failure(Operation::CreateOrder, Failure::Status(500), Some(5));
+    for _ in 0..5 {
+        let response = add(&api, &token).await;
+        assert!(response.status >= 500, "{:?}", response.body);
+    }
+    for _ in 0..5 {
+        let response = add(&api, &token).await;
+        assert_eq!(response.status, 200, "{:?}", response.body);
+    }
 }
 
 #[tokio::test]

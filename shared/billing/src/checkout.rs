@@ -179,7 +179,6 @@ pub async fn start_order(
             )));
         }
     }
-    limits::ensure_open_orders_below(ledger, user, limits.orders.max_open_orders).await?;
 
     // Same key → same purchase id → same PayPal-Request-Id → the same PayPal order.
     let purchase_id = key
@@ -190,7 +189,10 @@ pub async fn start_order(
         PurchaseKind::Credits => format!("Custom credits {}", amount.formatted()),
         PurchaseKind::Tokens => format!("VirtFusion tokens: {}", tokens.formatted()),
     };
-    let order = paypal
+    let slot =
+        limits::reserve_open_order(ledger, user, limits.orders.max_open_orders, &purchase_id)
+            .await?;
+    let order = match paypal
         .create_order(&CreateOrder {
             amount,
             custom_id: user.as_str().to_owned(),
@@ -201,7 +203,13 @@ pub async fn start_order(
             cancel_url: None,
         })
         .await
-        .map_err(paypal_error)?;
+    {
+        Ok(order) => order,
+        Err(err) => {
+            limits::release_open_order(ledger, user, &slot).await;
+            return Err(paypal_error(err));
+        }
+    };
     let approve_url = order.approve_url.clone().ok_or(BillingError::Upstream {
         service: "PayPal",
         transient: false,
@@ -242,12 +250,16 @@ pub async fn start_order(
             &purchase_pointer(&record.purchase_id),
             &record.order_id,
         )?,
-        limits::open_order_item(ledger, user, &record.order_id)?,
+        limits::open_order_item(ledger, user, &slot, &record.order_id)?,
     ];
     if let Some(key) = key {
         items.push(key.record_item(ledger.table(), Some(&response))?);
     }
-    match write_together(ledger, items).await? {
+    let written = write_together(ledger, items).await?;
+    if written.is_some() {
+        limits::release_open_order(ledger, user, &slot).await;
+    }
+    match written {
         None => Ok(response),
         // A concurrent request with the same key recorded it first: its answer is ours.
         Some(_) => match key.map(|k| k.lookup(ledger)) {

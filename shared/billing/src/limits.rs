@@ -10,17 +10,21 @@
 //!   of now. An idle user's request and a refused one cost one conditional
 //!   `UpdateItem`; a request inside a burst costs two (the first finds the
 //!   bucket in use). Read routes never touch it.
-//! - **Open orders** ([`ensure_open_orders_below`], [`open_order_item`],
-//!   [`close_open_order`]): an `OPEN#<orderId>` marker in the user's
-//!   partition is written with each order and deleted when it is captured;
-//!   it lapses by itself after [`OPEN_ORDER_LIFETIME`] (PayPal lets an
-//!   unapproved order expire after 3 hours). A new order beyond the cap is
-//!   refused before PayPal is called.
+//! - **Open orders** ([`reserve_open_order`], [`open_order_item`],
+//!   [`close_open_order`]): a user has `max` places `OPEN#<n>` in their
+//!   partition; a new order takes a free one by a conditional put before
+//!   PayPal is called (so concurrent orders cannot exceed the cap), the
+//!   order's transaction writes its id into it, and its capture frees it;
+//!   a place lapses by itself after [`OPEN_ORDER_LIFETIME`] (PayPal lets an
+//!   unapproved order expire after 3 hours). With every place held the
+//!   answer is 429 until the first lapses.
 //!
 //! Both refuse with [`BillingError::RateLimited`] (429 with `Retry-After`).
 
 use crate::BillingError;
 use crate::store::attrs::s;
+use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
@@ -201,42 +205,91 @@ async fn update(
     }
 }
 
-fn open_sk(order_id: &str) -> String {
-    format!("OPEN#{order_id}")
+/// A place reserved among the user's open orders (`OPEN#<n>`, n below the cap).
+#[derive(Debug)]
+pub struct OpenSlot {
+    sk: String,
+    purchase_id: String,
 }
 
-/// Refuses a new order while `user` holds `max` open ones (one `Query` of
-/// the user's `OPEN#` markers that have not lapsed).
-#[tracing::instrument(skip_all, fields(user = %user, max))]
-pub async fn ensure_open_orders_below(
+fn until_of(item: &ledger::AttrMap) -> Option<u64> {
+    item.get("until")?.as_n().ok()?.parse::<u64>().ok()
+}
+
+/// The user's `OPEN#` markers, read consistently (one `Query`).
+async fn open_markers(
     ledger: &Ledger,
     user: &UserId,
-    max: u32,
-) -> Result<(), BillingError> {
-    let now = now_ms();
+) -> Result<Vec<ledger::AttrMap>, BillingError> {
     let out = ledger
         .client()
         .query()
         .table_name(ledger.table())
         .key_condition_expression("pk = :pk AND begins_with(sk, :open)")
-        .filter_expression("#until > :now")
-        .expression_attribute_names("#until", "until")
         .expression_attribute_values(":pk", s(user.pk()))
         .expression_attribute_values(":open", s("OPEN#"))
-        .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
         .consistent_read(true)
         .send()
         .await
         .map_err(|e| LedgerError::dynamo("Query", &e))?;
-    let open: Vec<u64> = out
-        .items()
+    Ok(out.items.unwrap_or_default())
+}
+
+/// Reserves one of the user's `max` open-order places before PayPal is
+/// called, or refuses while all are held by unpaid orders. Each place is an
+/// item taken by a conditional put (free: absent or lapsed), so concurrent
+/// requests never hold more than `max` between them.
+#[tracing::instrument(skip_all, fields(user = %user, max))]
+pub async fn reserve_open_order(
+    ledger: &Ledger,
+    user: &UserId,
+    max: u32,
+    purchase_id: &str,
+) -> Result<OpenSlot, BillingError> {
+    let now = now_ms();
+    let markers = open_markers(ledger, user).await?;
+    let held: Vec<(&str, u64)> = markers
         .iter()
-        .filter_map(|item| item.get("until")?.as_n().ok()?.parse::<u64>().ok())
+        .filter_map(|item| {
+            let sk = item.get("sk")?.as_s().ok()?;
+            Some((sk.as_str(), until_of(item)?))
+        })
+        .filter(|(_, until)| *until > now)
         .collect();
-    if open.len() < usize::try_from(max).unwrap_or(usize::MAX) {
-        return Ok(());
+    let until = now + u64::try_from(OPEN_ORDER_LIFETIME.as_millis()).unwrap_or(0);
+    for n in 0..max {
+        let sk = format!("OPEN#{n}");
+        if held.iter().any(|(taken, _)| *taken == sk) {
+            continue;
+        }
+        let result = ledger
+            .client()
+            .put_item()
+            .table_name(ledger.table())
+            .item("pk", s(user.pk()))
+            .item("sk", s(&sk))
+            .item("until", AttributeValue::N(until.to_string()))
+            .item("purchaseId", s(purchase_id))
+            .condition_expression("attribute_not_exists(pk) OR #until <= :now")
+            .expression_attribute_names("#until", "until")
+            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => {
+                return Ok(OpenSlot {
+                    sk,
+                    purchase_id: purchase_id.to_owned(),
+                });
+            }
+            Err(err) => match err.as_service_error() {
+                // Taken a moment ago by a concurrent order: try the next place.
+                Some(PutItemError::ConditionalCheckFailedException(_)) => continue,
+                _ => return Err(LedgerError::dynamo("PutItem", &err).into()),
+            },
+        }
     }
-    let first_lapse = open.iter().min().copied().unwrap_or(now);
+    let first_lapse = held.iter().map(|(_, until)| *until).min().unwrap_or(now);
     Err(refused(
         first_lapse.saturating_sub(now),
         &format!("Too many unpaid orders (at most {max}); pay or abandon one first"),
@@ -244,37 +297,75 @@ pub async fn ensure_open_orders_below(
     ))
 }
 
-/// The `OPEN#<orderId>` marker, written with the order.
+/// The reserved place, now naming its order (written with the order).
 pub fn open_order_item(
     ledger: &Ledger,
     user: &UserId,
+    slot: &OpenSlot,
     order_id: &str,
 ) -> Result<TransactWriteItem, LedgerError> {
     let until = now_ms() + u64::try_from(OPEN_ORDER_LIFETIME.as_millis()).unwrap_or(0);
     let put = Put::builder()
         .table_name(ledger.table())
         .item("pk", s(user.pk()))
-        .item("sk", s(open_sk(order_id)))
+        .item("sk", s(&slot.sk))
         .item("until", AttributeValue::N(until.to_string()))
+        .item("purchaseId", s(&slot.purchase_id))
+        .item("orderId", s(order_id))
         .build()
         .map_err(|e| LedgerError::corrupt("open order", e.to_string()))?;
     Ok(TransactWriteItem::builder().put(put).build())
 }
 
-/// The order is paid (or settled): it no longer counts as open.
+/// Gives back a place whose order was never recorded (PayPal refused, or a
+/// concurrent request with the same key recorded it). Best effort: a place
+/// left behind lapses by itself.
+pub async fn release_open_order(ledger: &Ledger, user: &UserId, slot: &OpenSlot) {
+    let result = ledger
+        .client()
+        .delete_item()
+        .table_name(ledger.table())
+        .key("pk", s(user.pk()))
+        .key("sk", s(&slot.sk))
+        .condition_expression("purchaseId = :pid AND attribute_not_exists(orderId)")
+        .expression_attribute_values(":pid", s(&slot.purchase_id))
+        .send()
+        .await;
+    if let Err(err) = result {
+        tracing::info!(error = %err, "open-order place not released; it lapses by itself");
+    }
+}
+
+/// The order is paid (or settled): its place is free (one `Query` of the
+/// user's few markers, one conditional `DeleteItem`).
 pub async fn close_open_order(
     ledger: &Ledger,
     user: &UserId,
     order_id: &str,
 ) -> Result<(), BillingError> {
-    ledger
-        .client()
-        .delete_item()
-        .table_name(ledger.table())
-        .key("pk", s(user.pk()))
-        .key("sk", s(open_sk(order_id)))
-        .send()
-        .await
-        .map_err(|e| LedgerError::dynamo("DeleteItem", &e))?;
+    for item in open_markers(ledger, user).await? {
+        let (Some(sk), Some(AttributeValue::S(id))) = (item.get("sk"), item.get("orderId")) else {
+            continue;
+        };
+        if id != order_id {
+            continue;
+        }
+        let result = ledger
+            .client()
+            .delete_item()
+            .table_name(ledger.table())
+            .key("pk", s(user.pk()))
+            .key("sk", sk.clone())
+            .condition_expression("orderId = :id")
+            .expression_attribute_values(":id", s(order_id))
+            .send()
+            .await;
+        if let Err(err) = result {
+            match err.as_service_error() {
+                Some(DeleteItemError::ConditionalCheckFailedException(_)) => {}
+                _ => return Err(LedgerError::dynamo("DeleteItem", &err).into()),
+            }
+        }
+    }
     Ok(())
 }
