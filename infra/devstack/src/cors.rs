@@ -611,10 +611,10 @@ Resources:
         assert_eq!(response.status(), 200);
         let h = response.headers();
         assert_eq!(h["access-control-allow-origin"], "http://127.0.0.1:5173");
-        // The export's file name is readable by the billing page.
+        // The export's file name and a 429's Retry-After are readable by the billing page.
         assert_eq!(
             h["access-control-expose-headers"],
-            "x-request-id,content-disposition"
+            "x-request-id,content-disposition,retry-after"
         );
         assert_eq!(h["x-request-id"], "req-123");
         // Another origin: the function's own `*` is dropped, nothing added.

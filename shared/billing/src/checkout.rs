@@ -15,6 +15,7 @@
 use crate::BillingError;
 use crate::events::{self, DetailType, Event};
 use crate::idempotency::{Existing, IdempotencyKey, StoredResponse};
+use crate::limits::{self, OrderLimits};
 pub use crate::orders::Settlement;
 use crate::orders::{
     DELIVERY_PENDING, Delivery, OrderRecord, OrderUpdate, PaymentStatus, PurchaseKind,
@@ -36,6 +37,8 @@ pub struct TopUpLimits {
     pub max: Usd,
     /// A credit top-up that would take the balance above this is refused.
     pub max_balance: Usd,
+    /// Per-user rate and open-order limits ([`crate::limits`]).
+    pub orders: OrderLimits,
 }
 
 impl Default for TopUpLimits {
@@ -44,12 +47,14 @@ impl Default for TopUpLimits {
             min: Usd::from_cents(100).unwrap_or(Usd::ZERO),
             max: Usd::from_cents(100_000).unwrap_or(Usd::ZERO),
             max_balance: Usd::from_cents(1_000_000).unwrap_or(Usd::ZERO),
+            orders: OrderLimits::default(),
         }
     }
 }
 
 impl TopUpLimits {
-    /// `TOPUP_MIN_USD`, `TOPUP_MAX_USD`, `MAX_CREDIT_BALANCE_USD` (defaults $1, $1000, $10,000).
+    /// `TOPUP_MIN_USD`, `TOPUP_MAX_USD`, `MAX_CREDIT_BALANCE_USD` (defaults $1, $1000, $10,000),
+    /// and [`OrderLimits::from_env`].
     pub fn from_env() -> TopUpLimits {
         let read = |name: &str, default: Usd| {
             std::env::var(name)
@@ -62,6 +67,7 @@ impl TopUpLimits {
             min: read("TOPUP_MIN_USD", d.min),
             max: read("TOPUP_MAX_USD", d.max),
             max_balance: read("MAX_CREDIT_BALANCE_USD", d.max_balance),
+            orders: OrderLimits::from_env(),
         }
     }
 }
@@ -90,7 +96,8 @@ fn paypal_error(err: PayPalError) -> BillingError {
 /// The use-case of `POST …/custom-credits/add` and `…/virtfusion-tokens/add`:
 /// the request's `Idempotency-Key` is scoped to what is bought and bound to
 /// the amount (the same key with another amount is refused), then
-/// [`start_order`].
+/// [`start_order`]. First of all the user's order bucket is taken from
+/// ([`limits::take`]): beyond it the answer is 429, and PayPal is not called.
 #[tracing::instrument(skip_all, fields(kind = kind.as_str(), keyed = idempotency_key.is_some()))]
 pub async fn order_route(
     ledger: &Ledger,
@@ -101,6 +108,7 @@ pub async fn order_route(
     amount: Usd,
     idempotency_key: Option<&str>,
 ) -> Result<StoredResponse, BillingError> {
+    limits::take(ledger, user, "orders", limits.orders.orders).await?;
     let key = idempotency_key.map(|key| {
         IdempotencyKey::new(
             user,
@@ -127,9 +135,12 @@ pub async fn capture_route(
     order_id: &str,
 ) -> Result<StoredResponse, BillingError> {
     let virtfusion = virtfusion.filter(|_| kind.delivers_to_virtfusion());
-    Ok(capture(ledger, paypal, virtfusion, user, kind, order_id)
-        .await?
-        .response())
+    let settlement = capture(ledger, paypal, virtfusion, user, kind, order_id).await?;
+    // Paid: no longer an open order. Best effort, it lapses by itself anyway.
+    if let Err(err) = limits::close_open_order(ledger, user, order_id).await {
+        tracing::warn!(error = %err, "open-order marker not removed; it lapses by itself");
+    }
+    Ok(settlement.response())
 }
 
 /// `POST …/custom-credits/add` and `…/virtfusion-tokens/add`.
@@ -178,7 +189,10 @@ pub async fn start_order(
         PurchaseKind::Credits => format!("Custom credits {}", amount.formatted()),
         PurchaseKind::Tokens => format!("VirtFusion tokens: {}", tokens.formatted()),
     };
-    let order = paypal
+    let slot =
+        limits::reserve_open_order(ledger, user, limits.orders.max_open_orders, &purchase_id)
+            .await?;
+    let order = match paypal
         .create_order(&CreateOrder {
             amount,
             custom_id: user.as_str().to_owned(),
@@ -189,7 +203,13 @@ pub async fn start_order(
             cancel_url: None,
         })
         .await
-        .map_err(paypal_error)?;
+    {
+        Ok(order) => order,
+        Err(err) => {
+            limits::release_open_order(ledger, user, &slot).await;
+            return Err(paypal_error(err));
+        }
+    };
     let approve_url = order.approve_url.clone().ok_or(BillingError::Upstream {
         service: "PayPal",
         transient: false,
@@ -230,11 +250,16 @@ pub async fn start_order(
             &purchase_pointer(&record.purchase_id),
             &record.order_id,
         )?,
+        limits::open_order_item(ledger, user, &slot, &record.order_id)?,
     ];
     if let Some(key) = key {
         items.push(key.record_item(ledger.table(), Some(&response))?);
     }
-    match write_together(ledger, items).await? {
+    let written = write_together(ledger, items).await?;
+    if written.is_some() {
+        limits::release_open_order(ledger, user, &slot).await;
+    }
+    match written {
         None => Ok(response),
         // A concurrent request with the same key recorded it first: its answer is ours.
         Some(_) => match key.map(|k| k.lookup(ledger)) {

@@ -31,6 +31,13 @@ pub enum BillingError {
     /// The first request with this `Idempotency-Key` is still running (409).
     #[error("A request with this Idempotency-Key is still in progress")]
     IdempotencyInProgress,
+    /// A per-user limit ([`crate::limits`]): 429 with `Retry-After`.
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        code: &'static str,
+        retry_after_secs: u64,
+    },
     /// Our own storage failed or stayed contended (500/503).
     #[error(transparent)]
     Ledger(#[from] LedgerError),

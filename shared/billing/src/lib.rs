@@ -10,6 +10,7 @@ mod error;
 pub mod events;
 pub mod history;
 pub mod idempotency;
+pub mod limits;
 pub mod orders;
 pub mod purchases;
 mod reason;

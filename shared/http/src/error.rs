@@ -14,6 +14,8 @@ pub struct ApiError {
     pub code: Option<&'static str>,
     pub details: Option<Value>,
     pub cause: Option<String>,
+    /// Seconds for a `Retry-After` header (429).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -24,6 +26,7 @@ impl ApiError {
             code: Some(code),
             details: None,
             cause: None,
+            retry_after: None,
         }
     }
 
@@ -99,6 +102,14 @@ impl From<BillingError> for ApiError {
                 "A request with this Idempotency-Key is still in progress",
                 "idempotency_in_progress",
             ),
+            BillingError::RateLimited {
+                message,
+                code,
+                retry_after_secs,
+            } => ApiError {
+                retry_after: Some(retry_after_secs),
+                ..ApiError::new(429, message, code)
+            },
             BillingError::Ledger(err) => err.into(),
         }
     }

@@ -93,7 +93,7 @@ where
     );
     // Boxed: handler futures are large in debug builds; keep them off the stack.
     let result = Box::pin(work.instrument(span.clone())).await;
-    let (status, body) = match result {
+    let (status, body, retry_after) = match result {
         Ok(value) => {
             let response = ok(value, &request_id)?;
             let _guard = span.enter();
@@ -115,14 +115,20 @@ where
                     "request refused"
                 );
             }
-            (err.status, err.body())
+            (err.status, err.body(), err.retry_after)
         }
     };
     {
         let _guard = span.enter();
         tracing::info!(status, "request done");
     }
-    json_response(status, &body, &request_id)
+    let mut response = json_response(status, &body, &request_id)?;
+    if let Some(seconds) = retry_after {
+        response
+            .headers_mut()
+            .insert("retry-after", lambda_http::http::HeaderValue::from(seconds));
+    }
+    Ok(response)
 }
 
 pub(crate) fn json_response(
