@@ -1363,6 +1363,25 @@ export interface components {
                 "application/json": components["schemas"]["Error"];
             };
         };
+        /**
+         * @description A per-user limit (the API stays up for everyone else): `code`
+         *     `rate_limited`, too many orders in a short time (a token bucket:
+         *     by default 10 at once, then one per 6 s), or `too_many_open_orders`,
+         *     the user holds the maximum of unpaid orders (by default 5; pay one,
+         *     or wait until one lapses, 3 hours after it was created). Nothing
+         *     was changed and PayPal was not called; retry after `Retry-After`.
+         */
+        TooManyRequests: {
+            headers: {
+                "x-request-id": components["headers"]["RequestId"];
+                /** @description Seconds to wait before retrying */
+                "Retry-After": number;
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Error"];
+            };
+        };
         /** @description An upstream (PayPal, VirtFusion) failed; nothing was changed */
         BadGateway: {
             headers: {
@@ -1579,6 +1598,7 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             409: components["responses"]["Conflict"];
             422: components["responses"]["IdempotencyKeyReused"];
+            429: components["responses"]["TooManyRequests"];
             500: components["responses"]["InternalError"];
             502: components["responses"]["BadGateway"];
             503: components["responses"]["ServiceUnavailable"];
@@ -1652,6 +1672,7 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             409: components["responses"]["Conflict"];
             422: components["responses"]["IdempotencyKeyReused"];
+            429: components["responses"]["TooManyRequests"];
             500: components["responses"]["InternalError"];
             502: components["responses"]["BadGateway"];
             503: components["responses"]["ServiceUnavailable"];
