@@ -280,3 +280,33 @@ impl EventsEnv {
         serde_json::from_str(&text).unwrap_or(Value::Null)
     }
 }
+
+/// The `detail` of every outbox item of `detail_type` in `table` (what the
+/// publisher would publish), read straight from the table.
+pub async fn outbox_details(table: &TestTable, detail_type: &str) -> Vec<Value> {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let mut details = Vec::new();
+    let mut start = None;
+    loop {
+        let out = table
+            .client
+            .scan()
+            .table_name(&table.name)
+            .filter_expression("begins_with(pk, :outbox) AND detailType = :type")
+            .expression_attribute_values(":outbox", AttributeValue::S("OUTBOX#".into()))
+            .expression_attribute_values(":type", AttributeValue::S(detail_type.into()))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .expect("scan outbox");
+        for item in out.items() {
+            if let Some(AttributeValue::S(detail)) = item.get("detail") {
+                details.push(serde_json::from_str(detail).expect("detail JSON"));
+            }
+        }
+        start = out.last_evaluated_key().cloned();
+        if start.is_none() {
+            return details;
+        }
+    }
+}
