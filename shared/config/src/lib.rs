@@ -147,3 +147,5 @@ pub fn dynamo_client_with(
 }
 
 pub use logging::{init_tracing, json_subscriber, log_directives};
+
+pub mod metrics;
