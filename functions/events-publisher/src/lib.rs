@@ -27,6 +27,7 @@
 use aws_sdk_eventbridge::primitives::{DateTime, DateTimeFormat};
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use billing::events::OutboxRecord;
+use billing_config::metrics::Metric;
 use lambda_runtime::{Error, LambdaEvent};
 use serde_json::{Value, json};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -225,6 +226,7 @@ pub async fn publish_until(deps: &Deps, batch: &Value, deadline: Option<Instant>
 }
 
 fn failures(sequence: &str) -> Value {
+    count_failure("EventsPublishRetried", 1);
     json!({"batchItemFailures": [{"itemIdentifier": sequence}]})
 }
 
@@ -364,6 +366,7 @@ async fn dead_letter(
         .await
     {
         Ok(_) => {
+            count_failure("EventsDeadLettered", 1);
             tracing::error!(
                 reason,
                 event_id = record.map(|r| r.event_id.as_str()),
@@ -378,10 +381,9 @@ async fn dead_letter(
     }
 }
 
-/// One line per published event: the template's business metrics are
-/// metric filters on these lines (`detail_type`; `amount_cents`, the
-/// detail's `amount` in integer cents; `token_action` of a token refund).
-/// Nothing about the payer is logged.
+/// One line per published event (INFO, for people), and its business
+/// metrics as an embedded-metric-format line ([`business_metrics`]), which
+/// no log-level setting removes. Nothing about the payer is logged.
 fn log_published(p: &Pending) {
     let (amount_cents, token_action) = metric_fields(&p.record.detail);
     tracing::info!(
@@ -391,6 +393,55 @@ fn log_published(p: &Pending) {
         token_action = token_action.as_deref(),
         "event published"
     );
+    let metrics = business_metrics(&p.record.detail_type, amount_cents, token_action.as_deref());
+    if !metrics.is_empty() {
+        billing_config::metrics::emit(
+            &metrics,
+            &[
+                ("eventId", json!(p.record.event_id)),
+                ("detailType", json!(p.record.detail_type)),
+            ],
+        );
+    }
+}
+
+/// The business metrics (namespace `SkyPanelBilling`) one published event
+/// counts: `Captures` (credits or tokens purchased), `CreditsPurchasedCents`,
+/// `Refunds`, `Reversals`, `Renewals`, `PastDue`, `NeedsReview` (a token
+/// delivery or grant to review, or a token refund whose revoke goes to review).
+pub fn business_metrics(
+    detail_type: &str,
+    amount_cents: Option<i64>,
+    token_action: Option<&str>,
+) -> Vec<Metric<'static>> {
+    let mut metrics = Vec::new();
+    match detail_type {
+        "credits.purchased" => {
+            metrics.push(Metric::count("Captures", 1));
+            metrics.push(Metric {
+                name: "CreditsPurchasedCents",
+                value: amount_cents.unwrap_or(0),
+                unit: "None",
+            });
+        }
+        "tokens.purchased" => metrics.push(Metric::count("Captures", 1)),
+        "refund.completed" => metrics.push(Metric::count("Refunds", 1)),
+        "payment.reversed" => metrics.push(Metric::count("Reversals", 1)),
+        "subscription.renewed" => metrics.push(Metric::count("Renewals", 1)),
+        "subscription.past_due" => metrics.push(Metric::count("PastDue", 1)),
+        _ => {}
+    }
+    if detail_type == "tokens.delivery_needs_review" || token_action == Some("review") {
+        metrics.push(Metric::count("NeedsReview", 1));
+    }
+    metrics
+}
+
+/// A failed publish, as metrics: `EventsPublishRetried` (records handed back
+/// to the stream) or `EventsDeadLettered` (a record that can never be published).
+fn count_failure(name: &'static str, records: usize) {
+    let value = i64::try_from(records).unwrap_or(i64::MAX);
+    billing_config::metrics::emit(&[Metric::count(name, value)], &[]);
 }
 
 /// From an event's `detail` text: its `amount` in cents, its `tokenAction`.
@@ -419,6 +470,33 @@ mod tests {
         let none = json!({"amount": 12.5}).to_string();
         assert_eq!(metric_fields(&none), (None, None));
         assert_eq!(metric_fields("not json"), (None, None));
+    }
+
+    #[test]
+    fn business_metrics_per_event() {
+        let names = |t, cents, action| -> Vec<(&'static str, i64)> {
+            business_metrics(t, cents, action)
+                .into_iter()
+                .map(|m| (m.name, m.value))
+                .collect()
+        };
+        assert_eq!(
+            names("credits.purchased", Some(1250), None),
+            [("Captures", 1), ("CreditsPurchasedCents", 1250)]
+        );
+        assert_eq!(
+            names("tokens.purchased", Some(300), None),
+            [("Captures", 1)]
+        );
+        assert_eq!(
+            names("tokens.delivery_needs_review", None, None),
+            [("NeedsReview", 1)]
+        );
+        assert_eq!(
+            names("refund.completed", Some(250), Some("review")),
+            [("Refunds", 1), ("NeedsReview", 1)]
+        );
+        assert!(names("credits.balance_low", None, None).is_empty());
     }
 
     #[test]
