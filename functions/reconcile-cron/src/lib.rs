@@ -234,6 +234,11 @@ pub fn metrics_line(summary: &RunSummary, at: SystemTime) -> Value {
             Metric::count("ReconciliationHealed", count(summary.healed)),
             Metric::count("ReconciliationErrors", count(summary.errors)),
             Metric::count("ReconciliationChecked", count(summary.checked)),
+            // New this run: pages even while older mismatches are still open.
+            Metric::count("ReconciliationNewMismatches", count(summary.new_mismatches)),
+            // 1 per complete run: a day without one (no run, a failed or a
+            // cut-short run) pages (ReconciliationRunMissingAlarm).
+            Metric::count("ReconciliationRunsComplete", i64::from(summary.complete)),
         ],
         &[("runId", json!(summary.run_id))],
         at,
@@ -284,6 +289,8 @@ mod tests {
     fn metrics_are_embedded_metric_format() {
         let summary = RunSummary {
             mismatches: 2,
+            new_mismatches: 1,
+            complete: true,
             ..RunSummary::default()
         };
         let line = metrics_line(&summary, UNIX_EPOCH + Duration::from_secs(1));
@@ -291,6 +298,11 @@ mod tests {
         assert_eq!(line["_aws"]["Timestamp"], 1000);
         // Kept whatever the function's log level (a line without one is INFO to Lambda).
         assert_eq!(line["level"], billing_config::metrics::METRIC_LEVEL);
+        assert_eq!(line["ReconciliationNewMismatches"], 1);
+        assert_eq!(line["ReconciliationRunsComplete"], 1);
+        let cut_short = RunSummary::default();
+        let line = metrics_line(&cut_short, UNIX_EPOCH);
+        assert_eq!(line["ReconciliationRunsComplete"], 0);
         assert_eq!(
             line["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"],
             "ReconciliationMismatches"
