@@ -52,6 +52,8 @@ pub struct Received {
     pub detail_type: String,
     pub source: String,
     pub detail: Value,
+    /// The envelope's `time` (moto: the entry's `Time` in epoch seconds).
+    pub time: Value,
 }
 
 impl Received {
@@ -63,6 +65,8 @@ impl Received {
 pub struct EventsEnv {
     pub bus: String,
     pub queue_url: String,
+    /// The publisher's dead-letter queue.
+    pub dead_letter_url: String,
     /// The publisher function's client (through `iam`, as `EventsPublisherFunction`).
     pub publisher: events_publisher_fn::Deps,
     /// Local IAM in front of moto, which the publisher goes through.
@@ -92,6 +96,7 @@ impl EventsEnv {
         let mut env = EventsEnv {
             bus: bus.clone(),
             queue_url: String::new(),
+            dead_letter_url: String::new(),
             publisher: events_publisher_fn::Deps::new(publisher_client, &bus),
             iam,
             poller: StreamPoller::new(
@@ -110,6 +115,13 @@ impl EventsEnv {
             .sqs("CreateQueue", json!({"QueueName": format!("q-{id}")}))
             .await;
         env.queue_url = queue["QueueUrl"].as_str().expect("queue url").to_owned();
+        let dlq = env
+            .sqs("CreateQueue", json!({"QueueName": format!("dlq-{id}")}))
+            .await;
+        env.dead_letter_url = dlq["QueueUrl"].as_str().expect("dlq url").to_owned();
+        let dead_letter = env.dead_letter_at(&env.iam.endpoint()).await;
+        env.publisher = events_publisher_fn::Deps::new(env.publisher.client.clone(), &bus)
+            .with_dead_letter(Some(dead_letter));
         let attrs = env
             .sqs(
                 "GetQueueAttributes",
@@ -160,6 +172,21 @@ impl EventsEnv {
         )
     }
 
+    /// The publisher's dead-letter queue through `endpoint` (as `EventsPublisherFunction`).
+    pub async fn dead_letter_at(&self, endpoint: &str) -> events_publisher_fn::DeadLetter {
+        let sdk = function_sdk("events-publisher").await;
+        events_publisher_fn::DeadLetter {
+            client: events_publisher_fn::sqs_client(&sdk, Some(endpoint.to_owned())),
+            queue_url: self.dead_letter_url.clone(),
+        }
+    }
+
+    /// A publisher on this bus with this dead-letter queue, its calls through local IAM.
+    pub fn working_publisher(&self) -> events_publisher_fn::Deps {
+        events_publisher_fn::Deps::new(self.publisher.client.clone(), &self.bus)
+            .with_dead_letter(self.publisher.dead_letter.clone())
+    }
+
     /// Delivers what the stream holds to `publisher` until it is all acknowledged
     /// (or it keeps failing).
     pub async fn publish_with(&mut self, publisher: &events_publisher_fn::Deps) -> Pumped {
@@ -173,7 +200,7 @@ impl EventsEnv {
 
     /// Everything written so far, published with the working publisher.
     pub async fn publish(&mut self) -> Pumped {
-        let publisher = events_publisher_fn::Deps::new(self.publisher.client.clone(), &self.bus);
+        let publisher = self.working_publisher();
         self.publish_with(&publisher).await
     }
 
@@ -184,13 +211,32 @@ impl EventsEnv {
 
     /// Every event in the queue now (received and deleted).
     pub async fn received(&self) -> Vec<Received> {
+        self.drain(&self.queue_url)
+            .await
+            .into_iter()
+            .map(|body| Received {
+                detail_type: body["detail-type"].as_str().unwrap_or_default().to_owned(),
+                source: body["source"].as_str().unwrap_or_default().to_owned(),
+                detail: body["detail"].clone(),
+                time: body["time"].clone(),
+            })
+            .collect()
+    }
+
+    /// Every message in the dead-letter queue now (received and deleted).
+    pub async fn dead_lettered(&self) -> Vec<Value> {
+        self.drain(&self.dead_letter_url).await
+    }
+
+    /// The JSON bodies of every message in `queue_url` (received and deleted).
+    async fn drain(&self, queue_url: &str) -> Vec<Value> {
         let mut all = Vec::new();
         let mut empty_polls = 0;
         while empty_polls < 2 {
             let out = self
                 .sqs(
                     "ReceiveMessage",
-                    json!({"QueueUrl": self.queue_url, "MaxNumberOfMessages": 10, "WaitTimeSeconds": 0}),
+                    json!({"QueueUrl": queue_url, "MaxNumberOfMessages": 10, "WaitTimeSeconds": 0}),
                 )
                 .await;
             let messages = out["Messages"].as_array().cloned().unwrap_or_default();
@@ -201,15 +247,11 @@ impl EventsEnv {
             }
             for message in messages {
                 let body: Value = serde_json::from_str(message["Body"].as_str().unwrap_or("{}"))
-                    .expect("event JSON");
-                all.push(Received {
-                    detail_type: body["detail-type"].as_str().unwrap_or_default().to_owned(),
-                    source: body["source"].as_str().unwrap_or_default().to_owned(),
-                    detail: body["detail"].clone(),
-                });
+                    .expect("message JSON");
+                all.push(body);
                 self.sqs(
                     "DeleteMessage",
-                    json!({"QueueUrl": self.queue_url, "ReceiptHandle": message["ReceiptHandle"]}),
+                    json!({"QueueUrl": queue_url, "ReceiptHandle": message["ReceiptHandle"]}),
                 )
                 .await;
             }
@@ -236,5 +278,35 @@ impl EventsEnv {
         let text = response.text().await.unwrap_or_default();
         assert!(status.is_success(), "SQS {action}: {status} {text}");
         serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+}
+
+/// The `detail` of every outbox item of `detail_type` in `table` (what the
+/// publisher would publish), read straight from the table.
+pub async fn outbox_details(table: &TestTable, detail_type: &str) -> Vec<Value> {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let mut details = Vec::new();
+    let mut start = None;
+    loop {
+        let out = table
+            .client
+            .scan()
+            .table_name(&table.name)
+            .filter_expression("begins_with(pk, :outbox) AND detailType = :type")
+            .expression_attribute_values(":outbox", AttributeValue::S("OUTBOX#".into()))
+            .expression_attribute_values(":type", AttributeValue::S(detail_type.into()))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .expect("scan outbox");
+        for item in out.items() {
+            if let Some(AttributeValue::S(detail)) = item.get("detail") {
+                details.push(serde_json::from_str(detail).expect("detail JSON"));
+            }
+        }
+        start = out.last_evaluated_key().cloned();
+        if start.is_none() {
+            return details;
+        }
     }
 }

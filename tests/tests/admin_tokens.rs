@@ -15,6 +15,15 @@ use tokio::task::JoinSet;
 
 const ADMIN: &str = "77";
 
+/// The `tokens.delivery_needs_review` events the grant `grant_id` committed.
+async fn review_events(api: &TestApi, grant_id: &str) -> Vec<Value> {
+    integration_tests::events::outbox_details(&api.table, "tokens.delivery_needs_review")
+        .await
+        .into_iter()
+        .filter(|d| d["grantId"] == json!(grant_id))
+        .collect()
+}
+
 fn tokens_path(user: &UserId) -> String {
     format!("/api/admin/users/{user}/virtfusion-tokens")
 }
@@ -296,6 +305,13 @@ async fn an_uncertain_grant_goes_to_review_and_is_never_sent_again() {
     assert_eq!(item["adminId"], json!(ADMIN));
     let lines = token_lines(&api, &user).await;
     assert_eq!(lines[0]["status"], json!("needs_review"));
+    // Announced once, with the state change (the retry adds none).
+    let announced = review_events(&api, &grant_id).await;
+    assert_eq!(announced.len(), 1, "{announced:?}");
+    assert_eq!(announced[0]["reason"], json!("uncertain_outcome"));
+    assert_eq!(announced[0]["operation"], json!("grant"));
+    assert_eq!(announced[0]["tokens"], json!(700));
+    assert_eq!(announced[0]["userId"], json!(user.as_str()));
 
     // The admin finds the credit in VirtFusion: granted.
     let resolved = resolve(&api, &grant_id, true).await;
@@ -524,6 +540,9 @@ async fn an_uncertain_removal_goes_to_review() {
     assert_eq!(item["operation"], json!("removal"));
     assert_eq!(item["status"], json!("removal_review"));
     assert_eq!(item["reason"], json!("promo ended"));
+    let announced = review_events(&api, &grant_id).await;
+    assert_eq!(announced.len(), 1, "{announced:?}");
+    assert_eq!(announced[0]["operation"], json!("removal"));
     let other_key = remove(&api, &user, &credit, r#"{"reason": "again"}"#, "rm2").await;
     assert_eq!(other_key.status, 409, "{:?}", other_key.body);
 
@@ -581,6 +600,10 @@ async fn a_claim_left_by_a_dead_lambda_goes_to_review() {
             .iter()
             .any(|i| i["reviewReason"] == json!("claim_abandoned"))
     );
+    let grant_id = retried.body["grantId"].as_str().unwrap_or_default();
+    let announced = review_events(&api, grant_id).await;
+    assert_eq!(announced.len(), 1, "{announced:?}");
+    assert_eq!(announced[0]["reason"], json!("claim_abandoned"));
     assert_eq!(api.virtfusion.request_count(), requests);
 }
 

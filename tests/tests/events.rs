@@ -63,7 +63,12 @@ async fn fund(api: &TestApi, user: &ledger::UserId, amount: &str) {
 async fn published(events: &mut EventsEnv) -> Vec<Received> {
     let pumped = events.publish().await;
     assert_eq!(pumped.failed_batches, 0, "publisher failed");
-    events.received().await
+    let got = events.received().await;
+    for event in &got {
+        // Every event says when its change happened, whenever it is published.
+        assert!(event.detail["occurredAt"].is_string(), "{event:?}");
+    }
+    got
 }
 
 fn of_type(events: &[Received], t: DetailType) -> Vec<&Received> {
@@ -111,6 +116,11 @@ async fn purchases_and_debits_publish_exactly_their_events() {
     assert_eq!(purchased.detail["balance"], json!("12.50"));
     assert_eq!(purchased.detail["orderId"], json!(order_id));
     assert_eq!(purchased.event_id().len(), 36);
+    assert!(
+        purchased.detail["occurredAt"].is_string(),
+        "{:?}",
+        purchased.detail
+    );
 
     // A refused debit (402) publishes nothing.
     let refused = api
@@ -430,4 +440,98 @@ async fn service_charges_and_their_refunds_publish_once_each() {
         ]
     );
     assert_eq!(assert_audit(&api.ledger(), &user).await, usd("100.00"));
+}
+
+/// A stream record of an outbox item (`detail` as given), created at `created_at`.
+fn outbox_record(sequence: &str, event_id: &str, detail: &str, created_at: &str) -> Value {
+    let keys = json!({"pk": {"S": format!("OUTBOX#{event_id}")}, "sk": {"S": "OUTBOX"}});
+    json!({"eventName": "INSERT", "dynamodb": {"SequenceNumber": sequence, "Keys": keys,
+        "NewImage": {
+            "pk": {"S": format!("OUTBOX#{event_id}")}, "sk": {"S": "OUTBOX"},
+            "eventId": {"S": event_id}, "detailType": {"S": "credits.purchased"},
+            "detail": {"S": detail}, "createdAt": {"S": created_at}}}})
+}
+
+#[tokio::test]
+async fn a_poison_record_is_dead_lettered_and_the_rest_of_the_batch_publishes() {
+    let api = TestApi::new().await;
+    let events = EventsEnv::new(&api.table).await;
+    let created = "2026-03-01T10:00:00.000Z";
+    let detail = |id: &str| json!({"eventId": id, "occurredAt": created}).to_string();
+    let huge = json!({"eventId": "c", "note": "x".repeat(300 * 1024)}).to_string();
+    // Not an outbox item (no detailType): today's mapping filter lets it through.
+    let unreadable = json!({"eventName": "INSERT", "dynamodb": {"SequenceNumber": "4",
+        "Keys": {"pk": {"S": "OUTBOX#d"}, "sk": {"S": "OUTBOX"}},
+        "NewImage": {"pk": {"S": "OUTBOX#d"}, "sk": {"S": "OUTBOX"}, "eventId": {"S": "d"}}}});
+    let batch = json!({"Records": [
+        outbox_record("1", "a", &detail("a"), created),
+        outbox_record("2", "b", "{not json", created),
+        outbox_record("3", "c", &huge, created),
+        unreadable,
+        outbox_record("5", "e", &detail("e"), created),
+    ]});
+    let answer = events_publisher_fn::publish(&events.publisher, &batch).await;
+    assert_eq!(answer, json!({"batchItemFailures": []}));
+
+    let got = events.received().await;
+    let mut ids: Vec<&str> = got.iter().map(Received::event_id).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["a", "e"]);
+    // Each entry's Time is the outbox item's createdAt (not when it was published).
+    for event in &got {
+        assert_eq!(event.time, json!("2026-03-01T10:00:00Z"));
+    }
+    let mut dead: Vec<(Value, Value)> = events
+        .dead_lettered()
+        .await
+        .into_iter()
+        .map(|m| (m["reason"].clone(), m["eventId"].clone()))
+        .collect();
+    dead.sort_by_key(|(reason, _)| reason.to_string());
+    assert_eq!(
+        dead,
+        [
+            (json!("MalformedDetail"), json!("b")),
+            (json!("entry_too_large"), json!("c")),
+            (json!("not_an_outbox_item"), Value::Null),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn without_a_dead_letter_queue_a_poison_record_is_retried_not_dropped() {
+    let api = TestApi::new().await;
+    let events = EventsEnv::new(&api.table).await;
+    let publisher = events_publisher_fn::Deps::new(events.publisher.client.clone(), &events.bus);
+    let batch = json!({"Records": [
+        {"eventName": "INSERT", "dynamodb": {"SequenceNumber": "7",
+            "NewImage": {"pk": {"S": "OUTBOX#d"}, "sk": {"S": "OUTBOX"}}}},
+    ]});
+    let answer = events_publisher_fn::publish(&publisher, &batch).await;
+    assert_eq!(
+        answer,
+        json!({"batchItemFailures": [{"itemIdentifier": "7"}]})
+    );
+}
+
+#[tokio::test]
+async fn the_publisher_stops_before_its_deadline_and_reports_the_rest() {
+    let api = TestApi::new().await;
+    let events = EventsEnv::new(&api.table).await;
+    let created = "2026-03-01T10:00:00.000Z";
+    let batch = json!({"Records": [
+        outbox_record("11", "f", &json!({"eventId": "f"}).to_string(), created),
+        outbox_record("12", "g", &json!({"eventId": "g"}).to_string(), created),
+    ]});
+    let answer = events_publisher_fn::publish_until(
+        &events.publisher,
+        &batch,
+        Some(tokio::time::Instant::now()),
+    )
+    .await;
+    assert_eq!(
+        answer,
+        json!({"batchItemFailures": [{"itemIdentifier": "11"}]})
+    );
+    assert!(events.received().await.is_empty());
 }

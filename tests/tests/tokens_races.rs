@@ -263,6 +263,14 @@ async fn a_late_answer_is_waited_for_and_its_credit_corrected_to_what_is_owed() 
     let recorded = order(&api, &order_id).await;
     assert_eq!(recorded.delivery, Some(Delivery::NeedsReview));
     assert!(recorded.credit_id.is_some());
+    // The review it went to is announced, with the state change.
+    let announced =
+        integration_tests::events::outbox_details(&api.table, "tokens.delivery_needs_review").await;
+    assert!(
+        announced.iter().any(|d| d["orderId"] == json!(order_id)
+            && d["reason"] == json!("delivered_after_claim_lost")),
+        "{announced:?}"
+    );
     billing::deliveries::resolve(&ledger, &order_id, Found::Credit(None), "admin-1", &reason)
         .await
         .unwrap();

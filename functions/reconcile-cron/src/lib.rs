@@ -226,30 +226,23 @@ fn log_summary(summary: &RunSummary) {
 
 /// The run's numbers in CloudWatch's embedded metric format (one stdout line).
 pub fn metrics_line(summary: &RunSummary, at: SystemTime) -> Value {
-    let ms = at
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    json!({
-        "_aws": {
-            "Timestamp": ms,
-            "CloudWatchMetrics": [{
-                "Namespace": "SkyPanelBilling",
-                "Dimensions": [[]],
-                "Metrics": [
-                    {"Name": "ReconciliationMismatches", "Unit": "Count"},
-                    {"Name": "ReconciliationHealed", "Unit": "Count"},
-                    {"Name": "ReconciliationErrors", "Unit": "Count"},
-                    {"Name": "ReconciliationChecked", "Unit": "Count"}
-                ]
-            }]
-        },
-        "ReconciliationMismatches": summary.mismatches,
-        "ReconciliationHealed": summary.healed,
-        "ReconciliationErrors": summary.errors,
-        "ReconciliationChecked": summary.checked,
-        "runId": summary.run_id,
-    })
+    use billing_config::metrics::{Metric, emf_line};
+    let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    emf_line(
+        &[
+            Metric::count("ReconciliationMismatches", count(summary.mismatches)),
+            Metric::count("ReconciliationHealed", count(summary.healed)),
+            Metric::count("ReconciliationErrors", count(summary.errors)),
+            Metric::count("ReconciliationChecked", count(summary.checked)),
+            // New this run: pages even while older mismatches are still open.
+            Metric::count("ReconciliationNewMismatches", count(summary.new_mismatches)),
+            // 1 per complete run: a day without one (no run, a failed or a
+            // cut-short run) pages (ReconciliationRunMissingAlarm).
+            Metric::count("ReconciliationRunsComplete", i64::from(summary.complete)),
+        ],
+        &[("runId", json!(summary.run_id))],
+        at,
+    )
 }
 
 #[cfg(test)]
@@ -296,11 +289,20 @@ mod tests {
     fn metrics_are_embedded_metric_format() {
         let summary = RunSummary {
             mismatches: 2,
+            new_mismatches: 1,
+            complete: true,
             ..RunSummary::default()
         };
         let line = metrics_line(&summary, UNIX_EPOCH + Duration::from_secs(1));
         assert_eq!(line["ReconciliationMismatches"], 2);
         assert_eq!(line["_aws"]["Timestamp"], 1000);
+        // Kept whatever the function's log level (a line without one is INFO to Lambda).
+        assert_eq!(line["level"], billing_config::metrics::METRIC_LEVEL);
+        assert_eq!(line["ReconciliationNewMismatches"], 1);
+        assert_eq!(line["ReconciliationRunsComplete"], 1);
+        let cut_short = RunSummary::default();
+        let line = metrics_line(&cut_short, UNIX_EPOCH);
+        assert_eq!(line["ReconciliationRunsComplete"], 0);
         assert_eq!(
             line["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"],
             "ReconciliationMismatches"

@@ -146,4 +146,6 @@ pub fn dynamo_client_with(
     aws_sdk_dynamodb::Client::from_conf(adjust(builder).build())
 }
 
-pub use logging::{init_tracing, json_subscriber, log_directives};
+pub use logging::{init_tracing, json_subscriber, lambda_keeps, log_directives};
+
+pub mod metrics;

@@ -63,16 +63,26 @@ pub fn log_directives(lambda_level: Option<&str>, rust_log: Option<&str>) -> Str
     }
 }
 
+/// Whether Lambda's log-level filtering at `setting` (`ApplicationLogLevel`)
+/// keeps a line of `level` (a missing or unknown level counts as INFO).
+pub fn lambda_keeps(setting: &str, level: &str) -> bool {
+    const ORDER: [&str; 6] = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"];
+    let rank = |l: &str| ORDER.iter().position(|o| o.eq_ignore_ascii_case(l));
+    rank(level).unwrap_or(2) >= rank(setting).unwrap_or(2)
+}
+
 fn builder() -> tracing_subscriber::fmt::SubscriberBuilder<
     tracing_subscriber::fmt::format::JsonFields,
-    tracing_subscriber::fmt::format::Format<tracing_subscriber::fmt::format::Json, ()>,
+    tracing_subscriber::fmt::format::Format<
+        tracing_subscriber::fmt::format::Json,
+        tracing_subscriber::fmt::time::SystemTime,
+    >,
 > {
     tracing_subscriber::fmt()
         .json()
         .with_current_span(true)
         .with_span_list(false)
         .with_target(false)
-        .without_time()
 }
 
 /// The same JSON lines into `writer` (tests read what the functions log,
@@ -161,6 +171,16 @@ mod tests {
         assert_eq!(lines.len(), 1, "{text}");
         let line: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
         assert_eq!(line["level"], "WARN");
+        // An RFC 3339 time, which Lambda's JSON log format reads too.
+        let at = line["timestamp"].as_str().unwrap_or_default();
+        assert!(
+            aws_smithy_types::DateTime::from_str(
+                at,
+                aws_smithy_types::date_time::Format::DateTimeWithOffset
+            )
+            .is_ok(),
+            "{line}"
+        );
         assert_eq!(line["fields"]["message"], "webhook refused");
         assert_eq!(line["fields"]["rejected"], "signature");
         assert_eq!(line["fields"]["count"], 3);

@@ -102,6 +102,17 @@ where
         }
         Err(err) => {
             let _guard = span.enter();
+            if err.status == 500 {
+                // Paged on one (HandledInternalErrorsAlarm), whatever the log level
+                // or the request volume.
+                billing_config::metrics::emit(
+                    &[billing_config::metrics::Metric::count("Handled500", 1)],
+                    &[
+                        ("requestId", serde_json::json!(request_id)),
+                        ("path", serde_json::json!(req.uri().path())),
+                    ],
+                );
+            }
             if err.status >= 500 {
                 tracing::error!(
                     status = err.status,

@@ -19,7 +19,16 @@ const OUTBOX_KEEP_SECONDS: i64 = 14 * 24 * 3600;
 pub(super) fn outbox_put(table: &str, event: &Event) -> Result<TransactWriteItem, LedgerError> {
     let s = |v: &str| AttributeValue::S(v.to_owned());
     let now = time::OffsetDateTime::now_utc();
-    let detail = serde_json::to_string(&event.detail())
+    let created_at = ledger::format_rfc3339(now);
+    // Every event says when its change happened: the emitter's own time when
+    // it gave one, else this write's (the change's transaction).
+    let mut detail = event.detail();
+    if let Value::Object(fields) = &mut detail {
+        fields
+            .entry("occurredAt")
+            .or_insert_with(|| Value::String(created_at.clone()));
+    }
+    let detail = serde_json::to_string(&detail)
         .map_err(|e| LedgerError::corrupt("outbox", e.to_string()))?;
     let mut put = Put::builder()
         .table_name(table)
@@ -29,7 +38,7 @@ pub(super) fn outbox_put(table: &str, event: &Event) -> Result<TransactWriteItem
         .item("source", s(SOURCE))
         .item("detailType", s(event.detail_type().as_str()))
         .item("detail", s(&detail))
-        .item("createdAt", s(&ledger::format_rfc3339(now)))
+        .item("createdAt", s(&created_at))
         .item(
             "expiresAt",
             AttributeValue::N((now.unix_timestamp() + OUTBOX_KEEP_SECONDS).to_string()),

@@ -525,6 +525,19 @@ fn take_page(budget: &AtomicU32) -> bool {
         .is_ok()
 }
 
+/// One subscription's renewal failed: `RenewalFailures` (embedded metric
+/// format, whatever the log level), paged by RenewalFailuresAlarm even when
+/// the run itself goes on and succeeds.
+fn renewal_failed(subscription: &str, error: &str) {
+    billing_config::metrics::emit(
+        &[billing_config::metrics::Metric::count("RenewalFailures", 1)],
+        &[
+            ("subscriptionId", serde_json::json!(subscription)),
+            ("error", serde_json::json!(error)),
+        ],
+    );
+}
+
 fn parse_page(items: Vec<AttrMap>, summary: &mut RenewalSummary) -> Vec<Subscription> {
     let mut subs = Vec::with_capacity(items.len());
     for item in items {
@@ -532,6 +545,7 @@ fn parse_page(items: Vec<AttrMap>, summary: &mut RenewalSummary) -> Vec<Subscrip
             Ok(sub) => subs.push(sub),
             Err(error) => {
                 tracing::error!(%error, "unreadable subscription skipped");
+                renewal_failed("unreadable", &error.to_string());
                 summary.errors += 1;
             }
         }
@@ -622,6 +636,7 @@ async fn process_page(
                 },
                 (sub, Ok(Err(error))) => {
                     tracing::error!(user = %sub.user, subscription = %sub.id, %error, "renewal failed; left for the next run");
+                    renewal_failed(&sub.id, &error.to_string());
                     summary.errors += 1;
                 }
                 (sub, Err(_elapsed)) => {

@@ -262,7 +262,14 @@ async fn claim_lost(
             .remove("deliveryClaimedAt");
         let changed =
             calls.added.is_some() || calls.removed.is_some() || !calls.strays_removed.is_empty();
+        // The review is announced in the same transaction as the state change.
+        let mut events = Vec::new();
         if changed {
+            events.push(needs_review(
+                &order,
+                &format!("lost#{claim}"),
+                "delivered_after_claim_lost",
+            ));
             tracing::error!(
                 order_id,
                 "VirtFusion changed for a delivery whose claim was lost; to review"
@@ -304,7 +311,7 @@ async fn claim_lost(
                 update = update.set_s("reviewReason", "delivered_after_claim_lost");
             }
         }
-        if update.run(ledger).await? || !changed {
+        if update.run_with(ledger, &events).await? || !changed {
             let order = crate::orders::load(ledger, order_id)
                 .await?
                 .ok_or(BillingError::NotFound("Order"))?;

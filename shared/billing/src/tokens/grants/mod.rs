@@ -31,6 +31,7 @@ mod store;
 
 pub use store::{GrantState, Removal, TokenGrant, load as load_grant};
 
+use crate::events::{DetailType, Event};
 use crate::idempotency::{Existing, IdempotencyKey, StoredResponse};
 use crate::purchases::{ADMIN_ADD, ADMIN_REMOVE, AdminLine, TokenPurchase};
 use crate::{BillingError, Reason};
@@ -252,6 +253,7 @@ async fn settle_grant(
                 update.item(table)?,
                 store::line_item(table, &grant.user, &line)?,
                 key.complete_item(table, &response)?,
+                review_event(grant, "grant", "uncertain_outcome").item(table)?,
             ];
             if store::write(ledger, items).await? {
                 return Ok(response);
@@ -385,6 +387,7 @@ async fn settle_removal(
                 update.item(table)?,
                 store::line_item(table, &grant.user, &line)?,
                 key.complete_item(table, &response)?,
+                review_event(grant, "removal", "uncertain_outcome").item(table)?,
             ];
             if store::write(ledger, items).await? {
                 return Ok(response);
@@ -478,16 +481,18 @@ fn is_stale(grant: &TokenGrant, now: time::OffsetDateTime) -> bool {
 /// line, never sent again. `false` when the claim moved on meanwhile.
 async fn abandon(ledger: &Ledger, grant: &TokenGrant) -> Result<bool, BillingError> {
     let table = ledger.table();
-    let (to, line, line_attribute) = match grant.state {
+    let (to, line, line_attribute, operation) = match grant.state {
         GrantState::Sending => (
             GrantState::NeedsReview,
             grant_line(grant, None, "needs_review"),
             "historySk",
+            "grant",
         ),
         GrantState::Removing => (
             GrantState::RemovalReview,
             removal_line(grant, "needs_review"),
             "removalHistorySk",
+            "removal",
         ),
         _ => return Ok(false),
     };
@@ -499,6 +504,7 @@ async fn abandon(ledger: &Ledger, grant: &TokenGrant) -> Result<bool, BillingErr
         vec![
             update.item(table)?,
             store::line_item(table, &grant.user, &line)?,
+            review_event(grant, operation, "claim_abandoned").item(table)?,
         ],
     )
     .await?;
@@ -506,6 +512,27 @@ async fn abandon(ledger: &Ledger, grant: &TokenGrant) -> Result<bool, BillingErr
         tracing::error!(grant_id = %grant.id, "stale VirtFusion grant claim moved to review");
     }
     Ok(moved)
+}
+
+/// `tokens.delivery_needs_review` of an admin grant (`operation`: `grant`
+/// or `removal`) going to review: once per claim that ended there (its key
+/// names the claim), committed with the state change.
+fn review_event(grant: &TokenGrant, operation: &str, reason: &str) -> Event {
+    let claim = grant.claim.as_deref().or(grant.claimed_at.as_deref());
+    Event::new(
+        DetailType::TokensDeliveryNeedsReview,
+        &format!(
+            "{}#{operation}#{}",
+            store::grant_pk(&grant.id),
+            claim.unwrap_or_default()
+        ),
+        &grant.user,
+    )
+    .text("grantId", &grant.id)
+    .text("operation", operation)
+    .value("tokens", grant.tokens.get())
+    .text("adminId", &grant.admin_id)
+    .text("reason", reason)
 }
 
 /// Claims left by requests whose Lambda died, among the keys of the
