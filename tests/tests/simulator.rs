@@ -107,6 +107,11 @@ async fn money_is_conserved_across_random_lifecycles() {
     while let Some(done) = tasks.join_next().await {
         let (index, world_seed, users, steps, outcome) = done.expect("world task");
         if let Err(failure) = outcome {
+            // Said at once: a long run's first failure is worth replaying now.
+            println!(
+                "simulator: world {index} failed {} (replay: SIM_SEED={world_seed}                  SIM_LIFECYCLES={users} SIM_WORLD_SIZE={users}): {}",
+                failure.at, failure.error
+            );
             failures.push((index, world_seed, users, steps, failure));
         }
         finished += 1;
