@@ -874,3 +874,50 @@ async fn paypal_down_fails_the_run_with_a_named_error_and_moves_nothing() {
     assert_eq!(run(&api).await["healed"], 1);
     assert_eq!(assert_audit(&api.ledger(), &user).await, usd("3.00"));
 }
+
+/// A pending refund that PayPal then failed, whose `PAYMENT.REFUND.FAILED`
+/// webhook was lost: Transaction Search lists it denied (`D`), so
+/// reconciliation applies the failure and the pending refund's money comes
+/// back, once (found by the simulator, seed 5212919827310436867).
+#[tokio::test]
+async fn a_pending_refund_failed_at_paypal_whose_webhook_was_lost_is_given_back() {
+    use billing::refunds::{Movement, RefundReport, RefundSource, RefundState, apply_refund};
+    let api = TestApi::new().await;
+    let ledger = api.ledger();
+    let paypal = api.payments.paypal().await.unwrap();
+    let (order, capture, user) = bought(&api, "20").await;
+    api.paypal.set_pending_refunds(true, Some(1));
+    let refund = paypal
+        .refund_capture(&capture, Some(usd("7.00")), "dash-pending", None)
+        .await
+        .unwrap();
+    let pending = RefundReport {
+        refund_id: refund.id.clone(),
+        amount: usd("7.00"),
+        currency: "USD".into(),
+        state: RefundState::Pending,
+        movement: Movement::Refund,
+    };
+    apply_refund(&ledger, None, &order, &pending, &RefundSource::PayPal)
+        .await
+        .unwrap();
+    assert_eq!(assert_audit(&ledger, &user).await, usd("13.00"));
+    // PayPal fails it; its webhook never arrives.
+    assert!(
+        api.paypal
+            .settle_refund(&refund.id, devstack::paypal::RefundSettlement::Failed)
+    );
+
+    let first = run(&api).await;
+    assert_eq!(first["healedRefunds"], 1, "{first}");
+    assert_eq!(first["mismatches"], 0, "{first}");
+    assert_eq!(assert_audit(&ledger, &user).await, usd("20.00"));
+    let record = billing::refunds::load_refund(&ledger, &refund.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.state, RefundState::Failed);
+    let again = run(&api).await;
+    assert_eq!(again["healed"], 0, "{again}");
+    assert_eq!(assert_audit(&ledger, &user).await, usd("20.00"));
+}

@@ -51,6 +51,10 @@ pub enum Verdict {
     SettleCapture(Box<OrderRecord>),
     /// Apply this refund or reversal through the webhook's path.
     ApplyRefund,
+    /// PayPal denied (failed) a refund the ledger holds as pending: apply
+    /// its failure through the webhook's path (what the pending refund took
+    /// is given back), as the lost `PAYMENT.REFUND.FAILED` would have.
+    FailRefund,
     /// A chargeback reversal (`T1202`, the dispute won): restore the
     /// reversal of its capture through the webhook's dispute path.
     RestoreReversal,
@@ -150,8 +154,16 @@ pub fn judge_payment(txn: &ReportedTransaction, order: Option<&OrderRecord>) -> 
 
 /// A refund or reversal line against its refund record (if applied).
 pub fn judge_refund(txn: &ReportedTransaction, seen: Option<&store::RefundSeen>) -> Verdict {
+    if txn.status == TransactionStatus::Denied
+        && txn.kind != paypal::TransactionKind::Reversal
+        && seen.is_some_and(|s| s.status.as_deref() == Some("pending"))
+    {
+        // Its failure webhook was lost: the pending refund still holds money.
+        return Verdict::FailRefund;
+    }
     if txn.status != TransactionStatus::Success {
-        // Pending refunds are followed by the after-purchase flow; denied ones moved nothing.
+        // Pending refunds are followed by the after-purchase flow; denied ones
+        // not held as pending here moved nothing.
         return Verdict::Wait;
     }
     if txn.currency != "USD" {

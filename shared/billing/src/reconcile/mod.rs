@@ -425,7 +425,7 @@ pub async fn run(
                     }
                 }
             }
-            Verdict::ApplyRefund | Verdict::RestoreReversal => {}
+            Verdict::ApplyRefund | Verdict::FailRefund | Verdict::RestoreReversal => {}
         }
     }
 
@@ -436,12 +436,16 @@ pub async fn run(
             Verdict::InSync => {}
             Verdict::Wait => summary.pending += 1,
             Verdict::Mismatch(finding) => findings.push(*finding),
-            Verdict::ApplyRefund => {
+            verdict @ (Verdict::ApplyRefund | Verdict::FailRefund) => {
                 if Instant::now() >= deadline {
                     complete = false;
                     continue;
                 }
-                match heal_refund(ledger, paypal, virtfusion, txn).await {
+                let status = match verdict {
+                    Verdict::FailRefund => RefundStatus::Failed,
+                    _ => RefundStatus::Completed,
+                };
+                match heal_refund(ledger, paypal, virtfusion, txn, status).await {
                     Ok(Some(true)) => {
                         summary.healed += 1;
                         summary.healed_refunds += 1;
@@ -511,7 +515,10 @@ pub async fn run(
                         }
                     }
                 }
-                Verdict::Wait | Verdict::ApplyRefund | Verdict::SettleCapture(_) => {
+                Verdict::Wait
+                | Verdict::ApplyRefund
+                | Verdict::FailRefund
+                | Verdict::SettleCapture(_) => {
                     summary.pending += 1;
                 }
             }
@@ -663,10 +670,11 @@ async fn heal_refund(
     paypal: &PayPalClient,
     virtfusion: Option<&VirtFusionClient>,
     txn: &ReportedTransaction,
+    status: RefundStatus,
 ) -> Result<Option<bool>, BillingError> {
     let refund = paypal::Refund {
         id: txn.id.clone(),
-        status: RefundStatus::Completed,
+        status,
         amount: txn.amount,
         currency: txn.currency.clone(),
         capture_id: txn.reference_id.clone(),
