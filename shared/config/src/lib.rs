@@ -111,9 +111,23 @@ pub fn local_identity() -> Option<String> {
     env_opt("AWS_LAMBDA_FUNCTION_NAME")
 }
 
+/// The access key id a function named `name` signs with locally: its name
+/// without what DynamoDB Local 2.x refuses in a key (anything but A–Z, a–z,
+/// 0–9; it answers `UnrecognizedClientException`): `renewal-cron` →
+/// `renewalcron`, which local IAM maps back to the function.
+pub fn local_access_key(name: &str) -> String {
+    name.chars().filter(char::is_ascii_alphanumeric).collect()
+}
+
 fn local_credentials(identity: &str) -> aws_sdk_dynamodb::config::SharedCredentialsProvider {
     use aws_sdk_dynamodb::config::{Credentials, SharedCredentialsProvider};
-    SharedCredentialsProvider::new(Credentials::new(identity, "local", None, None, "local-iam"))
+    SharedCredentialsProvider::new(Credentials::new(
+        local_access_key(identity),
+        "local",
+        None,
+        None,
+        "local-iam",
+    ))
 }
 
 /// `sdk` signing as the function `binary` when local IAM credentials are on

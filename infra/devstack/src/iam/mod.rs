@@ -127,6 +127,11 @@ impl Policies {
                 .and_then(Value::as_str)
             {
                 policies.binaries.insert(binary.to_owned(), id.to_owned());
+                // The access key a function signs with locally: DynamoDB
+                // Local 2.x accepts only letters and digits in it.
+                policies
+                    .binaries
+                    .insert(local_access_key(binary), id.to_owned());
             }
             policies.functions.insert(id.to_owned(), statements);
         }
@@ -260,6 +265,14 @@ fn resolve(template: &Template, value: &Value) -> Result<Vec<String>, String> {
         }
         other => Err(format!("unsupported Resource {other:?}")),
     }
+}
+
+/// The access key id a function named `name` signs with locally: its name
+/// without what DynamoDB Local refuses in a key (anything but A–Z, a–z,
+/// 0–9): `renewal-cron` → `renewalcron`. The same rule as
+/// `billing_config::local_access_key`.
+pub fn local_access_key(name: &str) -> String {
+    name.chars().filter(char::is_ascii_alphanumeric).collect()
 }
 
 fn resource_type<'a>(template: &'a Template, logical_id: &str) -> Option<&'a str> {

@@ -203,6 +203,16 @@ Resources:
 fn reads_the_projects_template() {
     let p = Policies::load().unwrap();
     assert_eq!(p.function_of("balance"), Some("BalanceFunction"));
+    // What a function signs with locally (DynamoDB Local 2.x refuses a `-`
+    // in an access key id: UnrecognizedClientException).
+    assert_eq!(
+        p.function_of(&super::local_access_key("renewal-cron")),
+        Some("RenewalCronFunction")
+    );
+    assert_eq!(
+        super::local_access_key("renewal-cron"),
+        billing_config::local_access_key("renewal-cron")
+    );
     let read = dynamo("GetItem", json!({"TableName": "billing"}));
     assert!(p.check("BalanceFunction", &read).is_ok());
     let write = dynamo("PutItem", json!({"TableName": "billing"}));
