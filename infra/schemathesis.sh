@@ -43,6 +43,10 @@ export EMULATOR_PORT=${ST_EMULATOR_PORT:-$(free_port)}
 export VIRTFUSION_PORT=${ST_VIRTFUSION_PORT:-$(free_port)}
 export PAYPAL_PORT=${ST_PAYPAL_PORT:-$(free_port)}
 export WEB_PORT=${ST_WEB_PORT:-$(free_port)}
+# Only the page's own origin (run.sh allows localhost too by default): the
+# browser tests check that another origin (the same page on localhost) is
+# refused.
+export FRONTEND_ORIGIN=${FRONTEND_ORIGIN:-http://127.0.0.1:$WEB_PORT}
 export DYNAMODB_IAM_PORT=$(free_port) MOTO_IAM_PORT=$(free_port)
 export DEVSTACK_RELOAD=0
 export BILLING_TABLE="schemathesis-$(date +%s)-$$"
